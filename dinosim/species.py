@@ -1,0 +1,48 @@
+"""The species dinosim knows and where each one's code and configs live.
+
+This module is import-light (standard library only): the CLI and the config validator read it on every call.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Species:
+    """One animal: its Gymnasium id, env class location and per-stage config files."""
+
+    name: str
+    env_id: str
+    env_module: str  # dotted module path under the dinosim package, e.g. "dinosim.envs.velociraptor"
+    env_class: str
+    behaviour: str  # the stage-3 skill: "strike", "bite" or "food_reach"
+
+    @property
+    def stage_files(self) -> tuple[str, str, str]:
+        return ("stage1_balance.toml", "stage2_locomotion.toml", f"stage3_{self.behaviour}.toml")
+
+
+SPECIES: dict[str, Species] = {
+    "velociraptor": Species(
+        "velociraptor", "dinosim/Velociraptor-v0", "dinosim.envs.velociraptor", "VelociraptorEnv", "strike"
+    ),
+    "trex": Species("trex", "dinosim/TRex-v0", "dinosim.envs.trex", "TRexEnv", "bite"),
+    "brachiosaurus": Species(
+        "brachiosaurus", "dinosim/Brachiosaurus-v0", "dinosim.envs.brachiosaurus", "BrachiosaurusEnv", "food_reach"
+    ),
+}
+
+STAGES: tuple[int, ...] = (1, 2, 3)
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+CONFIGS_DIR = PACKAGE_DIR.parent / "configs"
+
+
+def module_source_path(dotted: str) -> Path:
+    """Path of a dinosim module's source file, found without importing it."""
+    parts = dotted.split(".")
+    if parts[0] != "dinosim":
+        raise ValueError(f"not a dinosim module: {dotted}")
+    return PACKAGE_DIR.joinpath(*parts[1:]).with_suffix(".py")
