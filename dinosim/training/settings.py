@@ -39,12 +39,12 @@ class CurriculumSettings:
 class ScheduleSettings:
     """Keys we accept in `[ppo]`/`[sac]` beyond the SB3 constructor: learning-rate and clip-range schedules."""
 
-    learning_rate_end: Optional[float] = None  # decay learning_rate to this value over the stage
-    lr_schedule: str = "constant"  # "constant", "linear" or "cosine" (linear/cosine need learning_rate_end)
+    learning_rate_end: Optional[float] = None  # decay learning_rate to this value over the stage (unset: constant)
+    lr_schedule: str = "linear"  # shape of the decay to learning_rate_end: "linear" or "cosine"
     clip_range_end: Optional[float] = None  # PPO only: decay clip_range linearly to this value
 
 
-LR_SCHEDULES = ("constant", "linear", "cosine")
+LR_SCHEDULES = ("linear", "cosine")
 
 
 def field_comments(cls: type) -> dict[str, str]:

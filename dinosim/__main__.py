@@ -1,0 +1,5 @@
+"""`python -m dinosim` runs the CLI."""
+
+from dinosim.cli import main
+
+main()

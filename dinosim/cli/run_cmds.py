@@ -1,0 +1,204 @@
+"""`train`, `curriculum`, `resume`, `evaluate` and `audit`: validate everything, then call the training code.
+
+Training modules (torch, SB3) are imported only after the config validated and only when not ``--dry-run``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+from pathlib import Path
+from typing import Any, Optional
+
+import click
+
+from dinosim.config.overrides import extract_override_tokens
+from dinosim.config.resolve import ALGORITHMS, VEC_ENVS, RunConfig, resolve_run
+from dinosim.errors import DinosimError
+from dinosim.species import SPECIES, STAGES
+from dinosim.training.request import RunRequest, WandbOptions
+
+DEFAULT_N_ENVS = 4  # DummyVecEnv with 4 envs: see the README's "Defaults chosen by measurement"
+
+
+class OverrideCommand(click.Command):
+    """A command that accepts overrides anywhere: ``--override K=V [K=V ...]`` (repeatable) and ``--sec.key=V``."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        overrides, rest = extract_override_tokens(args)
+        ctx.meta["dinosim.overrides"] = overrides
+        return super().parse_args(ctx, rest)
+
+    def format_options(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        super().format_options(ctx, formatter)
+        with formatter.section("Overrides"):
+            formatter.write_text(
+                "--override section.key=value [more ...] (repeatable), N.section.key=value or "
+                "stageN.section.key=value for one stage, or --section.key=value. Values are TOML or Python "
+                "literals (3, 2e-4, true, [256, 256], \"text\"); anything else is a string. "
+                "`dinosim config keys` lists the keys."
+            )
+
+
+def _parse_stages(text: str) -> tuple[int, ...]:
+    """``"1-3"`` -> (1, 2, 3); ``"2"`` -> (2,); ``"1,3"`` -> (1, 3)."""
+    match = re.fullmatch(r"\s*(\d+)\s*-\s*(\d+)\s*", text)
+    if match:
+        first, last = int(match.group(1)), int(match.group(2))
+        if first > last:
+            raise DinosimError(f"--stages {text!r}: first stage is after the last")
+        stages = tuple(range(first, last + 1))
+    elif re.fullmatch(r"\s*\d+(\s*,\s*\d+)*\s*", text):
+        stages = tuple(int(s) for s in text.split(","))
+        if list(stages) != sorted(set(stages)):
+            raise DinosimError(f"--stages {text!r}: list stages once each, in increasing order")
+    else:
+        raise DinosimError(f"--stages {text!r}: expected a range like 1-3 or a list like 1,2")
+    for stage in stages:
+        if stage not in STAGES:
+            raise DinosimError(f"--stages {text!r}: stage {stage} is out of range ({STAGES[0]}-{STAGES[-1]})")
+    return stages
+
+
+def _run_options(func: Any) -> Any:
+    options = [
+        click.option("--species", type=click.Choice(sorted(SPECIES)), default="velociraptor", show_default=True),
+        click.option("--algorithm", type=click.Choice(ALGORITHMS), default="ppo", show_default=True),
+        click.option("--timesteps", type=click.IntRange(min=1), default=None,
+                     help="Steps per stage [default: the stage's curriculum.timesteps]."),
+        click.option("--n-envs", type=click.IntRange(min=1), default=DEFAULT_N_ENVS, show_default=True,
+                     help="Parallel training environments."),
+        click.option("--vec-env", type=click.Choice(VEC_ENVS), default="dummy", show_default=True,
+                     help="dummy: one process; subproc: one process per env."),
+        click.option("--seed", type=int, default=0, show_default=True),
+        click.option("--run-dir", type=click.Path(path_type=Path, file_okay=False), default=None,
+                     help="Run folder [default: runs/<species>/<YYYYmmdd-HHMMSS>[-NAME]]."),
+        click.option("--name", default=None, help="Suffix of the run folder's name."),
+        click.option("--init-from", type=click.Path(path_type=Path, exists=True, file_okay=False), default=None,
+                     help="Warm-start from a previous run (or stage) folder's best model."),
+        click.option("--strict-gates", is_flag=True, help="Stop when a stage's budget ends before its gate passes."),
+        click.option("--skip-if", "skip_if", multiple=True, metavar="EXPR",
+                     help='Skip the run (exit 0) when EXPR holds, e.g. "ppo.learning_rate > 5e-4 and ppo.n_epochs > 8".'),
+        click.option("--dry-run", is_flag=True, help="Print the resolved config as TOML and exit."),
+        click.option("--progress/--no-progress", default=True, show_default=True, help="Progress bar on a TTY."),
+        click.option("--wandb", "use_wandb", is_flag=True, help="Log to Weights & Biases (offline without login)."),
+        click.option("--wandb-project", default="dinosim", show_default=True),
+        click.option("--wandb-group", default=None),
+        click.option("--wandb-tags", default="", help="Comma-separated tags."),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def _start(ctx: click.Context, command: str, stages: tuple[int, ...], opts: dict[str, Any]) -> int:
+    overrides = ctx.meta.get("dinosim.overrides", [])
+    config = resolve_run(
+        opts["species"], opts["algorithm"], stages, overrides,
+        seed=opts["seed"], n_envs=opts["n_envs"], vec_env=opts["vec_env"],
+    )
+    skip_reason = _skip_reason(config, opts["skip_if"])
+    if opts["dry_run"]:
+        click.echo(config.to_toml(), nl=False)
+        if skip_reason:
+            click.echo(f"# would be skipped: {skip_reason}")
+        return 0
+    if skip_reason:
+        click.echo(f"skipped: {skip_reason}")
+        return 0
+    wandb = WandbOptions(
+        enabled=opts["use_wandb"] or bool(os.environ.get("WANDB_SWEEP_ID")),
+        project=opts["wandb_project"], group=opts["wandb_group"],
+        tags=tuple(t.strip() for t in opts["wandb_tags"].split(",") if t.strip()),
+    )
+    request = RunRequest(
+        command=command, config=config, timesteps=opts["timesteps"], run_dir=opts["run_dir"], name=opts["name"],
+        init_from=opts["init_from"], strict_gates=opts["strict_gates"], progress=opts["progress"],
+        argv=list(sys.argv), wandb=wandb,
+    )
+    from dinosim.training.runner import run
+
+    return run(request)
+
+
+def _skip_reason(config: RunConfig, expressions: tuple[str, ...]) -> Optional[str]:
+    """The first ``--skip-if`` expression that holds for ``config``, or None."""
+    if not expressions:
+        return None
+    from dinosim.sweeps.constraints import first_violated
+
+    return first_violated(expressions, config)
+
+
+@click.command(cls=OverrideCommand)
+@click.option("--stage", type=click.IntRange(STAGES[0], STAGES[-1]), required=True, help="Stage to train.")
+@_run_options
+@click.pass_context
+def train(ctx: click.Context, stage: int, **opts: Any) -> int:
+    """Train one stage of one species."""
+    return _start(ctx, "train", (stage,), opts)
+
+
+@click.command(cls=OverrideCommand)
+@click.option("--stages", "stages_text", default="1-3", show_default=True, help="Stages to run, e.g. 1-3 or 2-3.")
+@_run_options
+@click.pass_context
+def curriculum(ctx: click.Context, stages_text: str, **opts: Any) -> int:
+    """Run the stages in order, advancing when a stage's gate passes (or its budget ends)."""
+    return _start(ctx, "curriculum", _parse_stages(stages_text), opts)
+
+
+@click.command()
+@click.argument("run_dir", type=click.Path(path_type=Path))
+@click.option("--progress/--no-progress", default=True, show_default=True)
+def resume(run_dir: Path, progress: bool) -> int:
+    """Continue an interrupted `train` or `curriculum` run from its last checkpoint."""
+    from dinosim.training.runner import resume as resume_run
+
+    return resume_run(run_dir, progress=progress)
+
+
+@click.command()
+@click.argument("run_dir", type=click.Path(path_type=Path))
+@click.option("--stage", type=click.IntRange(STAGES[0], STAGES[-1]), default=None,
+              help="Stage to evaluate [default: the last trained stage].")
+@click.option("--episodes", type=click.IntRange(min=1), default=10, show_default=True)
+@click.option("--deterministic/--stochastic", default=True, show_default=True)
+@click.option("--gif", type=click.Path(path_type=Path, dir_okay=False), default=None,
+              help="Also render the episodes to this .gif (or .mp4).")
+def evaluate(run_dir: Path, stage: Optional[int], episodes: int, deterministic: bool, gif: Optional[Path]) -> int:
+    """Evaluate a run's policy: return, length, success rate and every reward component."""
+    from dinosim.training.runner import evaluate as evaluate_run
+
+    return evaluate_run(run_dir, stage, episodes, deterministic, gif)
+
+
+@click.command()
+@click.option("--species", type=click.Choice(sorted(SPECIES)), default=None, help="[default: all]")
+@click.option("--stage", type=click.IntRange(STAGES[0], STAGES[-1]), default=None, help="[default: all]")
+@click.option("--episodes", type=click.IntRange(min=1), default=20, show_default=True,
+              help="Episodes per policy and seed.")
+@click.option("--seeds", default="0,1,2", show_default=True, help="Comma-separated seeds.")
+def audit(species: Optional[str], stage: Optional[int], episodes: int, seeds: str) -> int:
+    """Check that a zero-action and a random policy pass no stage gate (exit 1 if one does)."""
+    try:
+        seed_list = tuple(int(s) for s in seeds.split(","))
+    except ValueError:
+        raise DinosimError(f"--seeds {seeds!r}: expected comma-separated integers") from None
+    species_list = [species] if species else list(SPECIES)
+    stages = [stage] if stage else list(STAGES)
+    configs = {s: resolve_run(s, "ppo", stages) for s in species_list}
+    from dinosim.envs.audit import format_audit_table, run_audit
+
+    rows = []
+    for name, config in configs.items():
+        for st in stages:
+            cur = config.curriculum(st)
+            gate = {"min_avg_reward": cur.min_avg_reward, "min_avg_episode_length": cur.min_avg_episode_length,
+                    "min_success_rate": cur.min_success_rate}
+            rows += run_audit(name, st, config.env_kwargs(st), gate, episodes=episodes, seeds=seed_list)
+    click.echo(format_audit_table(rows))
+    passed = sum(1 for r in rows if r.passed)
+    click.echo(f"{passed} of {len(rows)} baseline policies pass their stage gate")
+    return 1 if passed else 0

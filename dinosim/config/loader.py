@@ -1,0 +1,39 @@
+"""Read a stage's TOML file; syntax errors name the file and line."""
+
+from __future__ import annotations
+
+import re
+import sys
+from pathlib import Path
+from typing import Any
+
+from dinosim.errors import ConfigError
+from dinosim.species import CONFIGS_DIR, SPECIES
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+
+def read_toml(path: Path) -> dict[str, Any]:
+    """Parse a TOML file. Raises ConfigError ``<path>:<line>: <reason>`` on a missing file or bad syntax."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: config file not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read config file ({exc})") from None
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        message = str(exc)
+        match = re.search(r"\(at line (\d+), column (\d+)\)", message)
+        reason = message[: match.start()].strip() if match else message
+        where = f"{path}:{match.group(1)}:{match.group(2)}" if match else str(path)
+        raise ConfigError(f"{where}: TOML syntax error: {reason}") from None
+
+
+def stage_file(species: str, stage: int, config_dir: Path = CONFIGS_DIR) -> Path:
+    """The committed config file of a species' stage."""
+    return config_dir / species / SPECIES[species].stage_files[stage - 1]

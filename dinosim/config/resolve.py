@@ -1,0 +1,263 @@
+"""Resolve the configuration of a run: committed TOML per stage + overrides -> validated :class:`RunConfig`.
+
+Data flow: ``read_toml`` each stage file -> check every section/key/type against :mod:`dinosim.config.schema` ->
+apply overrides (global first, then stage-scoped) -> fill defaults from the consuming code -> cross-field checks.
+Every problem raises :class:`ConfigError` with one line naming the file/override and key.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+from dinosim.config.loader import read_toml, stage_file
+from dinosim.config.overrides import Override, ordered_for_application, parse_overrides
+from dinosim.config.schema import ALGORITHM_SECTIONS, NO_DEFAULT, SECTIONS, KeySpec, section_keys
+from dinosim.config.toml_writer import dumps
+from dinosim.config.validate import coerce, did_you_mean, unknown_key
+from dinosim.errors import ConfigError
+from dinosim.species import CONFIGS_DIR, SPECIES, STAGES
+from dinosim.training.settings import LR_SCHEDULES, CurriculumSettings, ScheduleSettings
+
+ALGORITHMS = ALGORITHM_SECTIONS
+VEC_ENVS = ("dummy", "subproc")
+_SCHEDULE_KEYS = {f.name for f in fields(ScheduleSettings)}
+
+
+@dataclass
+class RunConfig:
+    """The validated configuration of every stage a command runs, plus run-wide settings."""
+
+    species: str
+    algorithm: str
+    stages: tuple[int, ...]
+    seed: int
+    n_envs: int
+    vec_env: str
+    stage_configs: dict[int, dict[str, dict[str, Any]]]
+    overrides: tuple[str, ...] = ()
+
+    def section(self, stage: int, name: str) -> dict[str, Any]:
+        return self.stage_configs[stage].get(name, {})
+
+    def algo_kwargs(self, stage: int) -> dict[str, Any]:
+        """Constructor kwargs of the chosen algorithm: its section (for tqc/crossq, ``[sac]`` keys that the
+        constructor accepts, then their own section) without schedule keys and unset values."""
+        own = self.section(stage, self.algorithm)
+        if self.algorithm in ("tqc", "crossq"):
+            valid = section_keys(self.algorithm, self.species)
+            merged = {k: v for k, v in self.section(stage, "sac").items() if k in valid}
+            merged.update(own)
+            own = merged
+        return {k: copy.deepcopy(v) for k, v in own.items() if k not in _SCHEDULE_KEYS and v is not None}
+
+    def schedule(self, stage: int) -> ScheduleSettings:
+        own = self.section(stage, self.algorithm if self.algorithm == "ppo" else "sac")
+        if self.algorithm in ("tqc", "crossq"):
+            own = {**own, **self.section(stage, self.algorithm)}
+        return ScheduleSettings(**{k: own[k] for k in _SCHEDULE_KEYS if k in own})
+
+    def curriculum(self, stage: int) -> CurriculumSettings:
+        return CurriculumSettings(**self.section(stage, "curriculum"))
+
+    def env_kwargs(self, stage: int) -> dict[str, Any]:
+        return copy.deepcopy(self.section(stage, "env"))
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data: ``{"run": {...}, "stage1": {"ppo": {...}, ...}, ...}`` (the layout of :meth:`to_toml`)."""
+        data: dict[str, Any] = {"run": {
+            "species": self.species, "algorithm": self.algorithm, "stages": list(self.stages),
+            "seed": self.seed, "n_envs": self.n_envs, "vec_env": self.vec_env, "overrides": list(self.overrides),
+        }}
+        for stage in self.stages:
+            data[f"stage{stage}"] = copy.deepcopy(self.stage_configs[stage])
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "RunConfig":
+        run = data["run"]
+        stages = tuple(int(s) for s in run["stages"])
+        return cls(
+            species=run["species"], algorithm=run["algorithm"], stages=stages, seed=int(run["seed"]),
+            n_envs=int(run["n_envs"]), vec_env=run["vec_env"],
+            stage_configs={s: copy.deepcopy(data[f"stage{s}"]) for s in stages},
+            overrides=tuple(run.get("overrides", ())),
+        )
+
+    def to_toml(self) -> str:
+        """TOML that ``tomllib`` parses: a ``[run]`` table and ``[stageN.<section>]`` tables (unset values left out)."""
+        return dumps(self.to_dict())
+
+
+def resolve_run(
+    species: str,
+    algorithm: str,
+    stages: Sequence[int],
+    overrides: Sequence[str] = (),
+    *,
+    seed: int = 0,
+    n_envs: int = 4,
+    vec_env: str = "dummy",
+    config_dir: Path = CONFIGS_DIR,
+) -> RunConfig:
+    """Load, override, validate and complete the config of ``stages``. Raises ConfigError on any problem."""
+    if species not in SPECIES:
+        raise ConfigError(f"unknown species {species!r}{did_you_mean(species, SPECIES)}")
+    if algorithm not in ALGORITHMS:
+        raise ConfigError(f"unknown algorithm {algorithm!r}{did_you_mean(algorithm, ALGORITHMS)}")
+    if vec_env not in VEC_ENVS:
+        raise ConfigError(f"unknown vec env {vec_env!r}: choose from {', '.join(VEC_ENVS)}")
+    if n_envs < 1:
+        raise ConfigError(f"n_envs must be at least 1, got {n_envs}")
+    for stage in stages:
+        if stage not in STAGES:
+            raise ConfigError(f"stage {stage} is out of range: stages are {STAGES[0]}-{STAGES[-1]}")
+    parsed = parse_overrides(list(overrides))
+    _check_override_targets(parsed, species, tuple(stages))
+    configs = {}
+    for stage in stages:
+        path = stage_file(species, stage, config_dir)
+        config = _load_stage(path, species)
+        for override in ordered_for_application(parsed):
+            if override.stage in (None, stage):
+                try:
+                    _apply(config, override, species)
+                except ConfigError as exc:
+                    message = str(exc)
+                    if not message.startswith("override "):
+                        message = f"override {override.raw!r}: {message}"
+                    raise ConfigError(message) from None
+        _fill_defaults(config, species, algorithm)
+        _check_stage(config, stage, algorithm, n_envs)
+        configs[stage] = config
+    return RunConfig(species, algorithm, tuple(stages), seed, n_envs, vec_env, configs, tuple(overrides))
+
+
+def _check_override_targets(parsed: list[Override], species: str, stages: tuple[int, ...]) -> None:
+    for override in parsed:
+        if override.stage is not None:
+            if override.stage not in STAGES:
+                raise ConfigError(
+                    f"override {override.raw!r}: stage {override.stage} is out of range ({STAGES[0]}-{STAGES[-1]})"
+                )
+            if override.stage not in stages:
+                raise ConfigError(
+                    f"override {override.raw!r} targets stage {override.stage}, which this command does not run "
+                    f"(stages: {', '.join(map(str, stages))})"
+                )
+        if override.section not in SECTIONS:
+            raise ConfigError(
+                f"override {override.raw!r}: unknown section {override.section!r}"
+                f"{did_you_mean(override.section, SECTIONS)}; sections are {', '.join(SECTIONS)}"
+            )
+
+
+def _line_of(path: Path, key: str) -> str:
+    try:
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+            if re.match(rf"\s*{re.escape(key)}\s*=", line):
+                return f"{path}:{number}"
+    except OSError:
+        pass
+    return str(path)
+
+
+def _load_stage(path: Path, species: str) -> dict[str, dict[str, Any]]:
+    data = read_toml(path)
+    config: dict[str, dict[str, Any]] = {}
+    for section, table in data.items():
+        if section not in SECTIONS:
+            raise ConfigError(
+                f"{_line_of(path, section)}: unknown section [{section}]{did_you_mean(section, SECTIONS)}"
+            )
+        if not isinstance(table, dict):
+            raise ConfigError(f"{_line_of(path, section)}: {section} must be a table [{section}]")
+        keys = section_keys(section, species)
+        checked = {}
+        for key, value in table.items():
+            spec = keys.get(key)
+            if spec is None:
+                raise ConfigError(f"{_line_of(path, key)}: {unknown_key(f'[{section}]', key, keys)}")
+            try:
+                checked[key] = coerce(f"{section}.{key}", spec, value)
+            except ConfigError as exc:
+                raise ConfigError(f"{_line_of(path, key)}: {exc}") from None
+        config[section] = checked
+    return config
+
+
+def _apply(config: dict[str, dict[str, Any]], override: Override, species: str) -> None:
+    keys = section_keys(override.section, species)
+    where = f"override {override.raw!r}"
+    head, *rest = override.path
+    spec = keys.get(head)
+    if spec is None:
+        raise ConfigError(f"{where}: {unknown_key(f'[{override.section}]', head, keys)}")
+    table = config.setdefault(override.section, {})
+    if not rest:
+        table[head] = coerce(override.dotted, spec, override.value)
+        return
+    if "dict" not in spec.types:
+        raise ConfigError(f"{where}: {override.section}.{head} is not a table, it has no key {rest[0]!r}")
+    target = table.get(head)
+    if not isinstance(target, dict):
+        target = table[head] = {}
+    specs: Optional[dict[str, KeySpec]] = spec.children
+    path_so_far = f"{override.section}.{head}"
+    for i, part in enumerate(rest):
+        last = i == len(rest) - 1
+        child = specs.get(part) if specs is not None else None
+        if specs is not None and child is None:
+            raise ConfigError(f"{where}: {unknown_key(path_so_far, part, specs)}")
+        path_so_far = f"{path_so_far}.{part}"
+        if last:
+            plain = KeySpec(part, NO_DEFAULT, frozenset({"int", "float", "bool", "str", "list", "dict", "none"}), "")
+            target[part] = coerce(path_so_far, child or plain, override.value)
+        else:
+            nxt = target.get(part)
+            if not isinstance(nxt, dict):
+                nxt = target[part] = {}
+            target, specs = nxt, (child.children if child is not None else None)
+
+
+def _fill_defaults(config: dict[str, dict[str, Any]], species: str, algorithm: str) -> None:
+    """Complete the sections the run uses with the consuming code's literal defaults."""
+    used = ["env", "curriculum", algorithm] + (["sac"] if algorithm in ("tqc", "crossq") else [])
+    for section in used:
+        table = config.setdefault(section, {})
+        for name, spec in section_keys(section, species).items():
+            if name not in table and spec.default is not NO_DEFAULT:
+                table[name] = copy.deepcopy(spec.default)
+
+
+def _check_stage(config: dict[str, dict[str, Any]], stage: int, algorithm: str, n_envs: int) -> None:
+    where = f"stage {stage}"
+    ppo = config.get("ppo", {})
+    if algorithm == "ppo":
+        n_steps, batch = ppo.get("n_steps", 2048), ppo.get("batch_size", 64)
+        if n_steps < 1 or batch < 1:
+            raise ConfigError(f"{where}: ppo.n_steps and ppo.batch_size must be positive")
+        if (n_steps * n_envs) % batch:
+            raise ConfigError(
+                f"{where}: ppo.n_steps * n_envs = {n_steps} * {n_envs} = {n_steps * n_envs} is not a multiple of "
+                f"ppo.batch_size = {batch}"
+            )
+    section = "ppo" if algorithm == "ppo" else "sac"
+    schedule = {**config.get(section, {}), **config.get(algorithm, {})}
+    if schedule.get("lr_schedule", "linear") not in LR_SCHEDULES:
+        raise ConfigError(
+            f"{where}: {section}.lr_schedule = {schedule['lr_schedule']!r}: choose from {', '.join(LR_SCHEDULES)}"
+        )
+    cur = CurriculumSettings(**config.get("curriculum", {}))
+    for name in ("timesteps", "eval_freq", "eval_episodes", "save_freq", "required_consecutive", "keep_checkpoints"):
+        if getattr(cur, name) < 1:
+            raise ConfigError(f"{where}: curriculum.{name} must be at least 1, got {getattr(cur, name)}")
+    for name in ("warmup_timesteps", "ramp_timesteps"):
+        if getattr(cur, name) < 0:
+            raise ConfigError(f"{where}: curriculum.{name} must not be negative")
+    if cur.min_success_rate is not None and not 0.0 <= cur.min_success_rate <= 1.0:
+        raise ConfigError(f"{where}: curriculum.min_success_rate must be within 0..1, got {cur.min_success_rate}")
+
