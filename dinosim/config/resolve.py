@@ -73,7 +73,7 @@ class RunConfig:
             "seed": self.seed, "n_envs": self.n_envs, "vec_env": self.vec_env, "overrides": list(self.overrides),
         }}
         for stage in self.stages:
-            data[f"stage{stage}"] = copy.deepcopy(self.stage_configs[stage])
+            data[f"stage{stage}"] = _without_none(self.stage_configs[stage])
         return data
 
     @classmethod
@@ -83,13 +83,22 @@ class RunConfig:
         return cls(
             species=run["species"], algorithm=run["algorithm"], stages=stages, seed=int(run["seed"]),
             n_envs=int(run["n_envs"]), vec_env=run["vec_env"],
-            stage_configs={s: copy.deepcopy(data[f"stage{s}"]) for s in stages},
+            stage_configs={s: _without_none(data[f"stage{s}"]) for s in stages},
             overrides=tuple(run.get("overrides", ())),
         )
 
     def to_toml(self) -> str:
         """TOML that ``tomllib`` parses: a ``[run]`` table and ``[stageN.<section>]`` tables (unset values left out)."""
         return dumps(self.to_dict())
+
+
+def _without_none(value: Any) -> Any:
+    """A deep copy with ``None`` values (unset, not expressible in TOML) left out of tables."""
+    if isinstance(value, dict):
+        return {k: _without_none(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [_without_none(v) for v in value]
+    return value
 
 
 def resolve_run(
@@ -158,7 +167,7 @@ def _check_override_targets(parsed: list[Override], species: str, stages: tuple[
 def _line_of(path: Path, key: str) -> str:
     try:
         for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-            if re.match(rf"\s*{re.escape(key)}\s*=", line):
+            if re.match(rf"\s*({re.escape(key)}\s*=|\[\s*{re.escape(key)}\s*[.\]])", line):
                 return f"{path}:{number}"
     except OSError:
         pass
@@ -225,11 +234,15 @@ def _apply(config: dict[str, dict[str, Any]], override: Override, species: str) 
 
 def _fill_defaults(config: dict[str, dict[str, Any]], species: str, algorithm: str) -> None:
     """Complete the sections the run uses with the consuming code's literal defaults."""
-    used = ["env", "curriculum", algorithm] + (["sac"] if algorithm in ("tqc", "crossq") else [])
+    inherits_sac = algorithm in ("tqc", "crossq")  # tqc/crossq take [sac] values, then their own section's
+    used = ["env", "curriculum"] + (["sac"] if inherits_sac else []) + [algorithm]
     for section in used:
         table = config.setdefault(section, {})
+        given_by_sac = config["sac"] if inherits_sac and section == algorithm else {}
         for name, spec in section_keys(section, species).items():
-            if name not in table and spec.default is not NO_DEFAULT:
+            if name in given_by_sac:
+                continue
+            if name not in table and spec.default is not NO_DEFAULT and spec.default is not None:
                 table[name] = copy.deepcopy(spec.default)
 
 
