@@ -1,0 +1,189 @@
+"""Run one sweep trial as a subprocess and follow its eval results as they happen.
+
+Contract with the training program: it appends JSON lines to the file named by ``DINOSIM_TRIAL_METRICS``; lines
+holding the sweep metric (e.g. ``{"global_step": 4096, "eval/mean_reward": 12.5, ...}``) are the trial's
+intermediate results, reported to Optuna at step = 1, 2, 3, ... (W&B hyperband counts metric reports the same way);
+the last one is the trial's value (W&B uses the run summary, i.e. the last logged value). A line with
+``"skipped": true`` means a ``--skip-if`` constraint held and the program ended without training.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import subprocess
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Optional
+
+# W&B agent variables: a trial of the offline engine must not believe it runs under `wandb agent`.
+AGENT_ENV_VARS = ("WANDB_SWEEP_ID", "WANDB_RUN_ID", "WANDB_SWEEP_PARAM_PATH")
+
+
+@dataclass
+class ProcessOutcome:
+    """How one trial process ended."""
+
+    values: list[float] = field(default_factory=list)  # every reported value of the metric, in order
+    returncode: Optional[int] = None
+    pruned: bool = False  # the pruner stopped it
+    skipped: Optional[str] = None  # reason, when the program reported a --skip-if skip
+    non_finite: bool = False  # a NaN/inf metric value was reported (the process was stopped)
+    interrupted: bool = False  # the engine was stopped (Ctrl-C) while it ran
+    log_tail: str = ""
+
+
+class MetricsTail:
+    """Incrementally read complete JSON lines appended to a file."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._offset = 0
+        self._partial = b""
+
+    def read(self) -> list[dict]:
+        try:
+            with open(self.path, "rb") as fh:
+                fh.seek(self._offset)
+                chunk = fh.read()
+        except FileNotFoundError:
+            return []
+        self._offset += len(chunk)
+        data = self._partial + chunk
+        *lines, self._partial = data.split(b"\n")
+        out = []
+        for line in lines:
+            line = line.strip()
+            if not line:
+                continue
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if isinstance(rec, dict):
+                out.append(rec)
+        return out
+
+
+class ProcessRegistry:
+    """Live trial processes, so an interrupted engine can stop every one it started (by process group)."""
+
+    def __init__(self) -> None:
+        self._procs: set[subprocess.Popen] = set()
+        self._lock = threading.Lock()
+        self.stopping = threading.Event()
+
+    def add(self, p: subprocess.Popen) -> None:
+        with self._lock:
+            self._procs.add(p)
+
+    def discard(self, p: subprocess.Popen) -> None:
+        with self._lock:
+            self._procs.discard(p)
+
+    def terminate_all(self, timeout: float) -> None:
+        self.stopping.set()
+        with self._lock:
+            procs = list(self._procs)
+        for p in procs:
+            terminate(p, timeout)
+
+
+def terminate(proc: subprocess.Popen, timeout: float) -> None:
+    """SIGTERM the trial's process group, SIGKILL it after ``timeout`` seconds."""
+    if proc.poll() is not None:
+        return
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+    except (ProcessLookupError, PermissionError):
+        proc.terminate()
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            proc.kill()
+        proc.wait()
+
+
+def trial_env(metrics_path: Path, runs_dir: Path, workers: int) -> dict[str, str]:
+    """Environment of a trial process: ours, minus W&B agent variables, plus the trial's metrics file/run root."""
+    env = {k: v for k, v in os.environ.items() if k not in AGENT_ENV_VARS}
+    env["DINOSIM_TRIAL_METRICS"] = str(metrics_path)
+    env["DINOSIM_RUNS_DIR"] = str(runs_dir)
+    env.setdefault("WANDB_MODE", "offline")
+    env.setdefault("WANDB_SILENT", "true")
+    if "OMP_NUM_THREADS" not in env:  # K trials share the cores instead of each grabbing all of them
+        env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // max(1, workers)))
+    return env
+
+
+def run_process(
+    argv: list[str],
+    cwd: Path,
+    env: dict[str, str],
+    metrics_path: Path,
+    log_path: Path,
+    metric: str,
+    on_value: Optional[Callable[[int, float], bool]],
+    registry: ProcessRegistry,
+    poll_interval: float = 0.5,
+    term_timeout: float = 10.0,
+) -> ProcessOutcome:
+    """Start ``argv``, follow ``metrics_path``; ``on_value(step, value)`` returning True prunes (stops) the process."""
+    out = ProcessOutcome()
+    metrics_path.parent.mkdir(parents=True, exist_ok=True)
+    tail = MetricsTail(metrics_path)
+
+    def consume() -> bool:
+        """Read new lines; True when the process must be stopped."""
+        for rec in tail.read():
+            if rec.get("skipped"):
+                out.skipped = str(rec.get("reason") or "skipped by constraint")
+                continue
+            if metric not in rec:
+                continue
+            try:
+                value = float(rec[metric])
+            except (TypeError, ValueError):
+                value = math.nan
+            if not math.isfinite(value):
+                out.non_finite = True
+                return True
+            out.values.append(value)
+            if on_value is not None and on_value(len(out.values), value):
+                out.pruned = True
+                return True
+        return False
+
+    with open(log_path, "ab") as log:
+        proc = subprocess.Popen(
+            argv, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        registry.add(proc)
+        try:
+            while proc.poll() is None:
+                if consume():
+                    terminate(proc, term_timeout)
+                    break
+                time.sleep(poll_interval)
+            if not (out.pruned or out.non_finite):
+                consume()  # lines written just before exit
+            proc.wait()
+        finally:
+            if proc.poll() is None:
+                terminate(proc, term_timeout)
+            registry.discard(proc)
+    out.returncode = proc.returncode
+    out.interrupted = registry.stopping.is_set() and not (out.pruned or out.non_finite)
+    try:
+        out.log_tail = "\n".join(log_path.read_text(encoding="utf-8", errors="replace").splitlines()[-15:])
+    except OSError:
+        out.log_tail = ""
+    return out
