@@ -6,6 +6,7 @@ This module is import-light (standard library only): the CLI and the config vali
 from __future__ import annotations
 
 from dataclasses import dataclass
+import os
 from pathlib import Path
 
 
@@ -37,7 +38,7 @@ SPECIES: dict[str, Species] = {
 STAGES: tuple[int, ...] = (1, 2, 3)
 
 PACKAGE_DIR = Path(__file__).resolve().parent
-CONFIGS_DIR = PACKAGE_DIR.parent / "configs"
+CONFIGS_DIR = Path(os.environ.get("DINOSIM_CONFIG_DIR", PACKAGE_DIR.parent / "configs"))  # the checkout's configs/
 
 
 def module_source_path(dotted: str) -> Path:

@@ -32,12 +32,19 @@ for _command in (train, curriculum, resume, evaluate, audit, config):
 
 
 def _attach_optional_groups() -> None:
-    """Command groups that live beside their own code (sweeps, results views)."""
-    try:
-        from dinosim.cli.sweep_cmds import sweep
-    except ImportError:
-        return
-    cli.add_command(sweep)
+    """Command modules that live beside their own code (sweeps, results views), attached when present."""
+    import importlib
+
+    for module_name, names in (("dinosim.cli.sweep_cmds", ("sweep",)), ("dinosim.cli.results_cmds", ("plot", "summary"))):
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if exc.name != module_name:
+                raise
+            continue
+        for name in names:
+            if hasattr(module, name):
+                cli.add_command(getattr(module, name))
 
 
 _attach_optional_groups()

@@ -98,7 +98,7 @@ def _start(ctx: click.Context, command: str, stages: tuple[int, ...], opts: dict
         opts["species"], opts["algorithm"], stages, overrides,
         seed=opts["seed"], n_envs=opts["n_envs"], vec_env=opts["vec_env"],
     )
-    skip_reason = _skip_reason(config, opts["skip_if"])
+    skip_reason = _skip_reason(config, opts["skip_if"], record=not opts["dry_run"])
     if opts["dry_run"]:
         click.echo(config.to_toml(), nl=False)
         if skip_reason:
@@ -122,13 +122,20 @@ def _start(ctx: click.Context, command: str, stages: tuple[int, ...], opts: dict
     return run(request)
 
 
-def _skip_reason(config: RunConfig, expressions: tuple[str, ...]) -> Optional[str]:
-    """The first ``--skip-if`` expression that holds for ``config``, or None."""
+def _skip_reason(config: RunConfig, expressions: tuple[str, ...], *, record: bool) -> Optional[str]:
+    """The first ``--skip-if`` expression that holds for ``config`` (``skip-if: EXPR``), or None.
+
+    With ``record`` the skip is also recorded for the offline sweep engine and W&B (see ``enforce_skip_if``).
+    """
     if not expressions:
         return None
-    from dinosim.sweeps.constraints import first_violated
+    from dinosim.sweeps.constraints import enforce_skip_if, first_violated, parse_constraint
+    from dinosim.tracking.flatten import flatten_config
 
-    return first_violated(expressions, config)
+    if record:
+        return enforce_skip_if(expressions, config)
+    hit = first_violated([parse_constraint(e) for e in expressions], flatten_config(config))
+    return f"skip-if: {hit.text}" if hit is not None else None
 
 
 @click.command(cls=OverrideCommand)
