@@ -180,10 +180,29 @@ def parse_constraint(text: str) -> Constraint:
     return Constraint(text=text.strip(), tree=tree, keys=frozenset(keys))
 
 
-def first_violated(constraints: Sequence[Constraint], flat_config: Mapping[str, Any]) -> Optional[Constraint]:
-    """The first constraint that evaluates true (the configuration must be skipped), else None."""
+def _as_flat(config: Any) -> Mapping[str, Any]:
+    """A flat mapping as is; a RunConfig flattened with :func:`dinosim.tracking.flatten.flatten_config`."""
+    if isinstance(config, Mapping):
+        return config
+    from dinosim.tracking.flatten import flatten_config
+
+    return flatten_config(config)
+
+
+def first_violated(
+    expressions: Sequence["str | Constraint"], config: "RunConfig | Mapping[str, Any]"
+) -> Optional[Constraint]:
+    """Pure check: the first constraint that holds for ``config`` (the run must be skipped), else None.
+
+    ``expressions`` are strings (parsed here) or Constraints; ``config`` is a RunConfig or an already flat mapping.
+    Raises ConstraintError for an expression that does not parse or names a key the config does not have.
+    """
+    constraints = [e if isinstance(e, Constraint) else parse_constraint(e) for e in expressions]
+    if not constraints:
+        return None
+    flat = _as_flat(config)
     for c in constraints:
-        if c.evaluate(flat_config):
+        if c.evaluate(flat):
             return c
     return None
 
@@ -201,20 +220,19 @@ def write_skip_marker(reason: str, path: Optional[str] = None) -> None:
 
 
 def enforce_skip_if(expressions: Sequence[str], run_config: "RunConfig") -> Optional[str]:
-    """The training program's ``--skip-if`` check. Call it after the config is resolved, before any heavy work.
+    """The training program's ``--skip-if`` check (not for ``--dry-run``): call it after the config is resolved.
 
     Returns None when the run may go on. When a constraint holds it returns the reason (``skip-if: <expr>``) after
     recording the skip: a marker line in ``DINOSIM_TRIAL_METRICS`` (offline engine) and, under ``wandb agent``, a
-    short W&B run tagged ``skipped`` (offline when W&B is unreachable). The caller then prints the reason and exits 0.
-    Raises ConstraintError for an expression that does not parse or names a key the config does not have.
+    short W&B run tagged ``skipped`` (offline when W&B is unreachable). The caller then prints
+    ``skipped: <reason>`` and exits 0. Raises ConstraintError like :func:`first_violated`.
     """
-    if not expressions:
-        return None
     from dinosim.tracking.flatten import flatten_config
 
-    constraints = [parse_constraint(e) for e in expressions]
+    if not expressions:
+        return None
     flat = flatten_config(run_config)
-    hit = first_violated(constraints, flat)
+    hit = first_violated(expressions, flat)
     if hit is None:
         return None
     reason = f"skip-if: {hit.text}"

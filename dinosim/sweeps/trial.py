@@ -183,7 +183,13 @@ def run_process(
     out.returncode = proc.returncode
     out.interrupted = registry.stopping.is_set() and not (out.pruned or out.non_finite)
     try:
-        out.log_tail = "\n".join(log_path.read_text(encoding="utf-8", errors="replace").splitlines()[-15:])
+        lines = log_path.read_text(encoding="utf-8", errors="replace").splitlines()
     except OSError:
-        out.log_tail = ""
+        lines = []
+    out.log_tail = "\n".join(lines[-15:])
+    if out.skipped is None and out.returncode == 0 and not out.values:
+        # `dinosim train --skip-if` prints "skipped: <reason>" and exits 0 (the marker line is the primary signal)
+        for line in lines:
+            if line.startswith("skipped: "):
+                out.skipped = line[len("skipped: "):].strip()
     return out
