@@ -1,77 +1,95 @@
 """Check that a sweep only names config keys that exist, so a typo fails before any trial runs.
 
-A parameter ``section.key`` (or ``stageN.section.key``, or ``seed``) is known when it appears in one of the species'
-stage TOML files (any stage for an unscoped key, stage N for a scoped one) or is a field of the training settings
-dataclasses (``[curriculum]`` keys and the ``[ppo]``/``[sac]`` schedule keys). The species and stage come from the
-sweep command (``--species X``, ``--stage N``); ``curriculum`` commands check all stages.
+A parameter ``section.key[.sub...]`` or ``stageN.section.key`` is known when the config schema
+(:func:`dinosim.config.schema.section_keys`, read from the code that consumes each section) accepts it for the
+species; ``seed`` is the run's seed. Species and stages come from the sweep command (``--species X``, ``--stage N``,
+``curriculum --stages 1-3``); a stage-scoped key must target a stage the command runs.
 """
 
 from __future__ import annotations
 
 import re
-import tomllib
-from dataclasses import fields
 from typing import Any, Iterable, Optional
 
-from dinosim.species import CONFIGS_DIR, SPECIES, STAGES
+from dinosim.species import SPECIES, STAGES
 from dinosim.sweeps.macros import option_values
 
-_STAGE_PREFIX = re.compile(r"^stage(\d+)\.(.+)$")
-TOP_LEVEL_KEYS = ("seed", "n_envs", "algorithm")
+_STAGE_PREFIX = re.compile(r"^(?:stage)?(\d+)\.(.+)$")
+TOP_LEVEL_KEYS = ("seed",)
 
 
-def _flatten(prefix: str, table: dict[str, Any], out: set[str]) -> None:
-    for k, v in table.items():
-        key = f"{prefix}.{k}" if prefix else k
-        if isinstance(v, dict):
-            out.add(key)
-            _flatten(key, v, out)
-        else:
-            out.add(key)
+def command_target(command: Iterable[Any]) -> tuple[str, tuple[int, ...]]:
+    """(species, stages) that a sweep command trains (species defaults to the CLI's, velociraptor).
 
-
-def stage_keys(species: str, stage: int) -> set[str]:
-    """Dotted keys of one stage: those in its TOML file plus the settings dataclass fields."""
-    from dinosim.training.settings import CurriculumSettings, ScheduleSettings
-
-    path = CONFIGS_DIR / species / SPECIES[species].stage_files[stage - 1]
-    keys: set[str] = set()
-    _flatten("", tomllib.loads(path.read_text(encoding="utf-8")), keys)
-    keys |= {f"curriculum.{f.name}" for f in fields(CurriculumSettings)}
-    for algo in ("ppo", "sac"):
-        keys |= {f"{algo}.{f.name}" for f in fields(ScheduleSettings)}
-    return keys
-
-
-def command_target(command: Iterable[Any]) -> tuple[Optional[str], tuple[int, ...]]:
-    """(species, stages) that a sweep command trains; (None, ()) when the command does not say."""
+    ``train`` without ``--stage`` or an unparsable ``--stages`` give all stages (the check is then lenient).
+    """
     toks = [str(t) for t in command]
-    species = (option_values(toks, "--species") or [None])[0]
-    stage_vals = option_values(toks, "--stage")
+    species = (option_values(toks, "--species") or ["velociraptor"])[0]
     if "curriculum" in toks:
-        stages = tuple(int(s) for s in option_values(toks, "--stages")[:1][0].split(",")) if option_values(toks, "--stages") else STAGES
-    elif stage_vals and stage_vals[0].isdigit():
-        stages = (int(stage_vals[0]),)
-    else:
-        stages = ()
-    return species, stages
+        spec = (option_values(toks, "--stages") or ["1-3"])[0]
+        m = re.fullmatch(r"(\d)-(\d)", spec.strip())
+        if m:
+            return species, tuple(range(int(m.group(1)), int(m.group(2)) + 1))
+        if re.fullmatch(r"\d(,\d)*", spec.strip()):
+            return species, tuple(int(s) for s in spec.split(","))
+        return species, STAGES
+    stage = option_values(toks, "--stage")
+    if stage and stage[0].isdigit():
+        return species, (int(stage[0]),)
+    return species, STAGES
+
+
+def key_known(dotted: str, species: str) -> bool:
+    """Whether ``section.key[.sub...]`` (no stage prefix) is a config key of ``species``."""
+    from dinosim.config.schema import SECTIONS, section_keys
+
+    section, _, rest = dotted.partition(".")
+    if section not in SECTIONS or not rest:
+        return False
+    specs: Optional[dict[str, Any]] = section_keys(section, species)
+    for part in rest.split("."):
+        if specs is None:  # a table whose keys are free-form (e.g. optimizer_kwargs): anything below is allowed
+            return True
+        spec = specs.get(part)
+        if spec is None:
+            return False
+        specs = spec.children if spec.children is not None else (None if "dict" in spec.types else {})
+    return True
 
 
 def unknown_keys(names: Iterable[str], species: str, stages: tuple[int, ...]) -> list[str]:
-    """The parameter names that are not config keys of ``species`` for the given stages."""
+    """The parameter names that are not config keys of ``species`` (or target a stage the command skips)."""
     if species not in SPECIES:
         return [f"(unknown species {species!r})"]
-    per_stage = {s: stage_keys(species, s) for s in STAGES}
-    active = stages or STAGES
     bad: list[str] = []
     for name in names:
         if name in TOP_LEVEL_KEYS:
             continue
         m = _STAGE_PREFIX.match(name)
-        if m:
-            st = int(m.group(1))
-            if st not in per_stage or m.group(2) not in per_stage[st] or st not in active:
+        if m and m.group(1).isdigit() and "." in m.group(2):
+            if int(m.group(1)) not in stages or not key_known(m.group(2), species):
                 bad.append(name)
-        elif not any(name in per_stage[s] for s in active):
+        elif not key_known(name, species):
             bad.append(name)
     return bad
+
+
+def check_keys(spec: Any) -> None:
+    """Raise ConfigError naming every sweep parameter (and ``--skip-if`` key) the command's config does not have.
+
+    ``spec`` is a :class:`dinosim.sweeps.yaml_spec.SweepSpec`. Skipped when the command does not run dinosim
+    (no ``train``/``curriculum`` token), e.g. a test program.
+    """
+    from dinosim.errors import ConfigError
+
+    toks = [str(t) for t in spec.command]
+    if "train" not in toks and "curriculum" not in toks:
+        return
+    species, stages = command_target(toks)
+    names = list(spec.parameters)
+    for c in spec.constraints:
+        names += sorted(c.keys)
+    bad = unknown_keys(dict.fromkeys(names), species, stages)
+    if bad:
+        raise ConfigError(f"{spec.path}: unknown config key(s) for {species} stage(s) "
+                          f"{','.join(map(str, stages))}: {', '.join(bad)} (see `dinosim config keys`)")
