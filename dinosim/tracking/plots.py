@@ -1,0 +1,155 @@
+"""Training curves of one or more runs, from each run folder's own logs (see :mod:`dinosim.tracking.run_logs`).
+
+:func:`plot_runs` is pure: it reads the run folders and returns a matplotlib ``Figure`` (Agg canvas, never a
+window), so tests can inspect it; :func:`save_figure` writes it. Panels, in order:
+
+* ``Eval return`` (``eval/mean_reward``) with each stage's ``min_avg_reward`` gate as a dashed segment,
+* ``Eval success rate`` (``eval/success_rate``) with each stage's ``min_success_rate`` gate,
+* one panel per reward component ``reward/<term>`` (the union over all runs), titled ``reward/<term>``.
+
+Every run has one colour and one data line per panel where it logged that quantity; several runs overlay so two
+configs can be compared component by component. Stage boundaries are vertical dotted lines in the run's colour
+on every panel. Artists carry a ``gid`` for inspection: ``"data:<label>"``, ``"stage-boundary:<label>:<stage>"``
+and ``"gate:<label>:<stage>"``. The figure legend names every run.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import TYPE_CHECKING, Optional, Sequence
+
+from dinosim.errors import DinosimError
+from dinosim.tracking.run_logs import EVAL_REWARD, EVAL_SUCCESS, RunLogs, check_has_logs, check_run_dir, load_run
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
+
+EVAL_REWARD_TITLE = "Eval return (eval/mean_reward)"
+EVAL_SUCCESS_TITLE = "Eval success rate (eval/success_rate)"
+MAX_COLUMNS = 3
+
+
+def check_runs(run_dirs: Sequence[Path]) -> list[Path]:
+    """Validate every folder before anything heavy is imported (standard library only)."""
+    if not run_dirs:
+        raise DinosimError("no run folder given; pass one or more runs/<species>/<stamp> folders")
+    checked = []
+    for run_dir in run_dirs:
+        path = check_run_dir(Path(run_dir))
+        check_has_logs(path)
+        checked.append(path)
+    return checked
+
+
+def run_labels(run_dirs: Sequence[Path]) -> list[str]:
+    """Short, unique legend labels: ``<species>/<folder>``, or the full path where those collide."""
+    short = [f"{Path(p).parent.name}/{Path(p).name}" for p in run_dirs]
+    if len(set(short)) == len(short):
+        return short
+    return [str(p) for p in run_dirs]
+
+
+def plot_runs(run_dirs: Sequence[Path], labels: Optional[Sequence[str]] = None, title: Optional[str] = None) -> "Figure":
+    """A Figure with the panels described in the module docstring, one colour per run.
+
+    Raises :class:`DinosimError` for a folder that is not a run or has no logs yet.
+    """
+    paths = check_runs(run_dirs)
+    if labels is not None and len(labels) != len(paths):
+        raise DinosimError(f"{len(labels)} labels for {len(paths)} runs")
+    names = list(labels) if labels is not None else run_labels(paths)
+    if len(set(names)) != len(names):
+        raise DinosimError("two runs have the same label; give distinct labels")
+    runs = [load_run(p, label) for p, label in zip(paths, names)]
+
+    from matplotlib.figure import Figure
+    from matplotlib.lines import Line2D
+
+    terms = sorted({t for run in runs for t in run.reward_terms()})
+    titles = [EVAL_REWARD_TITLE, EVAL_SUCCESS_TITLE] + [f"reward/{t}" for t in terms]
+    ncols = min(MAX_COLUMNS, len(titles))
+    nrows = math.ceil(len(titles) / ncols)
+    fig = Figure(figsize=(5.0 * ncols, 3.2 * nrows + 0.9), layout="constrained")
+    axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
+    for ax in axes[len(titles):]:
+        ax.set_visible(False)
+    colors = [f"C{i % 10}" for i in range(len(runs))]
+
+    for ax, panel_title in zip(axes, titles):
+        ax.set_title(panel_title, fontsize=10)
+        ax.set_xlabel("global step")
+        ax.grid(True, alpha=0.3)
+        plotted = 0
+        for run, color in zip(runs, colors):
+            if panel_title == EVAL_REWARD_TITLE:
+                series, gate_key = run.series(EVAL_REWARD), "min_avg_reward"
+            elif panel_title == EVAL_SUCCESS_TITLE:
+                series, gate_key = run.series(EVAL_SUCCESS), "min_success_rate"
+            else:
+                series, gate_key = run.component_series(panel_title[len("reward/"):]), None
+            if series:
+                marker = "o" if len(series) <= 30 else None
+                ax.plot(series.steps, series.values, color=color, marker=marker, markersize=3, linewidth=1.4,
+                        label=run.label, gid=f"data:{run.label}")
+                plotted += 1
+            if gate_key:
+                _draw_gates(ax, run, gate_key, color)
+            _draw_boundaries(ax, run, color)
+        if panel_title == EVAL_SUCCESS_TITLE:
+            ax.set_ylim(-0.05, 1.05)
+        if not plotted:
+            ax.text(0.5, 0.5, "not logged", transform=ax.transAxes, ha="center", va="center", color="0.5")
+
+    handles = [Line2D([], [], color=c, linewidth=2, label=run.label) for run, c in zip(runs, colors)]
+    handles.append(Line2D([], [], color="0.3", linestyle=":", label="stage boundary"))
+    handles.append(Line2D([], [], color="0.3", linestyle="--", label="stage gate threshold"))
+    fig.legend(handles=handles, loc="outside lower center", ncols=min(len(handles), 4), fontsize=9)
+    fig.suptitle(title or _default_title(runs), fontsize=12)
+    return fig
+
+
+def save_figure(fig: "Figure", path: Path, dpi: int = 110) -> Path:
+    """Write ``fig`` to ``path`` (format from its suffix: .png, .svg, .pdf) with the Agg canvas; returns path."""
+    path = Path(path)
+    if path.suffix.lower() not in (".png", ".svg", ".pdf", ".jpg", ".jpeg"):
+        raise DinosimError(f"{path}: unsupported image type; use .png, .svg, .pdf or .jpg")
+    if path.parent and not path.parent.exists():
+        raise DinosimError(f"{path.parent}: no such folder")
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    if fig.canvas is None or not isinstance(fig.canvas, FigureCanvasAgg):
+        FigureCanvasAgg(fig)
+    fig.savefig(path, dpi=dpi)
+    return path
+
+
+def _draw_boundaries(ax: "Axes", run: RunLogs, color: str) -> None:
+    for step, stage in run.boundaries():
+        ax.axvline(step, color=color, linestyle=":", linewidth=1.1, alpha=0.9, label="_nolegend_",
+                   gid=f"stage-boundary:{run.label}:{stage}")
+        ax.text(step, 1.0, f" S{stage}", transform=ax.get_xaxis_transform(), color=color, fontsize=7,
+                va="top", ha="left")
+
+
+def _draw_gates(ax: "Axes", run: RunLogs, gate_key: str, color: str) -> None:
+    """A dashed horizontal segment per stage spanning its global steps at the stage's gate threshold."""
+    last = run.last_step()
+    for stage in sorted(run.stages.values(), key=lambda s: s.stage):
+        threshold = getattr(stage.gate, gate_key)
+        if threshold is None:
+            continue
+        start = stage.start_step if stage.start_step is not None else 0
+        end = stage.end_step if stage.end_step is not None else last
+        if end is None or end <= start:
+            end = start + 1
+        ax.plot([start, end], [threshold, threshold], color=color, linestyle="--", linewidth=1.0, alpha=0.8,
+                label="_nolegend_", gid=f"gate:{run.label}:{stage.stage}")
+
+
+def _default_title(runs: list[RunLogs]) -> str:
+    if len(runs) == 1:
+        return f"dinosim run {runs[0].label}"
+    return "dinosim runs compared: " + " vs ".join(r.label for r in runs)
+

@@ -1,0 +1,178 @@
+"""A per-stage table of a run: what `dinosim summary RUN_DIR` prints (standard library only).
+
+Sources, in order of preference: ``summary.json`` (written by :mod:`dinosim.training.state`: ``timesteps_used``,
+``wall_time``, ``gate_passed``/``gate_passed_at``, ``last_eval``, ``best_eval``), then the eval records of
+``metrics.jsonl`` for anything it lacks. Reward components come from the stage's last eval component means
+(``eval/reward/<term>``: mean per-episode sum of each term) and are ranked by their share of the return,
+``|mean| / sum(|means|)``; only terms that are not zero are shown.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+from dinosim.errors import DinosimError
+from dinosim.tracking.run_logs import (
+    EVAL_LENGTH,
+    EVAL_REWARD,
+    EVAL_SUCCESS,
+    check_run_dir,
+    component_means,
+    read_jsonl,
+    read_summary,
+    stage_dirs,
+    stage_summaries,
+)
+
+TOP_COMPONENTS = 3
+
+
+@dataclass
+class StageRow:
+    """One stage's line of the table; None where the run has not logged the quantity."""
+
+    stage: int
+    status: str
+    timesteps: Optional[int]
+    wall_time: Optional[float]  # seconds
+    gate_passed: Optional[bool]
+    gate_step: Optional[int]  # global step of the evaluation that completed the gate
+    best_reward: Optional[float]
+    final_reward: Optional[float]
+    final_length: Optional[float]
+    success_rate: Optional[float]  # of the last evaluation
+    evaluations: int
+    components: list[tuple[str, float, float]] = field(default_factory=list)  # (term, mean, share), top first
+
+
+@dataclass
+class RunTable:
+    run_dir: Path
+    species: str
+    algorithm: str
+    status: str
+    global_step: Optional[int]
+    rows: list[StageRow]
+
+
+def summarize_run(run_dir: Path, top: int = TOP_COMPONENTS) -> RunTable:
+    """Read a run folder into a :class:`RunTable`. Raises :class:`DinosimError` for a folder that is not a run
+    or one that has neither a summary.json stage entry nor an evaluation yet."""
+    path = check_run_dir(Path(run_dir))
+    summary = read_summary(path)
+    entries = stage_summaries(summary)
+    evals = read_jsonl(path / "metrics.jsonl")
+    by_stage: dict[int, list[dict[str, Any]]] = {}
+    for record in evals:
+        if _num(record.get("stage")) is not None:
+            by_stage.setdefault(int(record["stage"]), []).append(record)
+    numbers = sorted(set(entries) | set(by_stage) | set(stage_dirs(path)))
+    if not entries and not evals:
+        raise DinosimError(f"{path} has no summary.json stages and no evaluations yet; wait for the first evaluation")
+    rows = [_row(n, entries.get(n, {}), by_stage.get(n, []), top) for n in numbers]
+    species = summary.get("species") or path.parent.name
+    return RunTable(path, str(species), str(summary.get("algorithm", "?")), str(summary.get("status", "unknown")),
+                    _int(summary.get("global_step")), rows)
+
+
+def format_table(table: RunTable) -> str:
+    """Plain-text table (fixed-width columns) plus one line per stage listing its top reward components."""
+    head = (f"run {table.run_dir}\n{table.species} / {table.algorithm} / status {table.status}"
+            + (f" / global step {table.global_step:,}" if table.global_step is not None else ""))
+    columns = ("stage", "status", "timesteps", "wall time", "gate", "best reward", "final reward", "final len",
+               "success", "evals")
+    lines = [[
+        str(r.stage), r.status, _fmt_int(r.timesteps), _fmt_time(r.wall_time), _fmt_gate(r),
+        _fmt_num(r.best_reward), _fmt_num(r.final_reward), _fmt_num(r.final_length, 1), _fmt_rate(r.success_rate),
+        str(r.evaluations),
+    ] for r in table.rows]
+    widths = [max(len(c), *(len(line[i]) for line in lines)) if lines else len(c) for i, c in enumerate(columns)]
+    out = [head, "", "  ".join(c.ljust(w) for c, w in zip(columns, widths))]
+    out.append("  ".join("-" * w for w in widths))
+    out += ["  ".join(v.ljust(w) for v, w in zip(line, widths)) for line in lines]
+    out.append("")
+    out.append("top reward components by share of return (last evaluation, mean per-episode sum):")
+    for r in table.rows:
+        parts = [f"{term} {value:+.2f} ({100 * share:.0f}%)" for term, value, share in r.components]
+        out.append(f"  stage {r.stage}: " + (", ".join(parts) if parts else "-"))
+    return "\n".join(out)
+
+
+def top_components(means: dict[str, float], top: int = TOP_COMPONENTS) -> list[tuple[str, float, float]]:
+    """``(term, mean, share)`` of the ``top`` largest ``|mean|``, share = ``|mean| / sum(|means|)``; zeros dropped."""
+    finite = {t: v for t, v in means.items() if math.isfinite(v) and v != 0.0}
+    total = sum(abs(v) for v in finite.values())
+    ranked = sorted(finite.items(), key=lambda item: (-abs(item[1]), item[0]))
+    return [(t, v, abs(v) / total) for t, v in ranked[:top]] if total > 0 else []
+
+
+def _row(stage: int, entry: dict[str, Any], records: list[dict[str, Any]], top: int) -> StageRow:
+    last_eval = entry.get("last_eval") or (records[-1] if records else {})
+    best_eval = entry.get("best_eval") or {}
+    rewards = [_num(r.get(EVAL_REWARD)) for r in records]
+    rewards = [r for r in rewards if r is not None]
+    best = _num(best_eval.get(EVAL_REWARD))
+    if best is None and rewards:
+        best = max(rewards)
+    status = str(entry.get("status") or ("running" if records else "pending"))
+    timesteps = _int(entry.get("timesteps_used"))
+    if timesteps is None and records:
+        start = _int(entry.get("start_step")) or 0
+        timesteps = max(_int(r.get("global_step")) or 0 for r in records) - start
+    return StageRow(
+        stage=stage,
+        status=status,
+        timesteps=timesteps,
+        wall_time=_num(entry.get("wall_time")),
+        gate_passed=bool(entry["gate_passed"]) if "gate_passed" in entry else None,
+        gate_step=_int(entry.get("gate_passed_at")),
+        best_reward=best,
+        final_reward=_num(last_eval.get(EVAL_REWARD)),
+        final_length=_num(last_eval.get(EVAL_LENGTH)),
+        success_rate=_num(last_eval.get(EVAL_SUCCESS)),
+        evaluations=int(entry.get("evaluations", len(records)) or 0),
+        components=top_components(component_means(last_eval) or component_means(records[-1] if records else {}), top),
+    )
+
+
+def _num(value: Any) -> Optional[float]:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return float(value) if math.isfinite(float(value)) else None
+
+
+def _int(value: Any) -> Optional[int]:
+    number = _num(value)
+    return int(number) if number is not None else None
+
+
+def _fmt_num(value: Optional[float], digits: int = 2) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def _fmt_int(value: Optional[int]) -> str:
+    return "-" if value is None else f"{value:,}"
+
+
+def _fmt_rate(value: Optional[float]) -> str:
+    return "-" if value is None else f"{100 * value:.0f}%"
+
+
+def _fmt_time(seconds: Optional[float]) -> str:
+    if seconds is None:
+        return "-"
+    seconds = int(round(seconds))
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}h{minutes:02d}m{secs:02d}s" if hours else f"{minutes}m{secs:02d}s"
+
+
+def _fmt_gate(row: StageRow) -> str:
+    if row.gate_passed is None:
+        return "-"
+    if row.gate_passed:
+        return f"passed @ {row.gate_step:,}" if row.gate_step is not None else "passed"
+    return "not passed"
