@@ -5,7 +5,8 @@ window), so tests can inspect it; :func:`save_figure` writes it. Panels, in orde
 
 * ``Eval return`` (``eval/mean_reward``) with each stage's ``min_avg_reward`` gate as a dashed segment,
 * ``Eval success rate`` (``eval/success_rate``) with each stage's ``min_success_rate`` gate,
-* one panel per reward component ``reward/<term>`` (the union over all runs), titled ``reward/<term>``.
+* one panel per reward component ``reward/<term>`` (the union over all runs), titled ``reward/<term>``
+  (training-rollout means from TensorBoard; the eval component means when a run has no TensorBoard events).
 
 Every run has one colour and one data line per panel where it logged that quantity; several runs overlay so two
 configs can be compared component by component. Stage boundaries are vertical dotted lines in the run's colour
@@ -20,7 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Optional, Sequence
 
 from dinosim.errors import DinosimError
-from dinosim.tracking.run_logs import EVAL_REWARD, EVAL_SUCCESS, RunLogs, check_has_logs, check_run_dir, load_run
+from dinosim.tracking.run_logs import EVAL_REWARD, EVAL_SUCCESS, RunLogs, Series, check_has_logs, check_run_dir, load_run
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -29,6 +30,8 @@ if TYPE_CHECKING:
 EVAL_REWARD_TITLE = "Eval return (eval/mean_reward)"
 EVAL_SUCCESS_TITLE = "Eval success rate (eval/success_rate)"
 MAX_COLUMNS = 3
+MARKERS = ("o", "s", "^", "D", "v", "P")
+_EMPTY = Series((), ())
 
 
 def check_runs(run_dirs: Sequence[Path]) -> list[Path]:
@@ -51,8 +54,13 @@ def run_labels(run_dirs: Sequence[Path]) -> list[str]:
     return [str(p) for p in run_dirs]
 
 
-def plot_runs(run_dirs: Sequence[Path], labels: Optional[Sequence[str]] = None, title: Optional[str] = None) -> "Figure":
-    """A Figure with the panels described in the module docstring, one colour per run.
+def plot_runs(run_dirs: Sequence[Path], labels: Optional[Sequence[str]] = None, title: Optional[str] = None,
+              include_zero: bool = False) -> "Figure":
+    """A Figure with the panels described in the module docstring, one colour (and marker) per run.
+
+    Reward components that are exactly 0 at every logged point of every run (terms inactive in these stages) get
+    no panel unless ``include_zero``; they are named in a note under the title instead. All panels share one
+    x range (global steps).
 
     Raises :class:`DinosimError` for a folder that is not a run or has no logs yet.
     """
@@ -68,6 +76,10 @@ def plot_runs(run_dirs: Sequence[Path], labels: Optional[Sequence[str]] = None, 
     from matplotlib.lines import Line2D
 
     terms = sorted({t for run in runs for t in run.reward_terms()})
+    zero_terms = [t for t in terms if not any(any(v != 0.0 for v in (run.component_series(t) or _EMPTY).values)
+                                              for run in runs)]
+    if not include_zero:
+        terms = [t for t in terms if t not in zero_terms]
     titles = [EVAL_REWARD_TITLE, EVAL_SUCCESS_TITLE] + [f"reward/{t}" for t in terms]
     ncols = min(MAX_COLUMNS, len(titles))
     nrows = math.ceil(len(titles) / ncols)
@@ -90,8 +102,8 @@ def plot_runs(run_dirs: Sequence[Path], labels: Optional[Sequence[str]] = None, 
             else:
                 series, gate_key = run.component_series(panel_title[len("reward/"):]), None
             if series:
-                marker = "o" if len(series) <= 30 else None
-                ax.plot(series.steps, series.values, color=color, marker=marker, markersize=3, linewidth=1.4,
+                marker = MARKERS[runs.index(run) % len(MARKERS)] if len(series) <= 40 else None
+                ax.plot(series.steps, series.values, color=color, marker=marker, markersize=3.5, linewidth=1.4,
                         label=run.label, gid=f"data:{run.label}")
                 plotted += 1
             if gate_key:
@@ -102,11 +114,19 @@ def plot_runs(run_dirs: Sequence[Path], labels: Optional[Sequence[str]] = None, 
         if not plotted:
             ax.text(0.5, 0.5, "not logged", transform=ax.transAxes, ha="center", va="center", color="0.5")
 
-    handles = [Line2D([], [], color=c, linewidth=2, label=run.label) for run, c in zip(runs, colors)]
+    last_steps = [step for run in runs if (step := run.last_step()) is not None]
+    if last_steps:
+        for ax in axes[:len(titles)]:
+            ax.set_xlim(0, max(last_steps) * 1.02)
+    handles = [Line2D([], [], color=c, linewidth=2, marker=MARKERS[i % len(MARKERS)], label=run.label)
+               for i, (run, c) in enumerate(zip(runs, colors))]
     handles.append(Line2D([], [], color="0.3", linestyle=":", label="stage boundary"))
     handles.append(Line2D([], [], color="0.3", linestyle="--", label="stage gate threshold"))
     fig.legend(handles=handles, loc="outside lower center", ncols=min(len(handles), 4), fontsize=9)
-    fig.suptitle(title or _default_title(runs), fontsize=12)
+    heading = title or _default_title(runs)
+    if zero_terms and not include_zero:
+        heading += "\nreward terms always 0 (no panel): " + ", ".join(zero_terms)
+    fig.suptitle(heading, fontsize=11)
     return fig
 
 

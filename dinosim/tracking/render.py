@@ -6,11 +6,11 @@ Contract:
   :class:`~dinosim.errors.DinosimError` with what to do (bad suffix, missing folder, no MP4 encoder, no GL).
   ``MUJOCO_GL`` is read by ``mujoco`` when it is first imported, so call :func:`ensure_gl_backend` before
   importing ``mujoco`` or ``dinosim.envs`` in a process that renders.
-* :func:`render_episodes` plays ``episodes`` episodes of ``model`` in one env made by ``env_factory`` (created
-  with ``render_mode="rgb_array"``; dinosim envs film with a camera that tracks the animal), normalising
-  observations with the frozen ``vec_normalize`` statistics, and writes every frame (the reset frame, then one per
-  step) until ``max_frames``. It returns a :class:`RenderResult` with the frame count, frame size and the
-  episodes' returns, lengths, success flags and reward-component sums.
+* :func:`render_episodes` plays ``episodes`` full episodes of ``model`` in one env made by ``env_factory``
+  (created with ``render_mode="rgb_array"``; dinosim envs film with a camera that tracks the animal), normalising
+  observations with the frozen ``vec_normalize`` statistics, and writes the frames (the reset frame, then one
+  per step) up to ``max_frames``. It returns a :class:`RenderResult` with the frame count, frame size and the
+  episodes' returns, lengths, success flags and reward-component sums (:meth:`RenderResult.eval_result`).
 * :func:`render_best_policy` does the same for a stage folder's best model (for W&B videos and README GIFs).
 """
 
@@ -51,9 +51,16 @@ class RenderResult:
     fps: int
     episode_returns: list[float] = field(default_factory=list)
     episode_lengths: list[int] = field(default_factory=list)
-    successes: list[bool] = field(default_factory=list)
+    successes: list[Optional[bool]] = field(default_factory=list)  # last step's info["is_success"] (None: n/a)
     component_sums: list[dict[str, float]] = field(default_factory=list)  # per episode: reward_<term> summed
-    truncated_by_max_frames: bool = False
+    frames_capped: bool = False  # max_frames was reached before the last episode ended
+
+    def eval_result(self) -> Any:
+        """The episodes as a :class:`dinosim.training.evaluation.EvalResult` (same metrics as `evaluate`)."""
+        from dinosim.training.evaluation import EvalResult
+
+        return EvalResult(returns=list(self.episode_returns), lengths=list(self.episode_lengths),
+                          successes=list(self.successes), components=[dict(c) for c in self.component_sums])
 
 
 def check_video_path(path: Path) -> Path:
@@ -122,11 +129,14 @@ def render_episodes(
     seed: Optional[int] = 0,
     width: Optional[int] = None,
 ) -> RenderResult:
-    """Play ``episodes`` episodes of ``model`` and write the frames to ``path`` (.gif or .mp4).
+    """Play ``episodes`` complete episodes of ``model``; write their first ``max_frames`` frames to ``path``.
 
     ``vec_normalize``: the stage's ``VecNormalize`` (or None); only its observation statistics are used, never
     updated. ``env_factory()`` must return a Gymnasium env whose ``render()`` gives an RGB array. Episode ``i``
-    is reset with ``seed + i`` (unseeded when ``seed`` is None). Stops at ``max_frames`` frames in total.
+    is reset with ``seed + i`` (unseeded when ``seed`` is None). Every episode is played to its end, so the
+    returned metrics are those of ``episodes`` full episodes (:meth:`RenderResult.eval_result`); frames are
+    taken (reset frame, then one per step) only until ``max_frames``, which bounds memory: GIF frames are kept
+    quantised (1 byte a pixel) until the file is written, MP4 frames are streamed.
     ``width``: scale frames to this width (aspect kept, even height) before writing, e.g. for small README GIFs.
     ``fps``: playback rate (default: the env's ``metadata["render_fps"]``, i.e. real time). In a GIF, Pillow
     stores a run of identical frames as one frame with the summed duration, so a GIF may hold fewer frames than
@@ -146,27 +156,28 @@ def render_episodes(
     try:
         for episode in range(episodes):
             obs, _ = env.reset(seed=None if seed is None else seed + episode)
-            sink.add(_frame(env, first=episode == 0))
-            total, length, success, sums, done = 0.0, 0, False, {}, False
-            while not done and sink.count < max_frames:
+            if sink.count < max_frames:
+                sink.add(_frame(env, first=episode == 0))
+            total, length, sums, done, info = 0.0, 0, {}, False, {}
+            while not done:
                 policy_obs = vec_normalize.normalize_obs(obs) if vec_normalize is not None else obs
                 action, _ = model.predict(policy_obs, deterministic=deterministic)
                 obs, reward, terminated, truncated, info = env.step(action)
                 total += float(reward)
                 length += 1
-                success = success or bool(info.get("is_success", False))
                 for key, value in info.items():
                     if key.startswith("reward_") and np.isscalar(value):
                         sums[key[len("reward_"):]] = sums.get(key[len("reward_"):], 0.0) + float(value)
                 done = bool(terminated or truncated)
-                sink.add(_frame(env))
+                if sink.count < max_frames:
+                    sink.add(_frame(env))
+                else:
+                    result.frames_capped = True
+            success = info.get("is_success")
             result.episode_returns.append(total)
             result.episode_lengths.append(length)
-            result.successes.append(success)
+            result.successes.append(None if success is None else bool(success))
             result.component_sums.append(sums)
-            if not done:
-                result.truncated_by_max_frames = True
-                break
     finally:
         env.close()
         sink.close()
