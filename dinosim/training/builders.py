@@ -1,0 +1,175 @@
+"""Build environments, vectorised envs and SB3 / sb3-contrib models from a :class:`RunConfig` (imports torch/SB3).
+
+Env factory contract (``EnvFactory``): ``factory(species, env_kwargs, seed) -> gymnasium.Env``. The default is
+:func:`dinosim.envs.make_env`; tests of the training code may pass their own. Every env built here is wrapped in
+:class:`EnvParamSetter` (so the curriculum can change ``[env]`` values of a running env) and SB3's ``Monitor``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Optional
+
+import gymnasium as gym
+import numpy as np
+
+from dinosim.errors import DinosimError
+from dinosim.training.schedules import StageClock, StageSchedule
+
+if TYPE_CHECKING:
+    from stable_baselines3.common.base_class import BaseAlgorithm
+    from stable_baselines3.common.vec_env import VecEnv, VecNormalize
+
+    from dinosim.config.resolve import RunConfig
+
+EnvFactory = Callable[[str, dict, Optional[int]], gym.Env]
+
+
+def default_env_factory(species: str, env_kwargs: dict, seed: Optional[int]) -> gym.Env:
+    from dinosim.envs import make_env
+
+    return make_env(species, env_kwargs, seed=seed)
+
+
+class EnvParamSetter(gym.Wrapper):
+    """Lets a VecEnv change constructor values of the wrapped env while it runs.
+
+    ``set_env_params({"alive_bonus": 1.5})`` calls ``unwrapped.set_env_params(**params)`` when the env defines it,
+    else sets same-named attributes on ``env.unwrapped`` (SB3's ``VecEnv.set_attr`` would only reach the outermost
+    wrapper). Returns ``{key: True}`` for keys the env knows (it defines ``set_env_params`` or already had the
+    attribute) and False for keys it did not have, which the env therefore probably does not read.
+    """
+
+    def set_env_params(self, params: dict[str, Any]) -> dict[str, bool]:
+        target = self.env.unwrapped
+        existed = {key: hasattr(target, key) for key in params}
+        setter = getattr(target, "set_env_params", None)
+        if callable(setter):
+            setter(**params)
+            return {key: True for key in params}
+        for key, value in params.items():
+            setattr(target, key, value)
+        return existed
+
+
+def _make_thunk(factory: EnvFactory, species: str, env_kwargs: dict, seed: Optional[int]) -> Callable[[], gym.Env]:
+    def thunk() -> gym.Env:
+        from stable_baselines3.common.monitor import Monitor
+
+        env = factory(species, dict(env_kwargs), seed)
+        return Monitor(EnvParamSetter(env))
+
+    return thunk
+
+
+def make_vec_env(species: str, env_kwargs: dict, n_envs: int, seed: int, vec_env: str,
+                 factory: Optional[EnvFactory] = None) -> "VecEnv":
+    """``n_envs`` envs seeded ``seed, seed+1, ...`` in a DummyVecEnv or SubprocVecEnv (forkserver)."""
+    from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv
+
+    factory = factory or default_env_factory
+    thunks = [_make_thunk(factory, species, env_kwargs, seed + i) for i in range(n_envs)]
+    if vec_env == "subproc" and n_envs > 1:
+        return SubprocVecEnv(thunks, start_method="forkserver")
+    if vec_env not in ("dummy", "subproc"):
+        raise DinosimError(f"unknown vec env {vec_env!r}")
+    return DummyVecEnv(thunks)
+
+
+def wrap_normalize(venv: "VecEnv", algorithm: str, gamma: float, training: bool = True) -> "VecNormalize":
+    """Observation normalisation for every algorithm; reward normalisation for PPO only."""
+    from stable_baselines3.common.vec_env import VecNormalize
+
+    norm_reward = algorithm == "ppo" and training
+    return VecNormalize(venv, training=training, norm_obs=True, norm_reward=norm_reward, gamma=gamma)
+
+
+def algorithm_class(algorithm: str) -> type:
+    if algorithm == "ppo":
+        from stable_baselines3 import PPO
+
+        return PPO
+    if algorithm == "sac":
+        from stable_baselines3 import SAC
+
+        return SAC
+    if algorithm == "tqc":
+        from sb3_contrib import TQC
+
+        return TQC
+    if algorithm == "crossq":
+        from sb3_contrib import CrossQ
+
+        return CrossQ
+    raise DinosimError(f"unknown algorithm {algorithm!r}")
+
+
+def stage_schedules(config: "RunConfig", stage: int, clock: StageClock) -> dict[str, Any]:
+    """``learning_rate`` (and PPO ``clip_range``) as :class:`StageSchedule` objects from the stage's settings."""
+    kwargs = config.algo_kwargs(stage)
+    sched = config.schedule(stage)
+    cur = config.curriculum(stage)
+    out: dict[str, Any] = {}
+    lr = kwargs.get("learning_rate", 3e-4)
+    if isinstance(lr, (int, float)):
+        out["learning_rate"] = StageSchedule(clock, float(lr), sched.learning_rate_end, sched.lr_schedule)
+    if config.algorithm == "ppo":
+        clip = kwargs.get("clip_range", 0.2)
+        if isinstance(clip, (int, float)):
+            out["clip_range"] = StageSchedule(
+                clock, float(clip), sched.clip_range_end, "linear",
+                warmup_steps=cur.warmup_timesteps, warmup_value=cur.warmup_clip_range,
+            )
+    return out
+
+
+def build_model(config: "RunConfig", stage: int, env: "VecEnv", clock: StageClock, seed: int) -> "BaseAlgorithm":
+    """A fresh model of ``config.algorithm`` with the stage's hyperparameters and stage-local schedules."""
+    cls = algorithm_class(config.algorithm)
+    kwargs = config.algo_kwargs(stage)
+    kwargs.update(stage_schedules(config, stage, clock))
+    policy = "MlpPolicy"
+    try:
+        return cls(policy, env, seed=seed, verbose=0, device="cpu", **kwargs)
+    except (TypeError, ValueError, AssertionError) as exc:
+        raise DinosimError(f"stage {stage}: cannot build {config.algorithm} with the resolved config: {exc}") from None
+
+
+def load_model(algorithm: str, path: Path, env: Optional["VecEnv"] = None) -> "BaseAlgorithm":
+    cls = algorithm_class(algorithm)
+    try:
+        return cls.load(str(path), env=env, device="cpu")
+    except (ValueError, KeyError, RuntimeError) as exc:
+        raise DinosimError(f"cannot load {path} as a {algorithm} model: {exc}") from None
+
+
+def warm_start(model: "BaseAlgorithm", source_model: Path, source_vecnorm: Optional[Path],
+               vec_normalize: "VecNormalize", algorithm: str, keep_log_std: bool) -> list[str]:
+    """Copy the policy (actor and critic/value) weights and observation statistics of a saved model.
+
+    ``keep_log_std``: leave the new model's ``log_std`` (the stage set ``policy_kwargs.log_std_init``) instead of
+    copying it. Returns the names of the tensors copied. Raises DinosimError when the networks do not match.
+    """
+    import pickle
+
+    source = load_model(algorithm, source_model)
+    state = source.policy.state_dict()
+    if keep_log_std:
+        state = {k: v for k, v in state.items() if k != "log_std"}
+    target = model.policy.state_dict()
+    mismatched = [k for k, v in state.items() if k not in target or target[k].shape != v.shape]
+    missing = [k for k in target if k not in state and not (keep_log_std and k == "log_std")]
+    if mismatched or missing:
+        raise DinosimError(
+            f"cannot warm-start from {source_model}: network shapes differ "
+            f"({', '.join((mismatched + missing)[:4])}); use the same policy_kwargs.net_arch in every stage"
+        )
+    model.policy.load_state_dict(state, strict=not keep_log_std)
+    if source_vecnorm is not None and Path(source_vecnorm).exists():
+        with open(source_vecnorm, "rb") as fh:
+            saved = pickle.load(fh)
+        if saved.obs_rms is not None and vec_normalize.obs_rms is not None:
+            if np.shape(saved.obs_rms.mean) != np.shape(vec_normalize.obs_rms.mean):
+                raise DinosimError(f"cannot warm-start from {source_vecnorm}: observation shapes differ")
+            vec_normalize.obs_rms = saved.obs_rms.copy()
+    return list(state)

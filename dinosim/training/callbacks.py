@@ -1,0 +1,284 @@
+"""SB3 callbacks of a dinosim stage: reward components, evaluation + gate, checkpoints, warm-up and env ramp.
+
+All callbacks share one :class:`StageContext` (the stage's settings, run folder, :class:`StageState` and eval
+history). Steps: ``model.num_timesteps`` is the GLOBAL step (continues across stages and resumes); stage-local
+steps are ``num_timesteps - state.start_step``. Evaluations happen every ``eval_freq`` stage steps (inside
+``_on_step``, so a passed gate can stop the stage), checkpoints every ``save_freq`` stage steps at rollout
+boundaries (after an update, never mid-rollout), so resuming continues from a clean point.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import numpy as np
+from stable_baselines3.common.callbacks import BaseCallback
+
+from dinosim.training.evaluation import EvalResult, reward_components, run_episodes
+from dinosim.training.rundir import (
+    METRICS_FILE, MODEL_FILE, TRIAL_METRICS_ENV, VECNORM_FILE, append_json_line, atomic_write_bytes,
+    atomic_write_json, checkpoint_paths, prune_checkpoints, save_model_atomic, save_vecnormalize_atomic,
+)
+from dinosim.training.schedules import ramp_typed
+from dinosim.training.settings import CurriculumSettings
+from dinosim.training.state import RunSummary, StageState
+
+EvalSink = Callable[[dict[str, Any]], None]
+
+
+@dataclass
+class StageContext:
+    """Everything the callbacks of one stage share."""
+
+    stage: int
+    run_dir: Path
+    stage_dir: Path
+    summary: RunSummary
+    state: StageState
+    curriculum: CurriculumSettings
+    train_env: Any  # the training VecNormalize
+    eval_env: Any  # a VecNormalize(training=False, norm_reward=False) over separate eval envs
+    eval_sinks: list[EvalSink] = field(default_factory=list)  # receive every metrics.jsonl record
+    history: dict[str, list] = field(default_factory=lambda: {"timesteps": [], "results": [], "ep_lengths": [],
+                                                                 "successes": []})
+    segment_start: float = field(default_factory=time.time)
+    wall_time_before: float = 0.0
+
+    def stage_steps(self, global_step: int) -> int:
+        return int(global_step) - int(self.state.start_step or 0)
+
+    def where(self, global_step: int) -> str:
+        return f"stage {self.stage}, step {global_step}"
+
+    def update_progress(self, global_step: int) -> None:
+        self.state.timesteps_used = self.stage_steps(global_step)
+        self.state.wall_time = self.wall_time_before + (time.time() - self.segment_start)
+        self.summary.global_step = int(global_step)
+
+    def persist(self, global_step: int) -> None:
+        self.update_progress(global_step)
+        self.summary.save(self.run_dir)
+
+
+def save_checkpoint(ctx: StageContext, model: Any, keep: Optional[int] = None) -> int:
+    """Model, VecNormalize, then a meta file (the stage state): only a checkpoint with all three counts."""
+    step = int(model.num_timesteps)
+    ctx.update_progress(step)
+    ctx.state.last_checkpoint_stage_step = ctx.stage_steps(step)
+    model_path, vecnorm_path, meta_path = checkpoint_paths(ctx.stage_dir, step)
+    save_model_atomic(model, model_path)
+    save_vecnormalize_atomic(ctx.train_env, vecnorm_path)
+    atomic_write_json(meta_path, {"global_step": step, "stage": ctx.stage, "state": asdict(ctx.state)})
+    prune_checkpoints(ctx.stage_dir, ctx.curriculum.keep_checkpoints if keep is None else keep)
+    ctx.summary.save(ctx.run_dir)
+    return step
+
+
+def write_evaluations(ctx: StageContext) -> None:
+    """``evaluations.npz`` like SB3's EvalCallback (timesteps, results, ep_lengths) plus ``successes`` (NaN: n/a)."""
+    buffer = io.BytesIO()
+    h = ctx.history
+    np.savez(buffer, timesteps=np.asarray(h["timesteps"], dtype=np.int64),
+             results=np.asarray(h["results"], dtype=np.float64), ep_lengths=np.asarray(h["ep_lengths"], dtype=np.int64),
+             successes=np.asarray(h["successes"], dtype=np.float64))
+    atomic_write_bytes(ctx.stage_dir / "evaluations.npz", buffer.getvalue())
+
+
+def load_evaluations(stage_dir: Path, up_to_step: Optional[int]) -> dict[str, list]:
+    """The eval history in ``evaluations.npz``, without evaluations after global step ``up_to_step``."""
+    path = Path(stage_dir) / "evaluations.npz"
+    history: dict[str, list] = {"timesteps": [], "results": [], "ep_lengths": [], "successes": []}
+    if not path.exists():
+        return history
+    with np.load(path) as data:
+        for i, step in enumerate(data["timesteps"]):
+            if up_to_step is None or step <= up_to_step:
+                for key in history:
+                    history[key].append(data[key][i].tolist())
+    return history
+
+
+class RewardComponentCallback(BaseCallback):
+    """``reward/<term>``: mean per-episode sum of each reward component over episodes finished since the last dump.
+
+    Also records ``curriculum/stage`` and ``curriculum/gate_streak`` so every dump carries them.
+    """
+
+    def __init__(self, ctx: StageContext) -> None:
+        super().__init__()
+        self.ctx = ctx
+        self._sums: list[dict[str, float]] = []
+
+    def _on_training_start(self) -> None:
+        self._sums = [{} for _ in range(self.training_env.num_envs)]
+
+    def _on_step(self) -> bool:
+        infos = self.locals.get("infos") or []
+        dones = self.locals.get("dones")
+        for i, info in enumerate(infos):
+            sums = self._sums[i]
+            for term, value in reward_components(info).items():
+                sums[term] = sums.get(term, 0.0) + value
+            if dones is not None and dones[i]:
+                for term, value in sums.items():
+                    self.logger.record_mean(f"reward/{term}", value)
+                self._sums[i] = {}
+        self.logger.record("curriculum/stage", self.ctx.stage)
+        self.logger.record("curriculum/gate_streak", self.ctx.state.gate_streak)
+        return True
+
+
+class EvalGateCallback(BaseCallback):
+    """Every ``eval_freq`` stage steps: deterministic evaluation on the eval envs with frozen, synced obs stats.
+
+    Records ``eval/*``, updates ``best/`` (by mean reward), ``evaluations.npz``, ``metrics.jsonl`` (and
+    ``$DINOSIM_TRIAL_METRICS``), the eval sinks and ``summary.json``; stops the stage (returns False) once the gate
+    held ``required_consecutive`` evaluations in a row.
+    """
+
+    def __init__(self, ctx: StageContext, deterministic: bool = True) -> None:
+        super().__init__()
+        self.ctx = ctx
+        self.deterministic = deterministic
+
+    def gate_holds(self, result: EvalResult) -> bool:
+        cur = self.ctx.curriculum
+        ok = result.mean_reward >= cur.min_avg_reward and result.mean_length >= cur.min_avg_episode_length
+        if cur.min_success_rate is not None:
+            ok = ok and (result.success_rate or 0.0) >= cur.min_success_rate
+        return bool(ok)
+
+    def _on_step(self) -> bool:
+        ctx, state = self.ctx, self.ctx.state
+        stage_steps = ctx.stage_steps(self.num_timesteps)
+        if stage_steps - state.last_eval_stage_step < ctx.curriculum.eval_freq:
+            return True
+        state.last_eval_stage_step = stage_steps - stage_steps % ctx.curriculum.eval_freq
+        return self.evaluate_now()
+
+    def evaluate_now(self) -> bool:
+        ctx, state, step = self.ctx, self.ctx.state, int(self.num_timesteps)
+        ctx.eval_env.obs_rms = ctx.train_env.obs_rms.copy()
+        result = run_episodes(self.model, ctx.eval_env, ctx.curriculum.eval_episodes, self.deterministic)
+        metrics = result.metrics()
+        state.evaluations += 1
+        passed = self.gate_holds(result)
+        state.gate_streak = state.gate_streak + 1 if passed else 0
+        state.last_eval = {"global_step": step, **metrics}
+        for key, value in metrics.items():
+            if value is not None and key != "eval/std_reward":
+                self.logger.record(key, value)
+        self.logger.record("curriculum/gate_streak", state.gate_streak)
+        h = ctx.history
+        h["timesteps"].append(step)
+        h["results"].append(result.returns)
+        h["ep_lengths"].append(result.lengths)
+        h["successes"].append([math.nan if s is None else float(s) for s in result.successes])
+        write_evaluations(ctx)
+        best = state.best_eval["eval/mean_reward"] if state.best_eval else -math.inf
+        if result.mean_reward > best:
+            save_model_atomic(self.model, ctx.stage_dir / "best" / MODEL_FILE)
+            save_vecnormalize_atomic(ctx.train_env, ctx.stage_dir / "best" / VECNORM_FILE)
+            atomic_write_json(ctx.stage_dir / "best" / "best.json", {"global_step": step, **metrics})
+            state.best_eval, state.best_step = dict(metrics), step
+        record = {"global_step": step, "stage": ctx.stage, **{k: v for k, v in metrics.items()}}
+        for term, value in result.component_means().items():
+            record[f"reward/{term}"] = value
+        append_json_line(ctx.run_dir / METRICS_FILE, record)
+        trial_path = os.environ.get(TRIAL_METRICS_ENV)
+        if trial_path:
+            append_json_line(Path(trial_path), record)
+        for sink in ctx.eval_sinks:
+            sink(record)
+        if state.gate_streak >= ctx.curriculum.required_consecutive:
+            state.gate_passed, state.gate_passed_at = True, step
+        ctx.persist(step)
+        self.logger.dump(step)
+        return not state.gate_passed
+
+
+class CheckpointCallback(BaseCallback):
+    """Every ``save_freq`` stage steps, at the start of a rollout (after an update): a complete checkpoint."""
+
+    def __init__(self, ctx: StageContext) -> None:
+        super().__init__()
+        self.ctx = ctx
+
+    def _on_rollout_start(self) -> None:
+        ctx = self.ctx
+        stage_steps = ctx.stage_steps(self.num_timesteps)
+        if stage_steps - ctx.state.last_checkpoint_stage_step >= ctx.curriculum.save_freq:
+            save_checkpoint(ctx, self.model)
+
+    def _on_step(self) -> bool:
+        return True
+
+
+class WarmupRampCallback(BaseCallback):
+    """Entering a stage: PPO ``ent_coef`` warm-up, and a linear ramp of every changed ``[env]`` value.
+
+    ``ramp``: ``{key: (previous stage value, this stage value)}``; the training envs get the interpolated value
+    through ``EnvParamSetter.set_env_params`` about 100 times over ``ramp_timesteps`` (and the stage value from then
+    on). The eval envs always use the stage's own values, so the gate judges the stage's task. Logged as
+    ``curriculum/ramp/<key>``, ``curriculum/ramp_progress`` and ``curriculum/warmup`` (1 while warming up).
+    """
+
+    def __init__(self, ctx: StageContext, ramp: dict[str, tuple[Any, Any]], base_ent_coef: Optional[float]) -> None:
+        super().__init__()
+        self.ctx = ctx
+        self.ramp = ramp
+        self.base_ent_coef = base_ent_coef
+        self._next_update = 0
+        self._done = False
+        self.missing: list[str] = []
+
+    def _ramp_now(self, stage_steps: int) -> None:
+        cur = self.ctx.curriculum
+        values = {k: ramp_typed(old, new, stage_steps, cur.ramp_timesteps) for k, (old, new) in self.ramp.items()}
+        results = self.training_env.env_method("set_env_params", values)
+        self.missing = sorted({k for r in results for k, known in r.items() if not known})
+        for key, value in values.items():
+            self.logger.record(f"curriculum/ramp/{key}", value)
+        progress = 1.0 if cur.ramp_timesteps <= 0 else min(stage_steps / cur.ramp_timesteps, 1.0)
+        self.logger.record("curriculum/ramp_progress", progress)
+        self._done = progress >= 1.0
+        self._next_update = stage_steps + max(cur.ramp_timesteps // 100, 1)
+
+    def _on_training_start(self) -> None:
+        if self.ramp:
+            self._ramp_now(self.ctx.stage_steps(self.num_timesteps))
+        self._warmup(self.ctx.stage_steps(self.num_timesteps))
+
+    def _warmup(self, stage_steps: int) -> None:
+        cur = self.ctx.curriculum
+        warming = stage_steps < cur.warmup_timesteps
+        self.logger.record("curriculum/warmup", int(warming))
+        if cur.warmup_ent_coef is not None and self.base_ent_coef is not None and hasattr(self.model, "ent_coef"):
+            self.model.ent_coef = cur.warmup_ent_coef if warming else self.base_ent_coef
+
+    def _on_rollout_start(self) -> None:
+        self._warmup(self.ctx.stage_steps(self.num_timesteps))
+
+    def _on_step(self) -> bool:
+        if self.ramp and not self._done:
+            stage_steps = self.ctx.stage_steps(self.num_timesteps)
+            if stage_steps >= self._next_update:
+                self._ramp_now(stage_steps)
+        return True
+
+
+def read_metrics_lines(path: Path) -> list[dict[str, Any]]:
+    """Every complete JSON line of a metrics file (a torn last line, impossible with our writer, is skipped)."""
+    out = []
+    with open(path, encoding="utf-8") as fh:
+        for line in fh:
+            if line.endswith("\n"):
+                out.append(json.loads(line))
+    return out

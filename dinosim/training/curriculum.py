@@ -1,0 +1,277 @@
+"""Train the stages of a run in order (imports torch/SB3; the runner imports this module lazily).
+
+:func:`execute` is the engine behind `train`, `curriculum` and `resume`: it walks the run's stages, skips finished
+ones, continues a running stage from its newest complete checkpoint, and otherwise starts the stage fresh with its
+own hyperparameters, warm-started from the previous stage's best policy (or ``init_from``). The caller owns the
+run folder, ``run.json`` and ``summary.json`` creation and turns the exceptions raised here into exit codes:
+:class:`RunInterrupted` (Ctrl-C, after a checkpoint), :class:`~dinosim.training.faults.TrainingFault` (NaN/inf)
+and :class:`GateNotPassed` (``strict_gates``).
+
+Hooks for trackers (:class:`RunHooks`): ``extra_output_formats`` are SB3 ``KVWriter`` objects added to every
+stage's logger (records arrive at the global step); ``extra_callbacks`` are SB3 callbacks added to every stage's
+``learn`` (re-initialised per stage by SB3); ``eval_sinks`` receive every metrics.jsonl record;
+``on_stage_start(stage, state)`` / ``on_stage_end(stage, state)`` are called around each stage trained.
+"""
+
+from __future__ import annotations
+
+import shutil
+import signal
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Optional, Sequence
+
+from stable_baselines3.common.callbacks import BaseCallback, CallbackList
+from stable_baselines3.common.logger import HumanOutputFormat, KVWriter, Logger, TensorBoardOutputFormat
+
+from dinosim.config.resolve import RunConfig
+from dinosim.training.builders import (
+    EnvFactory, build_model, make_vec_env, stage_schedules, warm_start, wrap_normalize,
+)
+from dinosim.training.callbacks import (
+    CheckpointCallback, EvalGateCallback, EvalSink, RewardComponentCallback, StageContext, WarmupRampCallback,
+    load_evaluations, save_checkpoint, write_evaluations,
+)
+from dinosim.training.faults import FiniteCheckVecEnv, FiniteLossCallback
+from dinosim.training.progress import ProgressCallback, ProgressReporter
+from dinosim.training.rundir import (
+    MODEL_FILE, VECNORM_FILE, complete_checkpoints, remove_stale_temp_files, save_model_atomic,
+    save_vecnormalize_atomic, stage_dir,
+)
+from dinosim.training.schedules import StageClock, changed_numeric_weights
+from dinosim.training.state import RunSummary, StageState
+
+EVAL_SEED_OFFSET = 10_000
+
+
+class RunInterrupted(Exception):
+    """Ctrl-C: a checkpoint was saved; ``step`` is the global step it holds."""
+
+    def __init__(self, stage: int, step: int) -> None:
+        super().__init__(f"interrupted in stage {stage} at step {step}")
+        self.stage, self.step = stage, step
+
+
+class GateNotPassed(Exception):
+    """``strict_gates``: a stage's budget ended before its gate passed."""
+
+
+@dataclass
+class RunHooks:
+    env_factory: Optional[EnvFactory] = None
+    extra_callbacks: Sequence[BaseCallback] = ()
+    extra_output_formats: Sequence[KVWriter] = ()
+    eval_sinks: Sequence[EvalSink] = ()
+    on_stage_start: Optional[Callable[[int, StageState], None]] = None
+    on_stage_end: Optional[Callable[[int, StageState], None]] = None
+    log_stdout: bool = True  # SB3's table on stdout (besides TensorBoard)
+    messages: list[str] = field(default_factory=list)  # warnings collected for the caller
+
+
+@dataclass
+class RunPlan:
+    """What to run, from ``run.json``."""
+
+    config: RunConfig
+    command: str
+    timesteps: Optional[int] = None
+    strict_gates: bool = False
+    init_model: Optional[Path] = None  # warm-start source of the first stage (from init_from)
+    init_vecnorm: Optional[Path] = None
+    init_env_kwargs: Optional[dict] = None  # [env] of the init_from stage, for the ramp of the first stage
+    provenance: dict[str, Any] = field(default_factory=dict)  # argv, git commit, versions: written to config.toml
+
+
+def policy_files(folder: Path) -> tuple[Optional[Path], Optional[Path]]:
+    """(model, vecnormalize) of a finished stage: ``best/`` when it exists, else the final files."""
+    for sub in (folder / "best", folder):
+        if (sub / MODEL_FILE).exists():
+            vecnorm = sub / VECNORM_FILE
+            return sub / MODEL_FILE, vecnorm if vecnorm.exists() else None
+    return None, None
+
+
+def _stage_config_toml(plan: RunPlan, stage: int) -> str:
+    from dinosim.config.toml_writer import dumps
+
+    config = plan.config
+    data: dict[str, Any] = {
+        "run": {"species": config.species, "algorithm": config.algorithm, "stage": stage,
+                "stages": list(config.stages), "seed": config.seed, "n_envs": config.n_envs,
+                "vec_env": config.vec_env, "overrides": list(config.overrides), "command": plan.command,
+                "timesteps": plan.timesteps, "strict_gates": plan.strict_gates},
+        "provenance": plan.provenance,
+    }
+    data.update(RunConfig.to_dict(config)[f"stage{stage}"])
+    return dumps(data)
+
+
+def _make_logger(folder: Path, hooks: RunHooks) -> tuple[Logger, list[KVWriter]]:
+    own: list[KVWriter] = [TensorBoardOutputFormat(str(folder))]
+    if hooks.log_stdout:
+        own.insert(0, HumanOutputFormat(sys.stdout))
+    return Logger(str(folder), own + list(hooks.extra_output_formats)), own
+
+
+def execute(run_dir: Path, plan: RunPlan, summary: RunSummary, hooks: RunHooks, progress: bool = True) -> None:
+    """Run every unfinished stage of ``plan``; ``summary`` is updated and saved as training goes."""
+    remove_stale_temp_files(run_dir)
+    config = plan.config
+    source_model, source_vecnorm = plan.init_model, plan.init_vecnorm
+    previous_env = plan.init_env_kwargs
+    with ProgressReporter(enabled=progress) as reporter:
+        for stage in config.stages:
+            state = summary.stages[stage]
+            folder = stage_dir(run_dir, stage)
+            if state.status == "finished":
+                _check_gate(plan, state)
+                source_model, source_vecnorm = policy_files(folder)
+                previous_env = config.env_kwargs(stage)
+                continue
+            _train_stage(run_dir, plan, summary, hooks, reporter, stage, source_model, source_vecnorm, previous_env)
+            _check_gate(plan, state)
+            source_model, source_vecnorm = policy_files(folder)
+            previous_env = config.env_kwargs(stage)
+
+
+def _check_gate(plan: RunPlan, state: StageState) -> None:
+    if plan.strict_gates and not state.gate_passed:
+        last = state.last_eval or {}
+        raise GateNotPassed(
+            f"stage {state.stage}: the budget of {state.budget} steps ended before the gate passed "
+            f"(last eval: mean reward {last.get('eval/mean_reward')}, length {last.get('eval/mean_ep_length')}, "
+            f"success {last.get('eval/success_rate')}; streak {state.gate_streak}); stopped by --strict-gates"
+        )
+
+
+def _train_stage(run_dir: Path, plan: RunPlan, summary: RunSummary, hooks: RunHooks, reporter: ProgressReporter,
+                 stage: int, source_model: Optional[Path], source_vecnorm: Optional[Path],
+                 previous_env: Optional[dict]) -> None:
+    from stable_baselines3.common.vec_env import VecNormalize
+
+    from dinosim.training.builders import algorithm_class
+    from dinosim.training.rundir import atomic_write_text
+
+    config, state = plan.config, summary.stages[stage]
+    folder = stage_dir(run_dir, stage)
+    folder.mkdir(parents=True, exist_ok=True)
+    cur = config.curriculum(stage)
+    budget = plan.timesteps if plan.timesteps is not None else cur.timesteps
+    env_kwargs = config.env_kwargs(stage)
+    kwargs = config.algo_kwargs(stage)
+    gamma = float(kwargs.get("gamma", 0.99))
+    checkpoints = complete_checkpoints(folder)
+    if state.status != "running" or not checkpoints:  # fresh start (also after a kill before the first checkpoint)
+        start = state.start_step if state.status == "running" and state.start_step is not None else summary.global_step
+        state = summary.stages[stage] = StageState(stage=stage, status="running", budget=budget, start_step=start)
+        shutil.rmtree(folder / "best", ignore_errors=True)  # left by a killed attempt of this stage
+    state.budget = budget
+    if not (folder / "config.toml").exists():
+        atomic_write_text(folder / "config.toml", _stage_config_toml(plan, stage))
+    where_step = {"step": state.start_step or 0}
+
+    def where() -> str:
+        return f"stage {stage}, step {where_step['step']}"
+
+    train_venv = FiniteCheckVecEnv(
+        make_vec_env(config.species, env_kwargs, config.n_envs, config.seed, config.vec_env, hooks.env_factory),
+        where,
+    )
+    n_eval = max(1, min(cur.eval_episodes, config.n_envs))
+    eval_env = wrap_normalize(
+        make_vec_env(config.species, env_kwargs, n_eval, config.seed + EVAL_SEED_OFFSET, "dummy", hooks.env_factory),
+        config.algorithm, gamma, training=False,
+    )
+    clock = StageClock(int(state.start_step or 0), budget)
+    resumed_from: Optional[int] = None
+    if state.status == "running" and checkpoints:
+        step, model_path, vecnorm_path, meta_path = checkpoints[-1]
+        from dinosim.training.rundir import read_json
+
+        saved = StageState.from_dict(read_json(meta_path)["state"])
+        saved.budget, saved.status = budget, "running"
+        state = summary.stages[stage] = saved
+        train_env = VecNormalize.load(str(vecnorm_path), train_venv)
+        train_env.training = True
+        cls = algorithm_class(config.algorithm)
+        model = cls.load(str(model_path), env=train_env, device="cpu",
+                         custom_objects=stage_schedules(config, stage, clock))
+        if hasattr(model, "learning_starts"):  # the replay buffer is not checkpointed: refill a batch first
+            model.learning_starts = max(model.learning_starts, model.num_timesteps + int(kwargs.get("batch_size", 256)))
+        resumed_from = step
+        history = load_evaluations(folder, step)
+    else:
+        train_env = wrap_normalize(train_venv, config.algorithm, gamma)
+        model = build_model(config, stage, train_env, clock, seed=config.seed)
+        if source_model is not None:
+            keep_log_std = "log_std_init" in (kwargs.get("policy_kwargs") or {})
+            warm_start(model, source_model, source_vecnorm, train_env, config.algorithm, keep_log_std)
+            state.warm_start = str(source_model)
+        model.num_timesteps = int(state.start_step or 0)
+        if hasattr(model, "learning_starts"):  # off-policy: random exploration counts from the stage start
+            model.learning_starts = int(model.learning_starts) + model.num_timesteps
+        history = load_evaluations(folder, -1)
+    ramp = changed_numeric_weights(previous_env, env_kwargs) if previous_env is not None else {}
+    state.ramped = {k: [old, new] for k, (old, new) in ramp.items()}
+    ctx = StageContext(stage=stage, run_dir=Path(run_dir), stage_dir=folder, summary=summary, state=state,
+                       curriculum=cur, train_env=train_env, eval_env=eval_env, eval_sinks=list(hooks.eval_sinks),
+                       history=history, wall_time_before=state.wall_time)
+    write_evaluations(ctx)
+    logger, own_formats = _make_logger(folder / "tb", hooks)
+    model.set_logger(logger)
+    summary.status = "running"
+    ctx.persist(model.num_timesteps)
+    if hooks.on_stage_start is not None:
+        hooks.on_stage_start(stage, state)
+    ramp_cb = WarmupRampCallback(ctx, ramp, kwargs.get("ent_coef") if config.algorithm == "ppo" else None)
+
+    class _Where(BaseCallback):
+        def _on_step(self) -> bool:
+            where_step["step"] = self.num_timesteps
+            return True
+
+    callbacks: list[BaseCallback] = [
+        _Where(), FiniteLossCallback(lambda: f"stage {stage}, step {model.num_timesteps}"),
+        RewardComponentCallback(ctx), ramp_cb, EvalGateCallback(ctx), CheckpointCallback(ctx),
+        ProgressCallback(reporter, int(state.start_step or 0)), *hooks.extra_callbacks,
+    ]
+    remaining = int(state.start_step or 0) + budget - int(model.num_timesteps)
+    reporter.start_stage(stage, ctx.stage_steps(model.num_timesteps), budget)
+    if resumed_from is not None:
+        print(f"stage {stage}: resumed from the checkpoint at step {resumed_from}", flush=True)
+    try:
+        if remaining > 0 and not state.gate_passed:
+            model.learn(total_timesteps=remaining, callback=CallbackList(callbacks), reset_num_timesteps=False,
+                        tb_log_name=f"stage{stage}")
+    except KeyboardInterrupt:
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not tear the checkpoint
+        try:
+            step = save_checkpoint(ctx, model)
+        finally:
+            signal.signal(signal.SIGINT, previous)
+        _close(train_env, eval_env, own_formats)
+        raise RunInterrupted(stage, step) from None
+    except BaseException:
+        _close(train_env, eval_env, own_formats)
+        raise
+    if ramp_cb.missing:
+        hooks.messages.append(f"stage {stage}: the env has no attribute(s) {', '.join(ramp_cb.missing)}; "
+                              "their ramp had no effect")
+    save_model_atomic(model, folder / MODEL_FILE)
+    save_vecnormalize_atomic(train_env, folder / VECNORM_FILE)
+    state.status = "finished"
+    ctx.persist(model.num_timesteps)
+    if hooks.on_stage_end is not None:
+        hooks.on_stage_end(stage, state)
+    _close(train_env, eval_env, own_formats)
+
+
+def _close(train_env: Any, eval_env: Any, formats: list[KVWriter]) -> None:
+    for env in (train_env, eval_env):
+        try:
+            env.close()
+        except Exception:  # noqa: BLE001 - subprocess workers may already be gone after Ctrl-C
+            pass
+    for fmt in formats:
+        fmt.close()

@@ -1,0 +1,329 @@
+"""Entry points the CLI calls: :func:`run` (train / curriculum), :func:`resume` and :func:`evaluate`.
+
+Contract: bad input (a folder that is not a run, a finished run, an ``init_from`` without a model, a stage that was
+never trained, ...) raises :class:`~dinosim.errors.DinosimError` with one line BEFORE torch or SB3 is imported.
+Exit codes returned: 0 done, 1 training stopped (NaN/inf, ``strict_gates``), 130 interrupted by Ctrl-C (a
+checkpoint was saved and the ``dinosim resume <run_dir>`` command printed).
+
+Tracker hooks: ``run(request, hooks=RunHooks(...))`` / ``resume(..., hooks=...)`` accept a
+:class:`dinosim.training.curriculum.RunHooks` (``extra_output_formats``: SB3 ``KVWriter`` objects receiving every
+logger record at the global step; ``extra_callbacks``; ``eval_sinks`` receiving each metrics.jsonl record;
+``on_stage_start`` / ``on_stage_end``). With ``request.wandb.enabled`` the W&B tracker is attached this way.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import socket
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Optional
+
+from dinosim.errors import DinosimError
+from dinosim.training.request import RunRequest, WandbOptions
+from dinosim.training.rundir import MODEL_FILE, RUN_FILE, SUMMARY_FILE, VECNORM_FILE, new_run_dir, stage_dir
+from dinosim.training.state import RunSummary, StageState, read_run_file, write_run_file
+
+if TYPE_CHECKING:
+    from dinosim.config.resolve import RunConfig
+    from dinosim.training.curriculum import RunHooks, RunPlan
+
+EXIT_OK, EXIT_FAILED, EXIT_INTERRUPTED = 0, 1, 130
+
+
+# -- bad-input checks (standard library only) -----------------------------------------------------------------------
+def _stage_policy(folder: Path) -> tuple[Optional[Path], Optional[Path]]:
+    for sub in (folder / "best", folder):
+        if (sub / MODEL_FILE).exists():
+            return sub / MODEL_FILE, (sub / VECNORM_FILE) if (sub / VECNORM_FILE).exists() else None
+    return None, None
+
+
+def find_init_source(path: Path, algorithm: str) -> tuple[Path, Optional[Path], Optional[dict]]:
+    """(model, vecnormalize, [env] of that stage) to warm-start from: a run folder's last trained stage (best, else
+    final model) or a stage folder's. Raises DinosimError when there is no model or its algorithm differs."""
+    path = Path(path)
+    if (path / RUN_FILE).exists():
+        run_dir, candidates = path, sorted((p for p in path.glob("stage*") if p.is_dir()), reverse=True)
+    elif path.name.startswith("stage") and (path.parent / RUN_FILE).exists():
+        run_dir, candidates = path.parent, [path]
+    else:
+        raise DinosimError(f"--init-from {path}: not a dinosim run or stage folder (no {RUN_FILE})")
+    run_data = read_run_file(run_dir)
+    source_algorithm = run_data["config"]["run"]["algorithm"]
+    if source_algorithm != algorithm:
+        raise DinosimError(f"--init-from {path}: it holds a {source_algorithm} model, this run uses {algorithm}")
+    for folder in candidates:
+        model, vecnorm = _stage_policy(folder)
+        if model is not None:
+            env = run_data["config"].get(folder.name, {}).get("env")
+            return model, vecnorm, env
+    raise DinosimError(f"--init-from {path}: no trained model in it (best/{MODEL_FILE} or {MODEL_FILE})")
+
+
+def check_resumable(run_dir: Path) -> tuple[dict, RunSummary]:
+    run_dir = Path(run_dir)
+    if not (run_dir / RUN_FILE).exists() or not (run_dir / SUMMARY_FILE).exists():
+        raise DinosimError(f"{run_dir}: not a dinosim run folder (no {RUN_FILE} and {SUMMARY_FILE})")
+    try:
+        run_data, summary = read_run_file(run_dir), RunSummary.load(run_dir)
+    except (ValueError, KeyError) as exc:
+        raise DinosimError(f"{run_dir}: unreadable run files ({exc})") from None
+    if summary.status == "finished":
+        raise DinosimError(f"{run_dir}: the run already finished; nothing to resume")
+    stopped = [s for s in summary.stages.values()
+               if s.status == "finished" and not s.gate_passed and run_data.get("strict_gates")]
+    if stopped:
+        raise DinosimError(f"{run_dir}: stopped by --strict-gates after stage {stopped[0].stage}; nothing to resume")
+    if summary.status == "running" and summary.host == socket.gethostname() and summary.pid not in (None, os.getpid()):
+        if _alive(summary.pid):
+            raise DinosimError(f"{run_dir}: the run seems to be still training (process {summary.pid} is alive)")
+    return run_data, summary
+
+
+def _alive(pid: Optional[int]) -> bool:
+    if pid is None:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a zombie (killed, not yet reaped by its parent) is not training
+        with open(f"/proc/{pid}/stat", encoding="ascii") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return True
+
+
+def _versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {"python": sys.version.split()[0]}
+    for name in ("dinosim", "stable-baselines3", "sb3-contrib", "torch", "gymnasium", "mujoco", "numpy"):
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:
+            pass
+    return out
+
+
+def _git_commit() -> str:
+    from dinosim.tracking.flatten import git_commit
+
+    return git_commit() or "unknown"
+
+
+# -- run / resume -----------------------------------------------------------------------------------------------------
+def run(request: RunRequest, hooks: Optional["RunHooks"] = None) -> int:
+    """`train` (one stage) or `curriculum` (its stages in order) in a new run folder; returns the exit code."""
+    if request.command not in ("train", "curriculum"):
+        raise DinosimError(f"unknown command {request.command!r}")
+    config = request.config
+    if request.command == "train" and len(config.stages) != 1:
+        raise DinosimError("train runs exactly one stage; use curriculum for several")
+    if request.timesteps is not None and request.timesteps < 1:
+        raise DinosimError(f"--timesteps must be at least 1, got {request.timesteps}")
+    init = find_init_source(request.init_from, config.algorithm) if request.init_from is not None else None
+    run_dir = new_run_dir(config.species, request.name, request.run_dir)
+    run_data = {
+        "command": request.command, "config": config.to_dict(), "timesteps": request.timesteps,
+        "name": request.name, "init_from": str(request.init_from) if request.init_from else None,
+        "init_model": str(init[0]) if init else None, "init_vecnorm": str(init[1]) if init and init[1] else None,
+        "init_env": init[2] if init else None, "strict_gates": request.strict_gates, "argv": list(request.argv),
+        "wandb": dataclasses.asdict(request.wandb),
+    }
+    write_run_file(run_dir, run_data)
+    budgets = {s: request.timesteps or config.curriculum(s).timesteps for s in config.stages}
+    summary = RunSummary(command=request.command, species=config.species, algorithm=config.algorithm,
+                         stages={s: StageState(stage=s, budget=budgets[s]) for s in config.stages})
+    summary.save(run_dir)
+    print(f"run folder: {run_dir}", flush=True)
+    return _execute(run_dir, run_data, summary, request.progress, hooks)
+
+
+def resume(run_dir: Path, progress: bool = True, hooks: Optional["RunHooks"] = None) -> int:
+    """Continue an interrupted run from its newest checkpoint: same config, finished stages kept."""
+    run_dir = Path(run_dir)
+    run_data, summary = check_resumable(run_dir)
+    done = [str(s.stage) for s in summary.stages.values() if s.status == "finished"]
+    print(f"resuming {run_dir} at step {summary.global_step}"
+          + (f" (finished stages: {', '.join(done)})" if done else ""), flush=True)
+    return _execute(run_dir, run_data, summary, progress, hooks)
+
+
+def _plan(run_data: dict) -> "RunPlan":
+    from dinosim.config.resolve import RunConfig
+    from dinosim.training.curriculum import RunPlan
+
+    return RunPlan(
+        config=RunConfig.from_dict(run_data["config"]), command=run_data["command"],
+        timesteps=run_data.get("timesteps"), strict_gates=bool(run_data.get("strict_gates")),
+        init_model=Path(run_data["init_model"]) if run_data.get("init_model") else None,
+        init_vecnorm=Path(run_data["init_vecnorm"]) if run_data.get("init_vecnorm") else None,
+        init_env_kwargs=run_data.get("init_env"),
+        provenance={"argv": run_data.get("argv", []), "init_from": run_data.get("init_from"),
+                    "git_commit": _git_commit(), "versions": _versions()},
+    )
+
+
+def _execute(run_dir: Path, run_data: dict, summary: RunSummary, progress: bool,
+             hooks: Optional["RunHooks"]) -> int:
+    from dinosim.training.curriculum import GateNotPassed, RunHooks, RunInterrupted, execute
+    from dinosim.training.faults import TrainingFault
+
+    plan = _plan(run_data)
+    hooks = hooks or RunHooks()
+    tracker = _start_wandb(run_dir, run_data, plan.config, hooks)
+    code, summary.status, summary.message = EXIT_OK, "running", None
+    try:
+        execute(run_dir, plan, summary, hooks, progress=progress)
+        summary.status = "finished"
+    except RunInterrupted as exc:
+        summary.status, summary.message, code = "interrupted", str(exc), EXIT_INTERRUPTED
+        print(f"\ninterrupted: checkpoint saved at step {exc.step} (stage {exc.stage}). Continue with:\n"
+              f"  dinosim resume {run_dir}", file=sys.stderr, flush=True)
+    except (TrainingFault, GateNotPassed) as exc:
+        summary.status, summary.message, code = "failed", str(exc), EXIT_FAILED
+        print(f"error: {exc}", file=sys.stderr, flush=True)
+    except BaseException as exc:
+        summary.status, summary.message = "failed", f"{type(exc).__name__}: {exc}"
+        summary.save(run_dir)
+        if tracker is not None:
+            tracker.finish(exit_code=EXIT_FAILED)
+        raise
+    summary.save(run_dir)
+    for message in hooks.messages:
+        print(f"warning: {message}", file=sys.stderr)
+    if tracker is not None:
+        tracker.finish(exit_code=code)
+    _print_summary(run_dir, summary)
+    return code
+
+
+def _start_wandb(run_dir: Path, run_data: dict, config: "RunConfig", hooks: "RunHooks") -> Any:
+    options = WandbOptions(**{k: (tuple(v) if k == "tags" else v) for k, v in run_data.get("wandb", {}).items()})
+    from dinosim.tracking.wandb_run import wandb_enabled_from_env
+
+    if not (options.enabled or wandb_enabled_from_env()):
+        return None
+    from dinosim.tracking.wandb_run import WandbTracker, set_active
+
+    tracker = WandbTracker.start(options, config, Path(run_dir), job_type=run_data["command"])
+    set_active(tracker)
+    hooks.extra_output_formats = [*hooks.extra_output_formats, tracker.kv_writer()]
+    hooks.eval_sinks = [*hooks.eval_sinks, tracker.log_eval]
+    previous_start, previous_end = hooks.on_stage_start, hooks.on_stage_end
+
+    def on_start(stage: int, state: StageState) -> None:
+        tracker.set_stage(stage, 0)  # dinosim's SB3 steps are already global
+        if previous_start:
+            previous_start(stage, state)
+
+    def on_end(stage: int, state: StageState) -> None:
+        tracker.log_gate(stage, state.gate_passed, state.gate_passed_at or (state.start_step or 0)
+                         + state.timesteps_used, timesteps_used=state.timesteps_used)
+        if previous_end:
+            previous_end(stage, state)
+
+    hooks.on_stage_start, hooks.on_stage_end = on_start, on_end
+    return tracker
+
+
+def _print_summary(run_dir: Path, summary: RunSummary) -> None:
+    print(f"run {summary.status}: {run_dir} (global step {summary.global_step})")
+    for stage, s in sorted(summary.stages.items()):
+        last = s.last_eval or {}
+        gate = f"gate passed at step {s.gate_passed_at}" if s.gate_passed else "gate not passed"
+        reward = last.get("eval/mean_reward")
+        print(f"  stage {stage}: {s.status}, {s.timesteps_used}/{s.budget} steps, {gate}"
+              + (f", last eval reward {reward:.2f}" if isinstance(reward, float) else "")
+              + f", {s.wall_time:.0f}s")
+
+
+# -- evaluate ---------------------------------------------------------------------------------------------------------
+def evaluate(run_dir: Path, stage: Optional[int], episodes: int, deterministic: bool,
+             gif: Optional[Path] = None) -> int:
+    """Evaluate a stage's best policy (else its final, else its newest checkpoint); print return ± std, length,
+    success rate and the mean per-episode sum of every reward component. ``gif``: also render to .gif/.mp4."""
+    run_dir = Path(run_dir)
+    if not (run_dir / RUN_FILE).exists():
+        raise DinosimError(f"{run_dir}: not a dinosim run folder (no {RUN_FILE})")
+    if episodes < 1:
+        raise DinosimError(f"--episodes must be at least 1, got {episodes}")
+    run_data = read_run_file(run_dir)
+    stages = [int(s) for s in run_data["config"]["run"]["stages"]]
+    if stage is not None and stage not in stages:
+        raise DinosimError(f"{run_dir}: stage {stage} is not part of this run (stages: {stages})")
+    model_path = vecnorm_path = None
+    for candidate in ([stage] if stage is not None else sorted(stages, reverse=True)):
+        model_path, vecnorm_path = _stage_policy(stage_dir(run_dir, candidate))
+        if model_path is None:
+            from dinosim.training.rundir import complete_checkpoints
+
+            checkpoints = complete_checkpoints(stage_dir(run_dir, candidate))
+            if checkpoints:
+                model_path, vecnorm_path = checkpoints[-1][1], checkpoints[-1][2]
+        if model_path is not None:
+            stage = candidate
+            break
+    if model_path is None:
+        raise DinosimError(f"{run_dir}: no trained model for stage {stage if stage is not None else 'any'}")
+    if gif is not None:
+        from dinosim.tracking.render import check_video_path
+
+        check_video_path(gif)
+    return _evaluate_model(run_data, int(stage), model_path, vecnorm_path, episodes, deterministic, gif)
+
+
+def _evaluate_model(run_data: dict, stage: int, model_path: Path, vecnorm_path: Optional[Path], episodes: int,
+                    deterministic: bool, gif: Optional[Path]) -> int:
+    from stable_baselines3.common.vec_env import VecNormalize
+
+    from dinosim.config.resolve import RunConfig
+    from dinosim.training.builders import load_model, make_vec_env, wrap_normalize
+    from dinosim.training.evaluation import format_report, run_episodes
+
+    config = RunConfig.from_dict(run_data["config"])
+    env_kwargs = config.env_kwargs(stage)
+    venv = make_vec_env(config.species, env_kwargs, 1, config.seed + 20_000, "dummy")
+    if vecnorm_path is not None:
+        env = VecNormalize.load(str(vecnorm_path), venv)
+        env.training, env.norm_reward = False, False
+    else:
+        env = wrap_normalize(venv, config.algorithm, 0.99, training=False)
+        env.norm_obs = False
+    model = load_model(config.algorithm, model_path, env=env)
+    result = run_episodes(model, env, episodes, deterministic)
+    env.close()
+    mode = "deterministic" if deterministic else "stochastic"
+    print(format_report(result, f"{config.species} stage {stage}: {model_path} ({mode})"))
+    if gif is not None:
+        from dinosim.envs import make_env
+        from dinosim.tracking.render import render_episodes
+
+        rendered = render_episodes(model, env if vecnorm_path is not None else None,
+                                   lambda: make_env(config.species, env_kwargs, render_mode="rgb_array"), gif,
+                                   episodes=min(episodes, 3), deterministic=deterministic)
+        print(f"wrote {rendered.frames} frames to {gif}")
+    return EXIT_OK
+
+
+def _main(argv: Optional[list[str]] = None) -> int:
+    """``python -m dinosim.training.runner resume RUN_DIR`` (the CLI is the normal way in)."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    if len(args) == 2 and args[0] == "resume":
+        return resume(Path(args[1]))
+    print("usage: python -m dinosim.training.runner resume RUN_DIR   (use `dinosim` for everything else)",
+          file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(_main())
+    except DinosimError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)
