@@ -166,8 +166,11 @@ def _alive(pid: int) -> bool:
 
 
 def counted_trials(study: Any) -> int:
-    """Trials that count toward run_cap: everything but interrupted ones (they are re-run)."""
-    return sum(1 for t in study.get_trials(deepcopy=False) if not t.user_attrs.get("interrupted"))
+    """Trials that count toward run_cap: started ones, except interrupted ones (they are queued again)."""
+    from optuna.trial import TrialState
+
+    return sum(1 for t in study.get_trials(deepcopy=False)
+               if t.state != TrialState.WAITING and not t.user_attrs.get("interrupted"))
 
 
 def _program_cwd(spec: SweepSpec, explicit: Optional[Path]) -> Path:
@@ -334,10 +337,12 @@ def run_sweep(spec: SweepSpec, opts: EngineOptions, progress: Optional[Progress]
             st.stop()
 
     def on_sigint(signum: int, frame: Any) -> None:
-        # Stop every trial process now (worker threads then record their trials as interrupted) and unwind.
+        # First Ctrl-C: stop every trial process (their trials are recorded as interrupted and re-run on resume)
+        # and start no new trial; the sweep then unwinds by itself. A second Ctrl-C interrupts at once.
+        if objective.registry.stopping.is_set():
+            raise KeyboardInterrupt
         objective.registry.stopping.set()
         threading.Thread(target=objective.registry.terminate_all, args=(opts.term_timeout,), daemon=True).start()
-        raise KeyboardInterrupt
 
     in_main = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGINT, on_sigint) if in_main else None
@@ -353,6 +358,8 @@ def run_sweep(spec: SweepSpec, opts: EngineOptions, progress: Optional[Progress]
         progress.stop()
         if in_main:
             signal.signal(signal.SIGINT, previous)
+    if objective.registry.stopping.is_set():
+        raise KeyboardInterrupt
     from optuna.trial import TrialState
 
     for state in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL, TrialState.RUNNING):

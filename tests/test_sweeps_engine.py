@@ -1,0 +1,245 @@
+"""The offline engine on a tiny real program that follows the training contract (metrics JSON lines).
+
+The program's "reward" is a known function of its parameters, so the tests can check what the engine decided.
+Real-CLI sweeps are in test_sweeps_real_training.py.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+import yaml
+
+from dinosim.sweeps.engine import EngineOptions, run_sweep
+from dinosim.sweeps.yaml_spec import load_sweep
+
+PROGRAM = textwrap.dedent('''
+    import json, math, os, sys, time
+    args = sys.argv[1:]
+    assert args[0] == "train", args
+    params = {}
+    for tok in args[args.index("--override") + 1:]:
+        key, _, value = tok.partition("=")
+        params[key] = value
+    lr = float(params["ppo.learning_rate"])
+    ent = float(params.get("ppo.ent_coef", "0"))
+    seed = int(params.get("seed", "0"))
+    mode = params.get("fake.mode", "ok")
+    if mode == "crash" and lr > 1e-3:
+        sys.exit(3)
+    path = os.environ["DINOSIM_TRIAL_METRICS"]
+    with open(os.environ.get("FAKE_LOG", os.devnull), "a") as log:
+        log.write(json.dumps({"pid": os.getpid(), "start": time.time(), "params": params}) + "\\n")
+    n_evals = int(os.environ.get("FAKE_EVALS", params.get("fake.evals", "6")))
+    for i in range(1, n_evals + 1):
+        quality = -abs(math.log10(lr) + 4.0)          # best at lr = 1e-4
+        value = 10 * quality + i - 100 * ent + seed
+        if mode == "nan" and lr > 1e-3 and i == 2:
+            value = float("nan")
+        with open(path, "a") as f:
+            f.write(json.dumps({"global_step": 64 * i, "stage": 1, "eval/mean_reward": value}) + "\\n")
+        time.sleep(float(os.environ.get("FAKE_SLEEP", params.get("fake.sleep", "0.05"))))
+''')
+
+
+def write_sweep(tmp_path: Path, **overrides) -> Path:
+    prog = tmp_path / "fake_train.py"
+    prog.write_text(PROGRAM)
+    cfg = {
+        "method": "random",
+        "metric": {"name": "eval/mean_reward", "goal": "maximize"},
+        "run_cap": 6,
+        "program": str(prog),
+        "command": ["${env}", "${interpreter}", "${program}", "train", "--override", "${args_no_hyphens}"],
+        "parameters": {
+            "ppo.learning_rate": {"distribution": "log_uniform_values", "min": 1e-5, "max": 1e-2},
+            "ppo.ent_coef": {"values": [0.0, 0.01]},
+        },
+    }
+    for key, value in overrides.items():
+        if key == "params":
+            cfg["parameters"].update(value)
+        else:
+            cfg[key] = value
+    path = tmp_path / f"{overrides.get('name', 'fake')}.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def run(path: Path, tmp_path: Path, **opts):
+    options = EngineOptions(sweep_dir=tmp_path / "sweepdir", poll_interval=0.05, sampler_seed=0, **opts)
+    return run_sweep(load_sweep(path), options)
+
+
+def trials(tmp_path: Path, name: str = "fake"):
+    from optuna.storages.journal import JournalFileBackend, JournalStorage
+
+    storage = JournalStorage(JournalFileBackend(str(tmp_path / "sweepdir" / "study.journal")))
+    return optuna.load_study(study_name=name, storage=storage).get_trials()
+
+
+def expected_value(params: dict, n_evals: int = 6) -> float:
+    return 10 * -abs(math.log10(params["ppo.learning_rate"]) + 4.0) + n_evals - 100 * params["ppo.ent_coef"]
+
+
+def test_random_sweep_values_and_run_cap(tmp_path):
+    path = write_sweep(tmp_path)
+    result = run(path, tmp_path, workers=2)
+    ts = trials(tmp_path)
+    assert len(ts) == 6 and result.counts["complete"] == 6
+    for t in ts:
+        assert t.value == pytest.approx(expected_value(t.user_attrs["params"]))
+        argv = t.user_attrs["argv"]
+        assert argv[:3] == ["/usr/bin/env", sys.executable, str(tmp_path / "fake_train.py")]
+        assert set(argv[argv.index("--override") + 1:]) == {f"{k}={v}" for k, v in t.user_attrs["params"].items()}
+    best = max(ts, key=lambda t: t.value)
+    assert result.best_value == best.value
+    # run_cap is reached: a second invocation starts nothing
+    run(path, tmp_path, workers=1)
+    assert len(trials(tmp_path)) == 6
+
+
+def test_grid_sweep_visits_every_point_once(tmp_path):
+    path = write_sweep(tmp_path, method="grid", run_cap=20, params={
+        "ppo.learning_rate": {"values": [1e-5, 1e-4, 1e-3]}, "ppo.ent_coef": {"values": [0.0, 0.01]},
+        "fake.evals": {"value": 2}})
+    result = run(path, tmp_path, workers=2)
+    ts = trials(tmp_path)
+    points = sorted((t.user_attrs["params"]["ppo.learning_rate"], t.user_attrs["params"]["ppo.ent_coef"]) for t in ts)
+    assert points == sorted((lr, e) for lr in (1e-5, 1e-4, 1e-3) for e in (0.0, 0.01))
+    assert result.best_params["ppo.learning_rate"] == 1e-4 and result.best_params["ppo.ent_coef"] == 0.0
+
+
+def test_bayes_sweep_with_list_values_and_count(tmp_path):
+    path = write_sweep(tmp_path, method="bayes", run_cap=50, params={
+        "ppo.policy_kwargs.net_arch": {"values": [[64, 64], [128, 64, 32]]}, "fake.evals": {"value": 2}})
+    run(path, tmp_path, workers=1, count=8)
+    ts = trials(tmp_path)
+    assert len(ts) == 8 and all(t.state.name == "COMPLETE" for t in ts)
+    arches = {json.dumps(t.user_attrs["params"]["ppo.policy_kwargs.net_arch"]) for t in ts}
+    assert arches <= {"[64, 64]", "[128, 64, 32]"}
+    assert any("ppo.policy_kwargs.net_arch=[128, 64, 32]" in t.user_attrs["argv"] for t in ts) or \
+        any("ppo.policy_kwargs.net_arch=[64, 64]" in t.user_attrs["argv"] for t in ts)
+
+
+def test_hyperband_prunes_and_failures_do_not_stop_sweep(tmp_path):
+    path = write_sweep(tmp_path, run_cap=14, params={"fake.mode": {"value": "crash"}, "fake.evals": {"value": 9}},
+                       early_terminate={"type": "hyperband", "min_iter": 1, "max_iter": 9, "eta": 3})
+    run(path, tmp_path, workers=2)
+    ts = trials(tmp_path)
+    states = [t.state.name for t in ts]
+    assert len(ts) == 14
+    assert "PRUNED" in states, states
+    failed = [t for t in ts if t.state.name == "FAIL"]
+    assert failed and all(t.user_attrs["params"]["ppo.learning_rate"] > 1e-3 for t in failed)
+    assert all("exit code 3" in t.user_attrs["fail_reason"] for t in failed)
+    pruned = [t for t in ts if t.state.name == "PRUNED"]
+    assert all(len(t.intermediate_values) < 9 for t in pruned)
+    assert all(t.user_attrs["params"]["ppo.learning_rate"] <= 1e-3 for t in ts if t.state.name == "COMPLETE")
+
+
+def test_nan_metric_is_a_failed_trial(tmp_path):
+    path = write_sweep(tmp_path, run_cap=6, params={"fake.mode": {"value": "nan"}})
+    run(path, tmp_path, workers=2)
+    ts = trials(tmp_path)
+    nan = [t for t in ts if t.user_attrs["params"]["ppo.learning_rate"] > 1e-3]
+    assert nan and all(t.state.name == "FAIL" and "non-finite" in t.user_attrs["fail_reason"] for t in nan)
+    assert any(t.state.name == "COMPLETE" for t in ts)
+
+
+def test_constraints_skip_before_running(tmp_path):
+    log = tmp_path / "starts.jsonl"
+    os.environ["FAKE_LOG"] = str(log)
+    try:
+        path = write_sweep(tmp_path, run_cap=10, command=[
+            "${env}", "${interpreter}", "${program}", "train", "--skip-if", "ppo.learning_rate > 1e-3 and ppo.ent_coef > 0.005",
+            "--override", "${args_no_hyphens}"])
+        run(path, tmp_path, workers=1)
+    finally:
+        del os.environ["FAKE_LOG"]
+    ts = trials(tmp_path)
+    skipped = [t for t in ts if t.user_attrs.get("skipped")]
+    assert skipped and all(t.state.name == "PRUNED" for t in skipped)
+    assert all(t.user_attrs["params"]["ppo.learning_rate"] > 1e-3 and t.user_attrs["params"]["ppo.ent_coef"] == 0.01
+               for t in skipped)
+    started = [json.loads(line)["params"] for line in log.read_text().splitlines()]
+    assert len(started) == len(ts) - len(skipped)  # skipped trials never started a process
+
+
+def test_program_reported_skip(tmp_path):
+    prog = tmp_path / "skipper.py"
+    prog.write_text("import json, os\nopen(os.environ['DINOSIM_TRIAL_METRICS'], 'a').write("
+                    "json.dumps({'skipped': True, 'reason': 'skip-if: x > 1'}) + '\\n')\n")
+    path = write_sweep(tmp_path, run_cap=2, program=str(prog))
+    run(path, tmp_path)
+    ts = trials(tmp_path)
+    assert [t.user_attrs["skipped"] for t in ts] == ["skip-if: x > 1"] * 2
+    assert all(t.state.name == "PRUNED" for t in ts)
+
+
+def test_target_stops_sweep(tmp_path):
+    path = write_sweep(tmp_path, run_cap=30, metric={"name": "eval/mean_reward", "goal": "maximize", "target": -1e9})
+    result = run(path, tmp_path, workers=1)
+    assert result.target_reached and len(trials(tmp_path)) == 1
+
+
+def test_seeds_average(tmp_path):
+    path = write_sweep(tmp_path, run_cap=2)
+    run(path, tmp_path, seeds=3)
+    for t in trials(tmp_path):
+        assert t.user_attrs["seed_values"] == pytest.approx([expected_value(t.user_attrs["params"]) + s for s in (0, 1, 2)])
+        assert t.value == pytest.approx(expected_value(t.user_attrs["params"]) + 1)
+        assert "seed=2" in t.user_attrs["argv-seed2"]
+
+
+def test_interrupted_sweep_resumes(tmp_path):
+    path = write_sweep(tmp_path, run_cap=3)
+    log = tmp_path / "starts.jsonl"
+    code = ("from pathlib import Path; from dinosim.sweeps.engine import EngineOptions, run_sweep; "
+            "from dinosim.sweeps.yaml_spec import load_sweep; "
+            f"run_sweep(load_sweep({str(path)!r}), EngineOptions(sweep_dir=Path({str(tmp_path / 'sweepdir')!r}), "
+            "poll_interval=0.05, workers=1))")
+    env = {**os.environ, "FAKE_SLEEP": "0.5", "FAKE_EVALS": "40", "FAKE_LOG": str(log)}
+    proc = subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    metrics = tmp_path / "sweepdir" / "trials" / "0000" / "metrics.jsonl"
+    deadline = time.time() + 60
+    while not (metrics.exists() and metrics.read_text().count("\n") >= 2) and time.time() < deadline:
+        time.sleep(0.1)
+    t0 = time.time()
+    proc.send_signal(signal.SIGINT)
+    proc.wait(timeout=60)
+    assert time.time() - t0 < 15  # the engine stops its trial instead of waiting 20 s for it
+    child = json.loads(log.read_text().splitlines()[0])["pid"]
+    time.sleep(0.2)
+    with pytest.raises(ProcessLookupError):
+        os.kill(child, 0)
+    first = trials(tmp_path)
+    assert len(first) == 1 and first[0].state.name == "FAIL" and first[0].user_attrs.get("interrupted")
+    # resume: the interrupted configuration runs again, and run_cap counts 3 real trials
+    run(path, tmp_path)
+    ts = trials(tmp_path)
+    assert len(ts) == 4 and [t.state.name for t in ts[1:]] == ["COMPLETE"] * 3
+    assert ts[1].user_attrs["params"] == first[0].user_attrs["params"]
+    assert ts[1].user_attrs["requeued_from"] == 0
+    run(path, tmp_path)  # nothing left to do, nothing re-queued twice
+    assert len(trials(tmp_path)) == 4
+
+
+def test_changed_yaml_is_refused(tmp_path):
+    path = write_sweep(tmp_path, run_cap=1)
+    run(path, tmp_path)
+    path.write_text(path.read_text().replace("run_cap: 1", "run_cap: 2"))
+    from dinosim.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="different YAML"):
+        run(path, tmp_path)
