@@ -222,6 +222,8 @@ def load_run(path: Path, label: Optional[str] = None) -> RunLogs:
     summary = read_summary(path)
     scalars = read_scalars(path) if event_files(path) else {}
     evals = read_jsonl(path / "metrics.jsonl")
+    if not any(scalars.values()) and not evals:  # event files that hold no scalar yet (the run just started)
+        raise DinosimError(f"{path} has no logged values yet; wait until the run logs its first rollout or evaluation")
     stages = _stages(path, summary, scalars, evals)
     return RunLogs(path, label or default_label(path), summary, stages, scalars, evals)
 
