@@ -1,0 +1,107 @@
+"""Audit: do trivial policies pass a stage's gate? They must not ("no free success").
+
+:func:`run_audit` runs a zero-action policy and a uniform-random policy on one species/stage with the stage's
+``[env]`` kwargs and checks each against the stage's gate (``min_avg_reward``, ``min_avg_episode_length`` and,
+where set, ``min_success_rate``). A passing row means the gate can be met without learning anything.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from dinosim.envs.factory import make_env
+
+POLICIES: tuple[str, ...] = ("zero", "random")
+
+
+@dataclass(frozen=True)
+class AuditRow:
+    """Result of one trivial policy on one species/stage."""
+
+    species: str
+    stage: int
+    policy: str
+    mean_return: float
+    mean_length: float
+    success_rate: float
+    passed: bool  # True = the trivial policy meets the gate (a bad gate)
+
+
+def run_policy(
+    species: str, env_kwargs: dict[str, Any], policy: str, *, episodes: int = 20, seeds: tuple[int, ...] = (0, 1, 2)
+) -> dict[str, float]:
+    """Mean return, mean length and success rate of ``policy`` ("zero" or "random") over ``episodes`` episodes.
+
+    Episode ``i`` resets with seed ``seeds[i % len(seeds)] * 100_003 + i``; the random policy samples actions
+    uniformly from the action space seeded the same way, so results are reproducible.
+    """
+    if policy not in POLICIES:
+        raise ValueError(f"policy must be one of {POLICIES}, got {policy!r}")
+    env = make_env(species, env_kwargs)
+    returns, lengths, successes = [], [], []
+    try:
+        for i in range(episodes):
+            seed = seeds[i % len(seeds)] * 100_003 + i
+            env.reset(seed=seed)
+            env.action_space.seed(seed)
+            zero = np.zeros(env.action_space.shape, dtype=np.float32)
+            total, steps, success, done = 0.0, 0, False, False
+            while not done:
+                action = zero if policy == "zero" else env.action_space.sample()
+                _, reward, terminated, truncated, info = env.step(action)
+                total += float(reward)
+                steps += 1
+                success = success or bool(info.get("is_success", False))
+                done = terminated or truncated
+            returns.append(total)
+            lengths.append(steps)
+            successes.append(success)
+    finally:
+        env.close()
+    return {
+        "mean_return": float(np.mean(returns)),
+        "mean_length": float(np.mean(lengths)),
+        "success_rate": float(np.mean(successes)),
+    }
+
+
+def gate_passed(stats: dict[str, float], gate: dict[str, Any]) -> bool:
+    """Whether ``stats`` meets ``gate`` (keys min_avg_reward, min_avg_episode_length, optional min_success_rate)."""
+    ok = stats["mean_return"] >= float(gate.get("min_avg_reward", 0.0))
+    ok = ok and stats["mean_length"] >= float(gate.get("min_avg_episode_length", 0.0))
+    if gate.get("min_success_rate") is not None:
+        ok = ok and stats["success_rate"] >= float(gate["min_success_rate"])
+    return ok
+
+
+def run_audit(
+    species: str,
+    stage: int,
+    env_kwargs: dict[str, Any],
+    gate: dict[str, Any],
+    *,
+    episodes: int = 20,
+    seeds: tuple[int, ...] = (0, 1, 2),
+) -> list[AuditRow]:
+    """One :class:`AuditRow` per trivial policy ("zero", "random") for this species/stage and gate."""
+    rows = []
+    for policy in POLICIES:
+        stats = run_policy(species, env_kwargs, policy, episodes=episodes, seeds=seeds)
+        rows.append(AuditRow(species, stage, policy, **stats, passed=gate_passed(stats, gate)))
+    return rows
+
+
+def format_audit_table(rows: list[AuditRow]) -> str:
+    """Plain-text table of audit rows, with a last line counting passes (0 is the goal)."""
+    header = f"{'species':<14} {'stage':>5} {'policy':<7} {'mean_return':>12} {'mean_length':>12} {'success':>8}  passed"
+    lines = [header, "-" * len(header)]
+    for r in rows:
+        lines.append(
+            f"{r.species:<14} {r.stage:>5} {r.policy:<7} {r.mean_return:>12.2f} {r.mean_length:>12.1f} "
+            f"{r.success_rate:>8.2f}  {'PASS' if r.passed else 'no'}"
+        )
+    lines.append(f"{sum(r.passed for r in rows)} of {len(rows)} trivial policies pass their gate")
+    return "\n".join(lines)

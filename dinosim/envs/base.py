@@ -1,0 +1,416 @@
+"""`DinoEnv`: the one Gymnasium environment class behind every dinosim species and curriculum stage.
+
+Design
+------
+* **Physics.** MuJoCo is driven directly (no ``MujocoEnv``): one ``mj_step(model, data, nstep=frame_skip)`` call per
+  env step, preallocated observation buffer, cached ids and array views, so the Python cost per step stays small
+  next to the physics. Contacts are filtered in the MJCF (contype/conaffinity) so that only feet/trunk-vs-floor and
+  effector-vs-target pairs are ever tested.
+* **Actuation.** Every actuated joint has a MuJoCo position servo. The policy's action ``a`` in ``[-1, 1]^nu`` is a
+  *residual* around the species' home pose: ``target = home + action_scale * a * half_range`` clipped to the joint
+  range. Residual targets make the zero action a meaningful posture and keep exploration near it. The
+  weight-bearing leg servos are deliberately soft (about a third of the stiffness that would hold the home pose
+  passively, see the MJCF files), so, like muscle tone, standing needs a policy feed-forward term: a zero-action
+  "statue" sags and collapses, and pushes (``push_force``) demand feedback on top.
+* **Stages are kwargs, not classes.** ``task`` selects balance / locomotion / the species behaviour; every other
+  constructor kwarg is a reward weight or task parameter. The signature of ``__init__`` (literal defaults only) is
+  the single source of truth for the ``[env]`` config table; the config validator reads it with ``ast``.
+* **Rewards** are the weighted terms of :mod:`dinosim.envs.rewards`, each reported in ``info`` as ``reward_<term>``.
+
+Species subclasses provide only their own data: MJCF file, home pose, names of feet/trunk/effector geoms, tail
+joints, and the target placement of their behaviour (see the ``ClassVar`` hooks below).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+from typing import Any, ClassVar
+
+if "MUJOCO_GL" not in os.environ and not os.environ.get("DISPLAY"):
+    os.environ["MUJOCO_GL"] = "egl"  # headless rendering; must be set before mujoco is imported
+
+import gymnasium as gym
+import mujoco
+import numpy as np
+from gymnasium import spaces
+
+from dinosim.envs.rewards import StepSignals, compute_reward
+
+ASSETS_DIR = Path(__file__).resolve().parent / "assets"
+TASKS_COMMON: tuple[str, ...] = ("balance", "locomotion")
+NO_TARGET_DISTANCE = -1.0  # value of info["target_distance"] when the task has no target
+GAIT_EMA = 0.05  # per-step smoothing of the stance fractions used by the gait-symmetry term
+TARGET_PARK = (0.0, 0.0, -10.0)  # where the target body waits (below the floor) when the task has none
+
+
+class DinoEnv(gym.Env):
+    """Base MuJoCo dinosaur env; see the module docstring for the design and :meth:`__init__` for the kwargs.
+
+    ``info`` on every step (same keys every step of an env instance): ``reward_<term>`` for each term of
+    :data:`dinosim.envs.rewards.TERMS`, ``forward_velocity`` (m/s along the heading), ``tilt`` (rad), ``height``
+    (m, torso), ``target_distance`` (m, effector to target; ``-1.0`` without target), ``termination_reason``
+    (``""``, ``"fell_height"``, ``"fell_tilt"``, ``"fell_contact"``, ``"success"``, ``"time_limit"``), and, when the
+    task has a target, ``is_success`` (bool).
+    """
+
+    metadata: ClassVar[dict[str, Any]] = {"render_modes": ["rgb_array"], "render_fps": 25}
+
+    # ---- species hooks -------------------------------------------------------------------------------------------
+    xml_file: ClassVar[str] = ""
+    behaviour: ClassVar[str] = ""  # the stage-3 task name of the species
+    home_pose: ClassVar[dict[str, float]] = {}  # joint name -> radians, joints not listed are 0
+    foot_geoms: ClassVar[tuple[str, ...]] = ()  # touch sensors carry the same names
+    foot_pairs: ClassVar[tuple[tuple[int, int], ...]] = ()  # (left, right) indices into foot_geoms
+    tail_joints: ClassVar[tuple[str, ...]] = ()
+    effector_geoms: ClassVar[tuple[str, ...]] = ()  # geoms whose positions define the target distance
+    success_by_contact: ClassVar[bool] = True  # success = effector/target contact (else distance threshold)
+    reach_scale: ClassVar[float] = 0.5  # m, length scale of the proximity term
+    frame_skip: ClassVar[int] = 10
+
+    def __init__(
+        self,
+        *,
+        task: str = "balance",  # "balance", "locomotion" or the species behaviour ("strike"/"bite"/"food_reach")
+        alive_bonus: float = 1.0,  # reward per step while not fallen
+        forward_vel_weight: float = 0.0,  # reward per m/s of speed along the heading (capped at forward_vel_max)
+        forward_vel_max: float = 1.0,  # m/s, speed above which the forward reward stops growing
+        posture_weight: float = 0.5,  # reward for an upright torso at standing height (max per step)
+        nosedive_weight: float = 0.5,  # penalty per unit sine of nose-down torso pitch
+        drift_penalty_weight: float = 0.0,  # penalty per m of horizontal distance from the spawn point
+        speed_penalty_weight: float = 0.0,  # penalty per (m/s)^2 above forward_vel_max
+        spin_penalty_weight: float = 0.05,  # penalty per (rad/s)^2 of yaw rate
+        heading_weight: float = 0.0,  # penalty weight on (1 - cos(heading error))
+        lateral_penalty_weight: float = 0.0,  # penalty per (m/s)^2 of sideways velocity
+        smoothness_weight: float = 0.05,  # penalty per mean squared change of the applied action
+        energy_penalty_weight: float = 0.02,  # penalty per mean squared applied action
+        gait_symmetry_weight: float = 0.0,  # penalty per squared left/right stance-fraction difference
+        tail_stability_weight: float = 0.0,  # penalty per mean squared tail joint velocity
+        fall_penalty: float = -20.0,  # added once on the step the animal falls (negative)
+        max_tilt: float = 0.8,  # rad, torso tilt beyond which the animal counts as fallen
+        min_height_fraction: float = 0.7,  # torso height below this fraction of standing height counts as fallen
+        heading: float = 0.0,  # rad, world yaw of the direction to walk / of the target
+        action_scale: float = 0.5,  # servo target range per unit action, as a fraction of half the joint range
+        reset_noise_scale: float = 0.05,  # uniform joint-angle noise (rad) and velocity noise at reset
+        push_force: float = 0.0,  # horizontal push on the torso, in multiples of body weight (0 = no pushes)
+        push_interval: float = 3.0,  # s, mean time between pushes (uniform in [0.5, 1.5] x this)
+        push_duration: float = 0.2,  # s, how long each push lasts
+        max_episode_steps: int = 1000,  # the env truncates episodes itself after this many steps
+        render_mode: str | None = None,  # None or "rgb_array"
+    ) -> None:
+        tasks = TASKS_COMMON + (self.behaviour,)
+        if task not in tasks:
+            raise ValueError(f"task must be one of {tasks}, got {task!r}")
+        if render_mode not in (None, "rgb_array"):
+            raise ValueError(f"render_mode must be None or 'rgb_array', got {render_mode!r}")
+        if max_episode_steps < 1:
+            raise ValueError("max_episode_steps must be >= 1")
+        self.task = task
+        self.alive_bonus = float(alive_bonus)
+        self.forward_vel_weight = float(forward_vel_weight)
+        self.forward_vel_max = float(forward_vel_max)
+        self.posture_weight = float(posture_weight)
+        self.nosedive_weight = float(nosedive_weight)
+        self.drift_penalty_weight = float(drift_penalty_weight)
+        self.speed_penalty_weight = float(speed_penalty_weight)
+        self.spin_penalty_weight = float(spin_penalty_weight)
+        self.heading_weight = float(heading_weight)
+        self.lateral_penalty_weight = float(lateral_penalty_weight)
+        self.smoothness_weight = float(smoothness_weight)
+        self.energy_penalty_weight = float(energy_penalty_weight)
+        self.gait_symmetry_weight = float(gait_symmetry_weight)
+        self.tail_stability_weight = float(tail_stability_weight)
+        self.fall_penalty = float(fall_penalty)
+        self.max_tilt = float(max_tilt)
+        self.min_height_fraction = float(min_height_fraction)
+        self.heading = float(heading)
+        self.action_scale = float(action_scale)
+        self.reset_noise_scale = float(reset_noise_scale)
+        self.push_force = float(push_force)
+        self.push_interval = float(push_interval)
+        self.push_duration = float(push_duration)
+        self.max_episode_steps = int(max_episode_steps)
+        self.render_mode = render_mode
+        self.has_target = task == self.behaviour
+
+        self._setup_model()
+        self._setup_spaces()
+        self._renderer: mujoco.Renderer | None = None
+        self._signals = StepSignals(has_target=self.has_target)
+
+    # ---- species behaviour weights (overridden by species properties) --------------------------------------------
+    target_bonus: float = 0.0
+    target_approach_weight: float = 0.0
+    target_proximity_weight: float = 0.0
+
+    def _spawn_target(self, rng: np.random.Generator, origin: np.ndarray) -> np.ndarray:
+        """World position of a new stage-3 target for an animal whose torso is at ``origin``."""
+        raise NotImplementedError
+
+    def _success_distance(self) -> float:
+        """Effector-target distance (m) that counts as success when ``success_by_contact`` is False."""
+        raise NotImplementedError
+
+    # ---- model setup ---------------------------------------------------------------------------------------------
+    def _setup_model(self) -> None:
+        m = mujoco.MjModel.from_xml_path(str(ASSETS_DIR / self.xml_file))
+        d = mujoco.MjData(m)
+        self.model, self.data = m, d
+        self.dt = m.opt.timestep * self.frame_skip
+        self.metadata = {**self.metadata, "render_fps": int(round(1.0 / self.dt))}
+        self._torso = m.body("torso").id
+        self._target_body = m.body("target").id
+        self._mocap = int(m.body_mocapid[self._target_body])
+        self._target_geom = m.geom("target").id
+        nu = m.nu
+        joints = m.actuator_trnid[:, 0]
+        self._act_qpos = np.array([m.jnt_qposadr[j] for j in joints])
+        self._act_qvel = np.array([m.jnt_dofadr[j] for j in joints])
+        lo, hi = m.jnt_range[joints, 0].copy(), m.jnt_range[joints, 1].copy()
+        self._ctrl_lo, self._ctrl_hi = lo, hi
+        self._half_range = 0.5 * (hi - lo)
+        home = np.zeros(nu)
+        for name, angle in self.home_pose.items():
+            home[list(joints).index(m.joint(name).id)] = angle
+        self._home = home
+        self._tail_dofs = np.array([m.jnt_dofadr[m.joint(n).id] for n in self.tail_joints], dtype=int)
+        self._effectors = np.array([m.geom(n).id for n in self.effector_geoms], dtype=int)
+        self._nfeet = len(self.foot_geoms)
+        self._touch = np.array([m.sensor_adr[m.sensor(n).id] for n in self.foot_geoms], dtype=int)
+        # Per-geom lookup tables for contact classification.
+        foot_ids = {m.geom(n).id for n in self.foot_geoms}
+        floor = m.geom("floor").id
+        self._is_trunk = np.array(
+            [g not in foot_ids and g != floor and m.geom_contype[g] & 2 for g in range(m.ngeom)], dtype=bool
+        )
+        self._is_effector = np.zeros(m.ngeom, dtype=bool)
+        self._is_effector[self._effectors] = True
+        # Home state with the lowest foot resting on the floor.
+        d.qpos[:] = m.qpos0
+        d.qpos[self._act_qpos] = home
+        mujoco.mj_kinematics(m, d)
+        feet = [m.geom(n).id for n in self.foot_geoms]
+        lowest = min(d.geom_xpos[g][2] - self._geom_half_height(g) for g in feet)
+        d.qpos[2] -= lowest - 0.001
+        self._qpos_home = d.qpos.copy()
+        self.standing_height = float(d.qpos[2])
+        self.body_mass = float(m.body_subtreemass[self._torso])
+        self.body_weight = self.body_mass * float(-m.opt.gravity[2])
+        # Cached views into MjData.
+        self._xmat = d.xmat[self._torso]
+        self._qpos_v, self._qvel_v = d.qpos, d.qvel
+        self._xfrc = d.xfrc_applied[self._torso]
+
+    def _geom_half_height(self, g: int) -> float:
+        """Vertical half extent of a box/capsule/sphere foot geom in its current orientation."""
+        m, d = self.model, self.data
+        size = m.geom_size[g]
+        rot = d.geom_xmat[g].reshape(3, 3)
+        if m.geom_type[g] == mujoco.mjtGeom.mjGEOM_BOX:
+            return float(np.abs(rot[2]) @ size)
+        if m.geom_type[g] == mujoco.mjtGeom.mjGEOM_CAPSULE:
+            return float(abs(rot[2, 2]) * size[1] + size[0])
+        return float(size[0])
+
+    def _setup_spaces(self) -> None:
+        nu = self.model.nu
+        self.action_space = spaces.Box(-1.0, 1.0, shape=(nu,), dtype=np.float32)
+        # height, gravity in torso frame (3), heading error cos/sin (2), linear velocity in heading frame (3),
+        # torso angular velocity (3), joint angles (nu), joint velocities (nu), foot contacts, target offset (3).
+        self._obs_size = 12 + 2 * nu + self._nfeet + 3
+        self._obs = np.zeros(self._obs_size, dtype=np.float64)
+        self.observation_space = spaces.Box(-np.inf, np.inf, shape=(self._obs_size,), dtype=np.float32)
+
+    # ---- gymnasium API -------------------------------------------------------------------------------------------
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        super().reset(seed=seed)
+        m, d, rng = self.model, self.data, self.np_random
+        mujoco.mj_resetData(m, d)
+        d.qpos[:] = self._qpos_home
+        noise = self.reset_noise_scale
+        d.qpos[self._act_qpos] += rng.uniform(-noise, noise, m.nu)
+        d.qvel[:] = rng.uniform(-noise, noise, m.nv)
+        d.ctrl[:] = self._home
+        self._origin = self._qpos_home[:2].copy()
+        if self.has_target:
+            d.mocap_pos[self._mocap] = self._spawn_target(rng, self._qpos_home[:3])
+        else:
+            d.mocap_pos[self._mocap] = TARGET_PARK
+        mujoco.mj_forward(m, d)
+        self._steps = 0
+        self._prev_action = np.zeros(m.nu)
+        self._stance = np.full(self._nfeet, 0.5)
+        self._next_push = self._draw_push_time(0.0)
+        self._push_end = -1.0
+        self._xfrc[:] = 0.0
+        self._target_dist = self._target_distance()
+        return self._observation(), self._reset_info()
+
+    def step(self, action: np.ndarray):
+        m, d = self.model, self.data
+        a = np.clip(action, -1.0, 1.0)  # the action the plant receives
+        ctrl = self._home + (self.action_scale * self._half_range) * a
+        np.clip(ctrl, self._ctrl_lo, self._ctrl_hi, out=d.ctrl)
+        self._apply_push(self._steps * self.dt)
+        mujoco.mj_step(m, d, nstep=self.frame_skip)
+        self._steps += 1
+
+        s = self._signals
+        r = self._xmat.tolist()
+        qv = self._qvel_v[:6].tolist()
+        ch, sh = math.cos(self.heading), math.sin(self.heading)
+        s.forward_velocity = qv[0] * ch + qv[1] * sh
+        s.lateral_velocity = -qv[0] * sh + qv[1] * ch
+        s.yaw_rate = qv[5]
+        tilt = math.acos(max(-1.0, min(1.0, r[8])))
+        s.tilt = tilt
+        height = float(self._qpos_v[2])
+        s.height_error = height / self.standing_height - 1.0
+        s.nose_down = max(0.0, -r[6])
+        s.heading_error = _wrap(math.atan2(r[3], r[0]) - self.heading)
+        s.drift = math.hypot(self._qpos_v[0] - self._origin[0], self._qpos_v[1] - self._origin[1])
+        da = a - self._prev_action
+        s.action_change_sq = float(da @ da) / m.nu
+        s.action_sq = float(a @ a) / m.nu
+        self._prev_action = a
+        contacts = d.sensordata[self._touch] > 0.0
+        self._stance += GAIT_EMA * (contacts - self._stance)
+        s.gait_asymmetry = float(sum((self._stance[i] - self._stance[j]) ** 2 for i, j in self.foot_pairs))
+        tv = d.qvel[self._tail_dofs]
+        s.tail_speed_sq = float(tv @ tv) / max(1, len(tv))
+
+        trunk_contact, effector_contact = self._contacts()
+        reason = ""
+        if trunk_contact:
+            reason = "fell_contact"
+        elif height < self.min_height_fraction * self.standing_height:
+            reason = "fell_height"
+        elif tilt > self.max_tilt:
+            reason = "fell_tilt"
+        s.fell = reason != ""
+        success = False
+        dist = NO_TARGET_DISTANCE
+        if self.has_target:
+            dist = self._target_distance()
+            s.approach_speed = (self._target_dist - dist) / self.dt
+            s.proximity = math.exp(-dist / self.reach_scale)
+            self._target_dist = dist
+            success = effector_contact if self.success_by_contact else dist <= self._success_distance()
+            success = success and not s.fell
+            if success:
+                reason = "success"
+        s.success = success
+        terminated = reason != ""
+        truncated = not terminated and self._steps >= self.max_episode_steps
+        if truncated:
+            reason = "time_limit"
+
+        info: dict[str, Any] = {}
+        reward = compute_reward(self, s, info)
+        info["forward_velocity"] = s.forward_velocity
+        info["tilt"] = tilt
+        info["height"] = height
+        info["target_distance"] = dist
+        info["termination_reason"] = reason
+        if self.has_target:
+            info["is_success"] = success
+        return self._observation(contacts), reward, terminated, truncated, info
+
+    def render(self) -> np.ndarray | None:
+        if self.render_mode != "rgb_array":
+            return None
+        if self._renderer is None:
+            self._renderer = mujoco.Renderer(self.model, height=480, width=640)
+        self._renderer.update_scene(self.data, camera="track")
+        return self._renderer.render()
+
+    def close(self) -> None:
+        if self._renderer is not None:
+            self._renderer.close()
+            self._renderer = None
+
+    # ---- internals -----------------------------------------------------------------------------------------------
+    def _reset_info(self) -> dict[str, Any]:
+        info: dict[str, Any] = {
+            "forward_velocity": 0.0,
+            "tilt": 0.0,
+            "height": self.standing_height,
+            "target_distance": self._target_dist,
+            "termination_reason": "",
+        }
+        if self.has_target:
+            info["is_success"] = False
+        return info
+
+    def _observation(self, contacts: np.ndarray | None = None) -> np.ndarray:
+        d, o, nu = self.data, self._obs, self.model.nu
+        qpos, qvel = self._qpos_v, self._qvel_v
+        ch, sh = math.cos(self.heading), math.sin(self.heading)
+        r = self._xmat
+        o[0] = qpos[2] / self.standing_height - 1.0
+        o[1:4] = r[6:9]
+        o[1:4] *= -1.0
+        yaw_err = math.atan2(r[3], r[0]) - self.heading
+        o[4], o[5] = math.cos(yaw_err), math.sin(yaw_err)
+        o[6] = qvel[0] * ch + qvel[1] * sh
+        o[7] = -qvel[0] * sh + qvel[1] * ch
+        o[8] = qvel[2]
+        o[9:12] = qvel[3:6]
+        np.subtract(qpos[self._act_qpos], self._home, out=o[12 : 12 + nu])
+        o[12 : 12 + nu] /= self._half_range
+        np.multiply(qvel[self._act_qvel], 0.1, out=o[12 + nu : 12 + 2 * nu])
+        k = 12 + 2 * nu
+        if contacts is None:
+            contacts = d.sensordata[self._touch] > 0.0
+        o[k : k + self._nfeet] = contacts
+        k += self._nfeet
+        if self.has_target:
+            dx = d.mocap_pos[self._mocap] - qpos[:3]
+            o[k] = dx[0] * ch + dx[1] * sh
+            o[k + 1] = -dx[0] * sh + dx[1] * ch
+            o[k + 2] = dx[2]
+        return o.astype(np.float32)
+
+    def _contacts(self) -> tuple[bool, bool]:
+        """(a trunk geom touches the floor, an effector touches the target)."""
+        ncon = self.data.ncon
+        if ncon == 0:
+            return False, False
+        geoms = self.data.contact.geom[:ncon]
+        trunk = bool(self._is_trunk[geoms].any())
+        effector = False
+        if self.has_target:
+            hit = geoms == self._target_geom
+            if hit.any():
+                effector = bool(self._is_effector[geoms[hit.any(axis=1)]].any())
+        return trunk, effector
+
+    def _target_distance(self) -> float:
+        if not self.has_target:
+            return NO_TARGET_DISTANCE
+        pos = self.data.mocap_pos[self._mocap]
+        return float(min(math.dist(self.data.geom_xpos[g], pos) for g in self._effectors))
+
+    def _draw_push_time(self, now: float) -> float:
+        if self.push_force <= 0.0:
+            return math.inf
+        return now + self.push_interval * float(self.np_random.uniform(0.5, 1.5))
+
+    def _apply_push(self, now: float) -> None:
+        """Start, hold or end a horizontal push on the torso according to the push schedule."""
+        if now >= self._next_push:
+            angle = float(self.np_random.uniform(-math.pi, math.pi))
+            magnitude = self.push_force * self.body_weight * float(self.np_random.uniform(0.75, 1.25))
+            self._xfrc[0] = magnitude * math.cos(angle)
+            self._xfrc[1] = magnitude * math.sin(angle)
+            self._push_end = now + self.push_duration
+            self._next_push = self._draw_push_time(self._push_end)
+        elif self._push_end >= 0.0 and now >= self._push_end:
+            self._xfrc[:3] = 0.0
+            self._push_end = -1.0
+
+
+def _wrap(angle: float) -> float:
+    """Wrap an angle to [-pi, pi]."""
+    return (angle + math.pi) % (2.0 * math.pi) - math.pi

@@ -1,0 +1,37 @@
+"""`make_env`: build a dinosim env for a species from an ``[env]`` kwargs dict."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gymnasium as gym
+
+from dinosim.species import SPECIES
+
+ENV_IDS: dict[str, str] = {name: spec.env_id for name, spec in SPECIES.items()}
+
+
+def make_env(
+    species: str,
+    env_kwargs: dict[str, Any],
+    *,
+    seed: int | None = None,
+    render_mode: str | None = None,
+) -> gym.Env:
+    """Create the registered env of ``species`` with ``env_kwargs`` as constructor kwargs.
+
+    ``seed`` (when given) seeds the first reset and the action space. ``render_mode`` overrides any
+    ``render_mode`` in ``env_kwargs``. Unknown species raise ``KeyError``; unknown kwargs raise ``TypeError``.
+    """
+    import dinosim.envs  # noqa: F401  (registers the ids)
+
+    if species not in ENV_IDS:
+        raise KeyError(f"unknown species {species!r}; known: {sorted(ENV_IDS)}")
+    kwargs = dict(env_kwargs)
+    if render_mode is not None:
+        kwargs["render_mode"] = render_mode
+    env = gym.make(ENV_IDS[species], **kwargs)
+    if seed is not None:
+        env.reset(seed=seed)
+        env.action_space.seed(seed)
+    return env
