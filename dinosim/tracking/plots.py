@@ -111,8 +111,10 @@ def plot_runs(run_dirs: Sequence[Path], labels: Optional[Sequence[str]] = None, 
             _draw_boundaries(ax, run, color)
         if panel_title == EVAL_SUCCESS_TITLE:
             ax.set_ylim(-0.05, 1.05)
+        elif panel_title == EVAL_REWARD_TITLE:
+            _keep_data_in_view(ax)
         if not plotted:
-            ax.text(0.5, 0.5, "not logged", transform=ax.transAxes, ha="center", va="center", color="0.5")
+            ax.text(0.5, 0.8, "not logged", transform=ax.transAxes, ha="center", va="center", color="0.5")
 
     last_steps = [step for run in runs if (step := run.last_step()) is not None]
     if last_steps:
@@ -166,6 +168,27 @@ def _draw_gates(ax: "Axes", run: RunLogs, gate_key: str, color: str) -> None:
             end = start + 1
         ax.plot([start, end], [threshold, threshold], color=color, linestyle="--", linewidth=1.0, alpha=0.8,
                 label="_nolegend_", gid=f"gate:{run.label}:{stage.stage}")
+
+
+def _keep_data_in_view(ax: "Axes") -> None:
+    """Gate segments far outside the data's range (more than one data span away) would squash the curves: limit
+    the y axis to the data plus the near gates, and name each off-scale gate in a corner note."""
+    data = [y for line in ax.get_lines() if (line.get_gid() or "").startswith("data:") for y in line.get_ydata()]
+    gates = [line for line in ax.get_lines() if (line.get_gid() or "").startswith("gate:")]
+    if not data or not gates:
+        return
+    low, high = min(data), max(data)
+    span = max(high - low, abs(high) * 0.1, 1.0)
+    near = [line.get_ydata()[0] for line in gates if low - span <= line.get_ydata()[0] <= high + span]
+    far = [line for line in gates if not low - span <= line.get_ydata()[0] <= high + span]
+    if not far:
+        return
+    low, high = min([low, *near]), max([high, *near])
+    pad = 0.08 * max(high - low, 1e-9)
+    ax.set_ylim(low - pad, high + pad)
+    note = "off scale: " + ", ".join(dict.fromkeys(
+        f"S{line.get_gid().rsplit(':', 1)[1]} gate {line.get_ydata()[0]:g}" for line in far))
+    ax.text(0.99, 0.02, note, transform=ax.transAxes, ha="right", va="bottom", fontsize=7, color="0.35")
 
 
 def _default_title(runs: list[RunLogs]) -> str:
