@@ -108,6 +108,8 @@ def apply_to_toml(text: str, values: dict[str, Any], note: str) -> tuple[str, li
         prior = old_item.trivia.comment.lstrip("#").strip() if hasattr(old_item, "trivia") else ""
         was = f" (was {_fmt(old)})" if old is not None else " (new key)"
         item.comment(f"{prior + ' | ' if prior else ''}{note}{was}")
+        ws = old_item.trivia.comment_ws if hasattr(old_item, "trivia") and prior else ""
+        item.trivia.comment_ws = ws or "  "
         container[key] = item
         changed.append((dotted, old, new))
     return tomlkit.dumps(doc), changed

@@ -146,7 +146,7 @@ def run_process(
             if rec.get("skipped"):
                 out.skipped = str(rec.get("reason") or "skipped by constraint")
                 continue
-            if metric not in rec:
+            if rec.get(metric) is None:  # absent, or null (e.g. eval/success_rate of a stage without successes)
                 continue
             try:
                 value = float(rec[metric])
