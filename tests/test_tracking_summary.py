@@ -1,0 +1,100 @@
+"""`summarize_run` / `dinosim summary` on the REAL tiny runs of test_tracking_plots (trained once per session)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from test_tracking_plots import _started_run, cli, make_tiny_run
+
+from dinosim.errors import DinosimError
+from dinosim.tracking.summary import format_table, summarize_run, top_components
+
+
+@pytest.fixture(scope="session")
+def run_a(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_tiny_run(tmp_path_factory.getbasetemp() / "tracking", "A")
+
+
+def _records(run: Path) -> list[dict]:
+    return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_rows_follow_summary_json_and_metrics_jsonl(run_a):
+    summary = json.loads((run_a / "summary.json").read_text())
+    records = _records(run_a)
+    table = summarize_run(run_a)
+    assert (table.species, table.algorithm, table.status) == ("velociraptor", "ppo", "finished")
+    assert [row.stage for row in table.rows] == [1, 2]
+    for row in table.rows:
+        entry = summary["stages"][str(row.stage)]
+        mine = [r for r in records if r["stage"] == row.stage]
+        assert mine, "every stage of the tiny run evaluates at least once"
+        assert row.timesteps == entry["timesteps_used"]
+        assert row.wall_time == pytest.approx(entry["wall_time"])
+        assert row.gate_passed == entry["gate_passed"] and row.gate_step == entry["gate_passed_at"]
+        assert row.best_reward == pytest.approx(max(r["eval/mean_reward"] for r in mine))
+        assert row.final_reward == pytest.approx(mine[-1]["eval/mean_reward"])
+        assert row.evaluations == len(mine)
+        assert row.success_rate is None  # velociraptor balance/locomotion report no is_success
+    first, second = table.rows
+    assert first.gate_passed and first.gate_step == summary["stages"]["2"]["start_step"]
+    assert second.gate_passed is False and second.gate_step is None  # stage 2's bar is out of reach
+
+
+def test_top_components_are_the_last_evals_largest_shares(run_a):
+    table = summarize_run(run_a, top=4)
+    for row in table.rows:
+        last = [r for r in _records(run_a) if r["stage"] == row.stage][-1]
+        means = {k[len("eval/reward/"):]: v for k, v in last.items() if k.startswith("eval/reward/")}
+        total = sum(abs(v) for v in means.values())
+        assert len(row.components) == 4
+        for term, value, share in row.components:
+            assert value == pytest.approx(means[term]) and share == pytest.approx(abs(means[term]) / total)
+        shares = [share for _, _, share in row.components]
+        assert shares == sorted(shares, reverse=True)
+        assert min(shares) >= max(abs(v) / total for t, v in means.items()
+                                  if t not in {c[0] for c in row.components})
+
+
+def test_top_components_ranks_by_absolute_share_and_drops_zeros():
+    ranked = top_components({"alive": 30.0, "fall": -50.0, "energy": -0.5, "success": 0.0, "posture": 19.5}, 3)
+    assert [(t, v) for t, v, _ in ranked] == [("fall", -50.0), ("alive", 30.0), ("posture", 19.5)]
+    assert [round(s, 4) for _, _, s in ranked] == [0.5, 0.3, 0.195]
+    assert top_components({"success": 0.0}) == []
+
+
+def test_format_table_and_cli(run_a):
+    text = format_table(summarize_run(run_a))
+    lines = text.splitlines()
+    header = next(line for line in lines if line.startswith("stage"))
+    for column in ("timesteps", "wall time", "gate", "best reward", "final reward", "success"):
+        assert column in header
+    assert any(line.startswith("1 ") and "passed @" in line for line in lines)
+    assert any(line.startswith("2 ") and "not passed" in line for line in lines)
+    assert any(line.strip().startswith("stage 1:") and "%" in line for line in lines)
+
+    proc = cli("summary", str(run_a))
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == text.strip()
+    proc = cli("summary", str(run_a), "--json", "--top", "2")
+    data = json.loads(proc.stdout)
+    assert [row["stage"] for row in data["rows"]] == [1, 2]
+    assert all(len(row["components"]) == 2 for row in data["rows"])
+
+
+def test_errors(run_a, tmp_path):
+    with pytest.raises(DinosimError, match="not a dinosim run folder"):
+        summarize_run(tmp_path)
+    with pytest.raises(DinosimError, match="stage folder"):
+        summarize_run(run_a / "stage1")
+    empty = tmp_path / "runs" / "velociraptor" / "empty"
+    empty.mkdir(parents=True)
+    (empty / "summary.json").write_text(json.dumps({"status": "running", "stages": {}}))
+    with pytest.raises(DinosimError, match="no evaluations yet"):
+        summarize_run(empty)
+    started = summarize_run(_started_run(tmp_path))  # a stage entry but no evaluation: a row of dashes
+    assert [(r.stage, r.status, r.final_reward) for r in started.rows] == [(1, "running", None)]
+    proc = cli("summary", str(tmp_path / "missing"))
+    assert proc.returncode == 2 and proc.stderr.startswith("error: ") and len(proc.stderr.splitlines()) == 1
