@@ -1,0 +1,289 @@
+"""Real (tiny) training runs with the real velociraptor env: kill -9 and resume, Ctrl-C, gates, warm start,
+warm-up and env ramp, NaN detection, evaluate. Sizes: 2 envs, 64-step rollouts, 16-unit nets, 50-step episodes."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import pickle
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Optional
+
+import gymnasium as gym
+import numpy as np
+import pytest
+
+from dinosim.config.resolve import resolve_run
+from dinosim.training.request import RunRequest
+
+pytestmark = pytest.mark.slow
+
+TINY = [
+    "ppo.n_steps=64", "ppo.batch_size=64", "ppo.n_epochs=1", "ppo.policy_kwargs.net_arch=[16,16]",
+    "env.max_episode_steps=50", "curriculum.eval_freq=256", "curriculum.eval_episodes=2",
+    "curriculum.save_freq=256", "curriculum.keep_checkpoints=2", "curriculum.required_consecutive=100",
+]
+N_ENVS = 2  # rollout = 64 * 2 = 128 steps
+
+
+def cli(*args: str, env: Optional[dict] = None) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "dinosim", *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env={**os.environ, **(env or {})})
+
+
+def wait_for(pattern_dir: Path, glob: str, proc: subprocess.Popen, timeout: float = 120.0) -> Path:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        found = sorted(pattern_dir.glob(glob)) if pattern_dir.exists() else []
+        if found:
+            return found[0]
+        if proc.poll() is not None:
+            out, err = proc.communicate()
+            raise AssertionError(f"process ended ({proc.returncode}) before {glob} appeared:\n{out[-2000:]}\n{err}")
+        time.sleep(0.02)
+    proc.kill()
+    raise AssertionError(f"{glob} did not appear in {timeout}s")
+
+
+def digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def assert_every_file_loads(run_dir: Path) -> None:
+    """Every run file parses: .zip as a PPO model, .pkl as a VecNormalize, .json/.jsonl, .npz, .toml."""
+    import tomllib
+
+    from stable_baselines3 import PPO
+
+    counts = {".zip": 0, ".pkl": 0, ".json": 0, ".npz": 0}
+    for path in run_dir.rglob("*"):
+        if not path.is_file():
+            continue
+        if path.suffix == ".zip":
+            PPO.load(str(path), device="cpu")
+        elif path.suffix == ".pkl":
+            with open(path, "rb") as fh:
+                assert pickle.load(fh).obs_rms is not None
+        elif path.suffix == ".json":
+            json.loads(path.read_text())
+        elif path.suffix == ".jsonl":
+            for line in path.read_text().splitlines():
+                json.loads(line)
+        elif path.suffix == ".npz":
+            with np.load(path) as data:
+                assert len(data["timesteps"]) == len(data["results"])
+        elif path.suffix == ".toml":
+            tomllib.loads(path.read_text())
+        counts[path.suffix] = counts.get(path.suffix, 0) + 1
+    assert counts[".zip"] and counts[".pkl"] and counts[".json"] and counts[".npz"], counts
+
+
+def test_kill_in_stage_2_then_resume_finishes_without_redoing_stages(tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    budget = 1024
+    proc = cli("curriculum", "--species", "velociraptor", "--timesteps", str(budget), "--n-envs", str(N_ENVS),
+               "--run-dir", str(run_dir), "--no-progress", "--override", *TINY)
+    wait_for(run_dir / "stage2" / "checkpoints", "step_*.json", proc)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    assert proc.returncode == -signal.SIGKILL
+
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["status"] == "running"
+    assert summary["stages"]["1"]["status"] == "finished" and summary["stages"]["2"]["status"] == "running"
+    assert summary["stages"]["3"]["status"] == "pending"
+    assert_every_file_loads(run_dir)
+    stage1_files = {p: digest(p) for p in (run_dir / "stage1").rglob("*") if p.is_file()}
+    checkpoint_steps = sorted(int(p.stem.split("_")[1]) for p in (run_dir / "stage2" / "checkpoints").glob("*.json"))
+
+    resumed = cli("resume", str(run_dir), "--no-progress")
+    out, err = resumed.communicate(timeout=300)
+    assert resumed.returncode == 0, err[-3000:]
+    resumed_at = int(out.split("stage 2: resumed from the checkpoint at step ")[1].split()[0])
+    assert resumed_at >= checkpoint_steps[-1] and budget < resumed_at < 2 * budget
+    assert "stage 1: resumed" not in out
+
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["status"] == "finished"
+    assert summary["global_step"] == 3 * budget
+    for stage in (1, 2, 3):
+        state = summary["stages"][str(stage)]
+        assert state["status"] == "finished" and state["timesteps_used"] == budget
+        assert state["start_step"] == (stage - 1) * budget
+        assert state["wall_time"] > 0 and state["last_eval"]["global_step"] <= stage * budget
+    assert summary["stages"]["2"]["warm_start"].endswith("stage1/best/model.zip")
+    assert {p: digest(p) for p in (run_dir / "stage1").rglob("*") if p.is_file()} == stage1_files  # not redone
+    assert_every_file_loads(run_dir)
+    for stage in (1, 2, 3):
+        with np.load(run_dir / f"stage{stage}" / "evaluations.npz") as data:
+            steps = list(data["timesteps"])
+        assert steps == sorted(set(steps)) and len(steps) == budget // 256
+        assert all((stage - 1) * budget < s <= stage * budget for s in steps)
+        assert len(list((run_dir / f"stage{stage}" / "checkpoints").glob("*.json"))) <= 2  # keep_checkpoints
+    lines = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert {x["stage"] for x in lines} == {1, 2, 3}
+    assert all("eval/mean_reward" in x and "reward/alive" in x for x in lines)
+
+    # plain SB3 loading of the final files
+    from stable_baselines3 import PPO
+    from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
+
+    from dinosim.envs import make_env
+
+    config = resolve_run("velociraptor", "ppo", [3], TINY, n_envs=N_ENVS)
+    model = PPO.load(str(run_dir / "stage3" / "model.zip"))
+    venv = VecNormalize.load(str(run_dir / "stage3" / "vecnormalize.pkl"),
+                             DummyVecEnv([lambda: make_env("velociraptor", config.env_kwargs(3))]))
+    assert model.predict(venv.reset(), deterministic=True)[0].shape == (1, 18)
+
+    # TensorBoard scalars at global steps
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(run_dir / "stage3" / "tb"))
+    events.Reload()
+    tags = events.Tags()["scalars"]
+    assert {"eval/mean_reward", "eval/mean_ep_length", "curriculum/stage", "curriculum/gate_streak"} <= set(tags)
+    assert any(t.startswith("reward/") for t in tags)
+    stage_points = events.Scalars("curriculum/stage")
+    assert all(p.value == 3 and 2 * budget < p.step <= 3 * budget for p in stage_points)
+
+    # evaluate prints return ± std, length, success rate and the reward components
+    ev = subprocess.run([sys.executable, "-m", "dinosim", "evaluate", str(run_dir), "--episodes", "2"],
+                        capture_output=True, text=True, timeout=120)
+    assert ev.returncode == 0, ev.stderr
+    assert "stage 3" in ev.stdout and "±" in ev.stdout and "success rate" in ev.stdout and "%" in ev.stdout
+    assert "alive" in ev.stdout and "fall" in ev.stdout
+
+
+def test_ctrl_c_saves_a_checkpoint_and_prints_the_resume_command(tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    proc = cli("train", "--species", "velociraptor", "--stage", "1", "--timesteps", "100000", "--n-envs",
+               str(N_ENVS), "--run-dir", str(run_dir), "--no-progress", "--override", *TINY)
+    wait_for(run_dir / "stage1" / "checkpoints", "step_*.json", proc)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err[-3000:]
+    assert f"dinosim resume {run_dir}" in err
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["status"] == "interrupted"
+    newest = max(int(p.stem.split("_")[1]) for p in (run_dir / "stage1" / "checkpoints").glob("*.json"))
+    assert newest == summary["global_step"]  # the interrupt itself was checkpointed
+    assert_every_file_loads(run_dir)
+
+
+def run_in_process(tmp_path: Path, stages: list[int], overrides: list[str], timesteps: int, **kwargs: Any) -> tuple:
+    from dinosim.training.curriculum import RunHooks
+    from dinosim.training.runner import run
+
+    hooks = kwargs.pop("hooks", None) or RunHooks(log_stdout=False)
+    config = resolve_run("velociraptor", "ppo", stages, TINY + overrides, n_envs=N_ENVS)
+    request = RunRequest(command="curriculum" if len(stages) > 1 else "train", config=config, timesteps=timesteps,
+                         run_dir=tmp_path / "run", progress=False, **kwargs)
+    code = run(request, hooks=hooks)
+    return code, json.loads((tmp_path / "run" / "summary.json").read_text())
+
+
+def test_gate_ends_the_stage_early(tmp_path: Path) -> None:
+    code, summary = run_in_process(tmp_path, [1], ["curriculum.min_avg_reward=-1e9", "curriculum.eval_freq=128",
+                                                   "curriculum.required_consecutive=2"], 4096)
+    state = summary["stages"]["1"]
+    assert code == 0 and state["gate_passed"] and state["gate_passed_at"] == 256
+    assert state["timesteps_used"] == 256 and state["evaluations"] == 2 and state["gate_streak"] == 2
+
+
+def test_strict_gates_stop_after_a_failed_stage(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    code, summary = run_in_process(tmp_path, [1, 2], ["curriculum.min_avg_reward=1e9"], 512, strict_gates=True)
+    assert code == 1 and summary["status"] == "failed" and "strict-gates" in summary["message"]
+    assert summary["stages"]["1"]["status"] == "finished" and summary["stages"]["2"]["status"] == "pending"
+    assert "stage 1" in capsys.readouterr().err
+
+
+def test_warm_start_warmup_and_env_ramp(tmp_path: Path) -> None:
+    """Stage 2 starts from stage 1's best weights (not log_std), clips at warmup_clip_range during the warm-up,
+    and moves every changed [env] value linearly from the stage-1 value to the stage-2 value."""
+    import torch
+    from stable_baselines3 import PPO
+    from stable_baselines3.common.callbacks import BaseCallback
+
+    from dinosim.training.curriculum import RunHooks
+
+    seen: dict[str, Any] = {"ramp": [], "clip": []}
+    budget = 1024
+
+    class Probe(BaseCallback):
+        def _on_training_start(self) -> None:
+            if self.num_timesteps == budget:  # stage 2 begins
+                best = PPO.load(str(tmp_path / "run" / "stage1" / "best" / "model.zip"), device="cpu")
+                mine, theirs = self.model.policy.state_dict(), best.policy.state_dict()
+                seen["same"] = all(torch.equal(mine[k], theirs[k]) for k in theirs if k != "log_std")
+                seen["log_std"] = float(mine["log_std"].mean())
+
+        def _on_step(self) -> bool:
+            if self.num_timesteps > budget:
+                env = self.training_env.unwrapped.envs[0].unwrapped
+                seen["ramp"].append((self.num_timesteps - budget, env.alive_bonus, env.fall_penalty))
+            return True
+
+        def _on_rollout_end(self) -> None:
+            if self.num_timesteps > budget:
+                progress = 1.0 - self.num_timesteps / self.model._total_timesteps
+                seen["clip"].append((self.num_timesteps - budget, self.model.clip_range(progress)))
+
+    overrides = ["1.env.alive_bonus=2.0", "2.env.alive_bonus=1.0", "1.env.fall_penalty=-20.0",
+                 "2.env.fall_penalty=-60.0", "2.curriculum.ramp_timesteps=512", "2.curriculum.warmup_timesteps=256",
+                 "2.curriculum.warmup_clip_range=0.05", "2.ppo.clip_range=0.2", "2.ppo.policy_kwargs.log_std_init=-2.0"]
+    code, summary = run_in_process(tmp_path, [1, 2], overrides, budget, hooks=RunHooks(log_stdout=False,
+                                                                                         extra_callbacks=[Probe()]))
+    assert code == 0
+    assert seen["same"] is True and seen["log_std"] == pytest.approx(-2.0)
+    assert summary["stages"]["2"]["ramped"]["alive_bonus"] == [2.0, 1.0]
+    for step, alive, fall in seen["ramp"]:
+        expected = min(step, 512) / 512
+        # updated every ramp/100 steps: the value lags the exact line by at most one update
+        assert 2.0 - alive == pytest.approx(expected, abs=0.011 + 2 / 512)
+        assert (-20.0 - fall) / 40.0 == pytest.approx(expected, abs=0.011 + 2 / 512)
+    assert len(seen["ramp"]) > 100 and seen["ramp"][-1][1:] == (1.0, -60.0)
+    assert any(s < 256 for s, _ in seen["clip"]) and any(s >= 256 for s, _ in seen["clip"])
+    assert [c for s, c in seen["clip"] if s < 256] == [0.05] * len([s for s, _ in seen["clip"] if s < 256])
+    assert all(c == pytest.approx(0.2) for s, c in seen["clip"] if s >= 256)
+
+
+class NanAfter(gym.Wrapper):
+    """A real env whose observations turn NaN after ``n`` steps (stands for a diverging simulation)."""
+
+    def __init__(self, env: gym.Env, n: int) -> None:
+        super().__init__(env)
+        self.n, self.count = n, 0
+
+    def step(self, action: Any) -> Any:
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        self.count += 1
+        if self.count > self.n:
+            obs = np.full_like(obs, np.nan)
+        return obs, reward, terminated, truncated, info
+
+
+def test_nan_stops_with_stage_and_step_and_keeps_the_last_checkpoint(tmp_path: Path) -> None:
+    from stable_baselines3 import PPO
+
+    from dinosim.envs import make_env
+    from dinosim.training.curriculum import RunHooks
+
+    def factory(species: str, env_kwargs: dict, seed: Optional[int]) -> gym.Env:
+        return NanAfter(make_env(species, env_kwargs, seed=seed), 300)
+
+    hooks = RunHooks(log_stdout=False, env_factory=factory)
+    code, summary = run_in_process(tmp_path, [1], ["curriculum.eval_freq=100000"], 4096, hooks=hooks)
+    assert code == 1 and summary["status"] == "failed"
+    assert "stage 1, step" in summary["message"] and "NaN in observations" in summary["message"]
+    step = int(summary["message"].split("step ")[1].split(":")[0])
+    assert 2 * 300 <= step <= 2 * 300 + N_ENVS
+    checkpoints = sorted((tmp_path / "run" / "stage1" / "checkpoints").glob("*_model.zip"))
+    assert checkpoints, "the checkpoint at step 256 must stay"
+    model = PPO.load(str(checkpoints[-1]), device="cpu")
+    assert all(np.isfinite(p.detach().numpy()).all() for p in model.policy.parameters())

@@ -1,0 +1,256 @@
+"""Unit tests of the training code that need no training: schedules, ramps, atomic files, checkpoints, gates,
+evaluation statistics and the bad-input checks of the runner (which must not import torch)."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from dinosim.errors import DinosimError
+from dinosim.training import rundir
+from dinosim.training.schedules import StageClock, StageSchedule, changed_numeric_weights, ramp_typed, ramp_value
+from dinosim.training.state import RunSummary, StageState
+
+
+# -- schedules -----------------------------------------------------------------------------------------------------
+def sb3_progress(global_step: int, clock: StageClock) -> float:
+    """What SB3 passes when learn() was called so that _total_timesteps == start + budget."""
+    return 1.0 - global_step / (clock.start + clock.budget)
+
+
+@pytest.mark.parametrize("start", [0, 12_345, 1_000_000])
+def test_stage_schedule_decays_over_its_own_stage(start: int) -> None:
+    clock = StageClock(start=start, budget=10_000)
+    lin = StageSchedule(clock, 3e-4, 1e-4, "linear")
+    cos = StageSchedule(clock, 3e-4, 1e-4, "cosine")
+    assert lin(sb3_progress(start, clock)) == pytest.approx(3e-4)
+    assert lin(sb3_progress(start + 5_000, clock)) == pytest.approx(2e-4)
+    assert lin(sb3_progress(start + 10_000, clock)) == pytest.approx(1e-4)
+    assert cos(sb3_progress(start + 5_000, clock)) == pytest.approx(2e-4)
+    assert cos(sb3_progress(start + 2_500, clock)) == pytest.approx(1e-4 + 2e-4 * 0.5 * (1 + math.cos(math.pi / 4)))
+    assert StageSchedule(clock, 0.2)(sb3_progress(start + 7_000, clock)) == 0.2  # no end: constant
+
+
+def test_warmup_value_then_schedule() -> None:
+    clock = StageClock(start=4096, budget=8192)
+    clip = StageSchedule(clock, 0.2, 0.1, "linear", warmup_steps=1024, warmup_value=0.05)
+    assert clip(sb3_progress(4096, clock)) == 0.05
+    assert clip(sb3_progress(4096 + 1023, clock)) == 0.05
+    assert clip(sb3_progress(4096 + 1024, clock)) == pytest.approx(0.2 - 0.1 * 1024 / 8192)
+
+
+def test_ramp_moves_every_changed_numeric_value_linearly() -> None:
+    previous = {"task": "balance", "alive_bonus": 2.0, "fall_penalty": -20.0, "max_episode_steps": 500,
+                "push": True, "same": 1.0, "only_previous": 3.0}
+    current = {"task": "locomotion", "alive_bonus": 1.0, "fall_penalty": -50.0, "max_episode_steps": 1000,
+               "push": False, "same": 1.0, "only_current": 4.0}
+    ramp = changed_numeric_weights(previous, current)
+    assert ramp == {"alive_bonus": (2.0, 1.0), "fall_penalty": (-20.0, -50.0), "max_episode_steps": (500, 1000)}
+    assert ramp_value(2.0, 1.0, 0, 100) == 2.0
+    assert ramp_value(2.0, 1.0, 25, 100) == pytest.approx(1.75)
+    assert ramp_value(2.0, 1.0, 100, 100) == 1.0 and ramp_value(2.0, 1.0, 500, 100) == 1.0
+    assert ramp_value(2.0, 1.0, 0, 0) == 1.0  # no ramp: the stage value at once
+    assert ramp_typed(500, 1000, 50, 100) == 750 and isinstance(ramp_typed(500, 1000, 33, 100), int)
+
+
+# -- atomic files ------------------------------------------------------------------------------------------------------
+def test_atomic_write_replaces_whole_file_and_leaves_no_temp_on_error(tmp_path: Path) -> None:
+    target = tmp_path / "a" / "x.json"
+    rundir.atomic_write_json(target, {"v": 1})
+    assert json.loads(target.read_text()) == {"v": 1}
+
+    class Boom:
+        pass
+
+    with pytest.raises(TypeError):
+        rundir.atomic_write_json(target, {"v": Boom()})
+    assert json.loads(target.read_text()) == {"v": 1}
+    assert [p.name for p in target.parent.iterdir()] == ["x.json"]
+
+
+def test_json_lines_are_whole_under_concurrent_appenders(tmp_path: Path) -> None:
+    path = tmp_path / "metrics.jsonl"
+    script = textwrap.dedent(f"""
+        import sys
+        from dinosim.training.rundir import append_json_line
+        for i in range(300):
+            append_json_line({str(path)!r}, {{"writer": int(sys.argv[1]), "i": i, "pad": "x" * 2000}})
+    """)
+    procs = [subprocess.Popen([sys.executable, "-c", script, str(w)]) for w in range(3)]
+    assert all(p.wait(timeout=60) == 0 for p in procs)
+    lines = path.read_text().splitlines()
+    records = [json.loads(line) for line in lines]
+    assert len(records) == 900
+    for w in range(3):
+        assert [r["i"] for r in records if r["writer"] == w] == list(range(300))
+
+
+def test_checkpoints_count_only_when_complete_and_prune_keeps_newest(tmp_path: Path) -> None:
+    for step in (100, 200, 300, 400):
+        model, vecnorm, meta = rundir.checkpoint_paths(tmp_path, step)
+        model.parent.mkdir(parents=True, exist_ok=True)
+        model.write_bytes(b"m")
+        vecnorm.write_bytes(b"v")
+        if step != 400:  # killed before its meta file: not complete
+            meta.write_text("{}")
+    assert [c[0] for c in rundir.complete_checkpoints(tmp_path)] == [100, 200, 300]
+    rundir.prune_checkpoints(tmp_path, keep=2)
+    assert [c[0] for c in rundir.complete_checkpoints(tmp_path)] == [200, 300]
+    assert not rundir.checkpoint_paths(tmp_path, 100)[0].exists()
+
+
+def test_new_run_dir_layout_and_env_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import datetime as dt
+
+    monkeypatch.setenv(rundir.RUNS_DIR_ENV, str(tmp_path / "root"))
+    now = dt.datetime(2026, 1, 2, 3, 4, 5)
+    first = rundir.new_run_dir("trex", "demo", now=now)
+    second = rundir.new_run_dir("trex", "demo", now=now)
+    assert first == tmp_path / "root" / "trex" / "20260102-030405-demo"
+    assert second.name == "20260102-030405-demo-2"
+    explicit = rundir.new_run_dir("trex", None, explicit=tmp_path / "mine")
+    assert explicit == tmp_path / "mine" and explicit.is_dir()
+    (explicit / rundir.RUN_FILE).write_text("{}")
+    with pytest.raises(DinosimError, match="already holds a run"):
+        rundir.new_run_dir("trex", None, explicit=explicit)
+    with pytest.raises(DinosimError, match="--name"):
+        rundir.new_run_dir("trex", "bad/name")
+
+
+# -- evaluation statistics and the gate ---------------------------------------------------------------------------------
+def test_eval_result_statistics() -> None:
+    from dinosim.training.evaluation import EvalResult, format_report
+
+    result = EvalResult(returns=[1.0, 3.0], lengths=[10, 30], successes=[True, False],
+                        components=[{"alive": 2.0, "fall": -1.0}, {"alive": 4.0}])
+    assert result.mean_reward == 2.0 and result.std_reward == 1.0 and result.mean_length == 20.0
+    assert result.success_rate == 0.5
+    assert result.component_means() == {"alive": 3.0, "fall": -0.5}
+    assert result.metrics()["eval/reward/fall"] == -0.5
+    assert EvalResult(returns=[1.0], lengths=[1], successes=[None], components=[{}]).success_rate is None
+    text = format_report(result, "title")
+    assert "2.00 ± 1.00" in text and "50.0%" in text and "alive" in text
+
+
+@pytest.mark.parametrize(
+    "mean_reward, mean_length, success, min_success, expected",
+    [(10.0, 100.0, None, None, True), (9.9, 100.0, None, None, False), (10.0, 99.0, None, None, False),
+     (10.0, 100.0, 0.5, 0.5, True), (10.0, 100.0, 0.4, 0.5, False), (10.0, 100.0, None, 0.5, False)],
+)
+def test_gate_needs_reward_length_and_success(mean_reward, mean_length, success, min_success, expected) -> None:
+    from dinosim.training.callbacks import EvalGateCallback
+    from dinosim.training.evaluation import EvalResult
+    from dinosim.training.settings import CurriculumSettings
+
+    class Ctx:
+        curriculum = CurriculumSettings(min_avg_reward=10.0, min_avg_episode_length=100.0,
+                                        min_success_rate=min_success)
+
+    callback = EvalGateCallback(Ctx())  # type: ignore[arg-type]
+    result = EvalResult(returns=[mean_reward], lengths=[int(mean_length)], successes=[success], components=[{}])
+    assert callback.gate_holds(result) is expected
+
+
+# -- runner bad-input checks: DinosimError, before torch ---------------------------------------------------------------
+def _make_run(folder: Path, status: str, algorithm: str = "ppo", stage_status: str = "finished") -> None:
+    folder.mkdir(parents=True)
+    (folder / "run.json").write_text(json.dumps({"format": 1, "command": "train", "strict_gates": False,
+                                                 "config": {"run": {"algorithm": algorithm, "stages": [1]}}}))
+    summary = RunSummary(command="train", species="velociraptor", algorithm=algorithm,
+                         stages={1: StageState(stage=1, status=stage_status)}, status=status)
+    summary.save(folder)
+    summary_data = json.loads((folder / "summary.json").read_text())
+    summary_data["pid"] = None
+    (folder / "summary.json").write_text(json.dumps(summary_data))
+
+
+def _run_check(code: str) -> subprocess.CompletedProcess:
+    script = code + "\nimport sys\nassert 'torch' not in sys.modules and 'stable_baselines3' not in sys.modules\n"
+    return subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+
+
+def test_resume_refuses_non_run_and_finished_runs_without_torch(tmp_path: Path) -> None:
+    _make_run(tmp_path / "done", "finished")
+    (tmp_path / "empty").mkdir()
+    code = textwrap.dedent(f"""
+        from pathlib import Path
+        from dinosim.errors import DinosimError
+        from dinosim.training.runner import resume
+        for folder, words in (({str(tmp_path / 'empty')!r}, "not a dinosim run"), ({str(tmp_path / 'done')!r}, "already finished"), ({str(tmp_path / 'nope')!r}, "not a dinosim run")):
+            try:
+                resume(Path(folder))
+            except DinosimError as exc:
+                assert words in str(exc), exc
+            else:
+                raise AssertionError(folder)
+    """)
+    proc = _run_check(code)
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_resume_refuses_a_run_whose_process_is_alive(tmp_path: Path) -> None:
+    from dinosim.training.runner import check_resumable
+
+    _make_run(tmp_path / "live", "running", stage_status="running")
+    data = json.loads((tmp_path / "live" / "summary.json").read_text())
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        import socket
+
+        data["pid"], data["host"] = sleeper.pid, socket.gethostname()
+        (tmp_path / "live" / "summary.json").write_text(json.dumps(data))
+        with pytest.raises(DinosimError, match="still training"):
+            check_resumable(tmp_path / "live")
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+    check_resumable(tmp_path / "live")  # dead now: resumable
+
+
+def test_init_from_and_evaluate_bad_input_without_torch(tmp_path: Path) -> None:
+    _make_run(tmp_path / "nomodel", "finished")
+    (tmp_path / "nomodel" / "stage1").mkdir()
+    _make_run(tmp_path / "sac", "finished", algorithm="sac")
+    (tmp_path / "sac" / "stage1").mkdir()
+    (tmp_path / "sac" / "stage1" / "model.zip").write_bytes(b"x")
+    code = textwrap.dedent(f"""
+        from pathlib import Path
+        from dinosim.errors import DinosimError
+        from dinosim.training.runner import evaluate, find_init_source
+        cases = [
+            (lambda: find_init_source(Path({str(tmp_path / 'nomodel')!r}), "ppo"), "no trained model"),
+            (lambda: find_init_source(Path({str(tmp_path / 'sac')!r}), "ppo"), "holds a sac model"),
+            (lambda: find_init_source(Path({str(tmp_path)!r}), "ppo"), "not a dinosim run"),
+            (lambda: evaluate(Path({str(tmp_path / 'nomodel')!r}), None, 3, True), "no trained model"),
+            (lambda: evaluate(Path({str(tmp_path / 'nomodel')!r}), 2, 3, True), "not part of this run"),
+            (lambda: evaluate(Path({str(tmp_path)!r}), None, 3, True), "not a dinosim run"),
+        ]
+        for call, words in cases:
+            try:
+                call()
+            except DinosimError as exc:
+                assert words in str(exc), (words, str(exc))
+            else:
+                raise AssertionError(words)
+        model, vecnorm, env = find_init_source(Path({str(tmp_path / 'sac')!r}), "sac")
+        assert model.name == "model.zip" and vecnorm is None
+    """)
+    proc = _run_check(code)
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_summary_round_trip(tmp_path: Path) -> None:
+    summary = RunSummary(command="curriculum", species="trex", algorithm="ppo",
+                         stages={1: StageState(stage=1, budget=10), 2: StageState(stage=2, budget=20)})
+    summary.stages[1].last_eval = {"eval/mean_reward": 1.5}
+    summary.save(tmp_path)
+    loaded = RunSummary.load(tmp_path)
+    assert loaded.stages[1].last_eval == {"eval/mean_reward": 1.5} and loaded.stages[2].budget == 20
+    assert loaded.pid == os.getpid()
