@@ -172,9 +172,12 @@ class WandbTracker:
             run = wandb.init(settings=settings(mode), **kwargs)
         tracker = cls(run, run_dir, mode)
         tracker._define_metrics()
-        write_run_file(run_dir, {"id": run.id, "project": project, "mode": mode, "sync_dir": tracker.sync_dir})
-        if mode == "offline" and tracker.sync_dir:
-            print(f"wandb: logging offline; upload later with: wandb sync {tracker.sync_dir}", file=sys.stderr)
+        sync_dirs = [d for d in (stored or {}).get("sync_dirs", []) if stored and stored.get("id") == run.id]
+        if mode == "offline" and tracker.sync_dir and tracker.sync_dir not in sync_dirs:
+            sync_dirs.append(tracker.sync_dir)
+        write_run_file(run_dir, {"id": run.id, "project": project, "mode": mode, "sync_dirs": sync_dirs})
+        if mode == "offline" and sync_dirs:
+            print(f"wandb: logging offline; upload later with: wandb sync {' '.join(sync_dirs)}", file=sys.stderr)
         return tracker
 
     def _define_metrics(self) -> None:
