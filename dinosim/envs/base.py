@@ -133,6 +133,7 @@ class DinoEnv(gym.Env):
         self.max_episode_steps = int(max_episode_steps)
         self.render_mode = render_mode
         self.has_target = task == self.behaviour
+        self._cos_heading, self._sin_heading = math.cos(self.heading), math.sin(self.heading)
 
         self._setup_model()
         self._setup_spaces()
@@ -170,6 +171,7 @@ class DinoEnv(gym.Env):
         lo, hi = m.jnt_range[joints, 0].copy(), m.jnt_range[joints, 1].copy()
         self._ctrl_lo, self._ctrl_hi = lo, hi
         self._half_range = 0.5 * (hi - lo)
+        self._inv_half_range = 1.0 / self._half_range
         home = np.zeros(nu)
         for name, angle in self.home_pose.items():
             home[list(joints).index(m.joint(name).id)] = angle
@@ -240,7 +242,7 @@ class DinoEnv(gym.Env):
         mujoco.mj_forward(m, d)
         self._steps = 0
         self._prev_action = np.zeros(m.nu)
-        self._stance = np.full(self._nfeet, 0.5)
+        self._stance = [0.5] * self._nfeet  # exponential moving average of each foot's contact state
         self._next_push = self._draw_push_time(0.0)
         self._push_end = -1.0
         self._xfrc[:] = 0.0
@@ -249,9 +251,9 @@ class DinoEnv(gym.Env):
 
     def step(self, action: np.ndarray):
         m, d = self.model, self.data
-        a = np.clip(action, -1.0, 1.0)  # the action the plant receives
+        a = np.asarray(action, dtype=np.float64).clip(-1.0, 1.0)  # the action the plant receives
         ctrl = self._home + (self.action_scale * self._half_range) * a
-        np.clip(ctrl, self._ctrl_lo, self._ctrl_hi, out=d.ctrl)
+        d.ctrl[:] = ctrl.clip(self._ctrl_lo, self._ctrl_hi)
         self._apply_push(self._steps * self.dt)
         mujoco.mj_step(m, d, nstep=self.frame_skip)
         self._steps += 1
@@ -259,7 +261,7 @@ class DinoEnv(gym.Env):
         s = self._signals
         r = self._xmat.tolist()
         qv = self._qvel_v[:6].tolist()
-        ch, sh = math.cos(self.heading), math.sin(self.heading)
+        ch, sh = self._cos_heading, self._sin_heading
         s.forward_velocity = qv[0] * ch + qv[1] * sh
         s.lateral_velocity = -qv[0] * sh + qv[1] * ch
         s.yaw_rate = qv[5]
@@ -275,10 +277,15 @@ class DinoEnv(gym.Env):
         s.action_sq = float(a @ a) / m.nu
         self._prev_action = a
         contacts = d.sensordata[self._touch] > 0.0
-        self._stance += GAIT_EMA * (contacts - self._stance)
-        s.gait_asymmetry = float(sum((self._stance[i] - self._stance[j]) ** 2 for i, j in self.foot_pairs))
-        tv = d.qvel[self._tail_dofs]
-        s.tail_speed_sq = float(tv @ tv) / max(1, len(tv))
+        stance = self._stance
+        for i, c in enumerate(contacts.tolist()):
+            stance[i] += GAIT_EMA * (c - stance[i])
+        s.gait_asymmetry = sum((stance[i] - stance[j]) ** 2 for i, j in self.foot_pairs)
+        if self.tail_stability_weight != 0.0:  # the term is exactly 0 otherwise; skip the work
+            tv = d.qvel[self._tail_dofs]
+            s.tail_speed_sq = float(tv @ tv) / max(1, len(tv))
+        else:
+            s.tail_speed_sq = 0.0
 
         trunk_contact, effector_contact = self._contacts()
         reason = ""
@@ -344,32 +351,32 @@ class DinoEnv(gym.Env):
         return info
 
     def _observation(self, contacts: np.ndarray | None = None) -> np.ndarray:
+        """Fill the preallocated observation buffer from the current MjData and return a float32 copy."""
         d, o, nu = self.data, self._obs, self.model.nu
         qpos, qvel = self._qpos_v, self._qvel_v
-        ch, sh = math.cos(self.heading), math.sin(self.heading)
-        r = self._xmat
-        o[0] = qpos[2] / self.standing_height - 1.0
-        o[1:4] = r[6:9]
-        o[1:4] *= -1.0
+        ch, sh = self._cos_heading, self._sin_heading
+        r = self._xmat.tolist()
+        v = qvel[:6].tolist()
         yaw_err = math.atan2(r[3], r[0]) - self.heading
-        o[4], o[5] = math.cos(yaw_err), math.sin(yaw_err)
-        o[6] = qvel[0] * ch + qvel[1] * sh
-        o[7] = -qvel[0] * sh + qvel[1] * ch
-        o[8] = qvel[2]
-        o[9:12] = qvel[3:6]
-        np.subtract(qpos[self._act_qpos], self._home, out=o[12 : 12 + nu])
-        o[12 : 12 + nu] /= self._half_range
+        o[:12] = (
+            float(qpos[2]) / self.standing_height - 1.0,
+            -r[6], -r[7], -r[8],
+            math.cos(yaw_err), math.sin(yaw_err),
+            v[0] * ch + v[1] * sh, -v[0] * sh + v[1] * ch, v[2],
+            v[3], v[4], v[5],
+        )  # fmt: skip
+        joints = o[12 : 12 + nu]
+        np.subtract(qpos[self._act_qpos], self._home, out=joints)
+        joints *= self._inv_half_range
         np.multiply(qvel[self._act_qvel], 0.1, out=o[12 + nu : 12 + 2 * nu])
         k = 12 + 2 * nu
         if contacts is None:
             contacts = d.sensordata[self._touch] > 0.0
         o[k : k + self._nfeet] = contacts
-        k += self._nfeet
         if self.has_target:
-            dx = d.mocap_pos[self._mocap] - qpos[:3]
-            o[k] = dx[0] * ch + dx[1] * sh
-            o[k + 1] = -dx[0] * sh + dx[1] * ch
-            o[k + 2] = dx[2]
+            k += self._nfeet
+            dx, dy, dz = (d.mocap_pos[self._mocap] - qpos[:3]).tolist()
+            o[k : k + 3] = (dx * ch + dy * sh, -dx * sh + dy * ch, dz)
         return o.astype(np.float32)
 
     def _contacts(self) -> tuple[bool, bool]:
