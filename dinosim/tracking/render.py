@@ -81,8 +81,16 @@ def check_video_path(path: Path) -> Path:
     return path
 
 
+def preferred_video_suffix() -> str:
+    """".mp4" when an MP4 encoder (imageio-ffmpeg) is installed, else ".gif" (e.g. for W&B stage videos)."""
+    import importlib.util
+
+    return ".mp4" if importlib.util.find_spec("imageio_ffmpeg") is not None else ".gif"
+
+
 def ensure_gl_backend() -> str:
-    """Choose a headless MuJoCo GL backend and return it ("egl" or "osmesa").
+    """Choose a headless MuJoCo GL backend and return the one in use ("egl" or "osmesa"; a user's own choice,
+    e.g. "glfw" with a display, is kept).
 
     A ``MUJOCO_GL`` already set is kept when it works. Otherwise EGL is tried, then OSMesa, each in a short
     subprocess (a failed GL initialisation can not be undone in-process), and ``MUJOCO_GL`` /
@@ -94,7 +102,7 @@ def ensure_gl_backend() -> str:
         return _gl_checked
     current = os.environ.get("MUJOCO_GL", "").lower()
     if "mujoco" in sys.modules:
-        if current in GL_BACKENDS or (not current and os.environ.get("DISPLAY")):
+        if current in GL_BACKENDS or os.environ.get("DISPLAY"):
             _gl_checked = current or "glfw"
             return _gl_checked
         raise DinosimError(
