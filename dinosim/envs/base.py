@@ -56,6 +56,7 @@ class DinoEnv(gym.Env):
     """
 
     metadata: ClassVar[dict[str, Any]] = {"render_modes": ["rgb_array"], "render_fps": 25}
+    _render_error: ClassVar[str | None] = None  # set once creating a GL context has failed in this process
 
     # ---- species hooks -------------------------------------------------------------------------------------------
     xml_file: ClassVar[str] = ""
@@ -180,14 +181,16 @@ class DinoEnv(gym.Env):
         self._effectors = np.array([m.geom(n).id for n in self.effector_geoms], dtype=int)
         self._nfeet = len(self.foot_geoms)
         self._touch = np.array([m.sensor_adr[m.sensor(n).id] for n in self.foot_geoms], dtype=int)
-        # Per-geom lookup tables for contact classification.
+        # Geom-pair lookup tables for contact classification: [g1, g2] -> is this pair a fall / a success.
         foot_ids = {m.geom(n).id for n in self.foot_geoms}
         floor = m.geom("floor").id
-        self._is_trunk = np.array(
-            [g not in foot_ids and g != floor and m.geom_contype[g] & 2 for g in range(m.ngeom)], dtype=bool
-        )
-        self._is_effector = np.zeros(m.ngeom, dtype=bool)
-        self._is_effector[self._effectors] = True
+        body_geoms = [g for g in range(m.ngeom) if m.geom_bodyid[g] != 0 and g not in foot_ids]
+        self._fall_pair = np.zeros((m.ngeom, m.ngeom), dtype=bool)
+        self._fall_pair[floor, body_geoms] = self._fall_pair[body_geoms, floor] = True
+        self._fall_pair[floor, self._target_geom] = self._fall_pair[self._target_geom, floor] = False
+        self._success_pair = np.zeros((m.ngeom, m.ngeom), dtype=bool)
+        self._success_pair[self._target_geom, self._effectors] = True
+        self._success_pair[self._effectors, self._target_geom] = True
         # Home state with the lowest foot resting on the floor.
         d.qpos[:] = m.qpos0
         d.qpos[self._act_qpos] = home
@@ -328,7 +331,16 @@ class DinoEnv(gym.Env):
         if self.render_mode != "rgb_array":
             return None
         if self._renderer is None:
-            self._renderer = mujoco.Renderer(self.model, height=480, width=640)
+            if DinoEnv._render_error is not None:  # a failed GL context creation must not be retried (aborts)
+                raise RuntimeError(DinoEnv._render_error)
+            try:
+                self._renderer = mujoco.Renderer(self.model, height=480, width=640)
+            except Exception as exc:
+                DinoEnv._render_error = (
+                    f"cannot create an OpenGL context ({exc!r}); set MUJOCO_GL=egl (or osmesa) before mujoco is "
+                    f"first imported (MUJOCO_GL is {os.environ.get('MUJOCO_GL')!r})"
+                )
+                raise RuntimeError(DinoEnv._render_error) from exc
         self._renderer.update_scene(self.data, camera="track")
         return self._renderer.render()
 
@@ -380,18 +392,14 @@ class DinoEnv(gym.Env):
         return o.astype(np.float32)
 
     def _contacts(self) -> tuple[bool, bool]:
-        """(a trunk geom touches the floor, an effector touches the target)."""
+        """(a non-foot body geom touches the floor, an effector touches the target)."""
         ncon = self.data.ncon
         if ncon == 0:
             return False, False
         geoms = self.data.contact.geom[:ncon]
-        trunk = bool(self._is_trunk[geoms].any())
-        effector = False
-        if self.has_target:
-            hit = geoms == self._target_geom
-            if hit.any():
-                effector = bool(self._is_effector[geoms[hit.any(axis=1)]].any())
-        return trunk, effector
+        g1, g2 = geoms[:, 0], geoms[:, 1]
+        effector = bool(self._success_pair[g1, g2].any()) if self.has_target else False
+        return bool(self._fall_pair[g1, g2].any()), effector
 
     def _target_distance(self) -> float:
         if not self.has_target:

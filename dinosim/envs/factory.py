@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import dataclasses
+
 import gymnasium as gym
 
 from dinosim.species import SPECIES
@@ -22,6 +24,10 @@ def make_env(
 
     ``seed`` (when given) seeds the first reset and the action space. ``render_mode`` overrides any
     ``render_mode`` in ``env_kwargs``. Unknown species raise ``KeyError``; unknown kwargs raise ``TypeError``.
+
+    The kwargs travel in the env spec rather than as ``gym.make(**kwargs)``, because ``gym.make`` would consume
+    ``max_episode_steps`` itself (adding a ``TimeLimit`` wrapper) instead of passing it to the env, which truncates
+    its episodes on its own.
     """
     import dinosim.envs  # noqa: F401  (registers the ids)
 
@@ -30,7 +36,8 @@ def make_env(
     kwargs = dict(env_kwargs)
     if render_mode is not None:
         kwargs["render_mode"] = render_mode
-    env = gym.make(ENV_IDS[species], **kwargs)
+    spec = dataclasses.replace(gym.spec(ENV_IDS[species]), kwargs=kwargs)
+    env = gym.make(spec)
     if seed is not None:
         env.reset(seed=seed)
         env.action_space.seed(seed)

@@ -1,0 +1,174 @@
+"""Task contracts of the dinosim envs: reward terms, info signals, falls, pushes, stage-3 success, audit, render."""
+
+from __future__ import annotations
+
+import math
+import os
+import tomllib
+
+if not os.environ.get("DISPLAY"):
+    os.environ.setdefault("MUJOCO_GL", "egl")  # headless rendering; must precede the first mujoco import
+
+import mujoco
+import numpy as np
+import pytest
+
+from dinosim.envs import make_env
+from dinosim.envs.audit import format_audit_table, gate_passed, run_audit
+from dinosim.envs.rewards import REWARD_KEYS
+from dinosim.species import CONFIGS_DIR, SPECIES
+
+SPECIES_NAMES = tuple(SPECIES)
+RAW_KEYS = ("forward_velocity", "tilt", "height", "target_distance", "termination_reason")
+
+
+def stage_config(species: str, stage: int) -> dict:
+    path = CONFIGS_DIR / species / SPECIES[species].stage_files[stage - 1]
+    return tomllib.loads(path.read_text())
+
+
+@pytest.mark.parametrize("species", SPECIES_NAMES)
+@pytest.mark.parametrize("stage", (1, 2, 3))
+def test_reward_terms_sum_to_reward_every_step(species, stage):
+    kwargs = stage_config(species, stage)["env"]
+    env = make_env(species, kwargs)
+    env.reset(seed=stage)
+    env.action_space.seed(stage)
+    expected_keys = set(REWARD_KEYS) | set(RAW_KEYS) | ({"is_success"} if stage == 3 else set())
+    nonzero: set[str] = set()
+    steps = 0
+    for episode in range(2):
+        done = False
+        while not done:
+            action = env.action_space.sample() * (0.0 if episode == 0 else 1.0)
+            _, reward, terminated, truncated, info = env.step(action)
+            steps += 1
+            assert set(info) == expected_keys
+            total = sum(info[k] for k in REWARD_KEYS)
+            assert math.isclose(total, reward, rel_tol=1e-12, abs_tol=1e-12)
+            assert isinstance(reward, float) and math.isfinite(reward)
+            nonzero |= {k for k in REWARD_KEYS if info[k] != 0.0}
+            assert isinstance(info["termination_reason"], str)
+            assert (info["termination_reason"] != "") == (terminated or truncated)
+            if stage == 3:
+                assert isinstance(info["is_success"], bool) and info["target_distance"] > 0.0
+            else:
+                assert info["target_distance"] == -1.0
+            done = terminated or truncated
+        env.reset()
+    assert {"reward_alive", "reward_posture", "reward_fall", "reward_energy"} <= nonzero
+    if stage == 3:
+        assert {"reward_approach", "reward_proximity"} <= nonzero
+
+
+def test_penalties_use_the_clipped_action():
+    env = make_env("velociraptor", {"energy_penalty_weight": 1.0, "smoothness_weight": 1.0})
+    results = []
+    for scale in (1.0, 7.0):
+        env.reset(seed=0)
+        _, _, _, _, info = env.step(np.full(env.action_space.shape, scale, dtype=np.float32))
+        results.append((info["reward_energy"], info["reward_smoothness"]))
+    assert results[0] == results[1] == (-1.0, -1.0)
+
+
+@pytest.mark.parametrize("species", SPECIES_NAMES)
+def test_statue_falls_in_stage1(species):
+    """A zero-action policy (servos hold the home pose) falls in every episode of the committed stage-1 config."""
+    kwargs = stage_config(species, 1)["env"]
+    env = make_env(species, kwargs)
+    for seed in range(3):
+        env.reset(seed=seed)
+        done = False
+        while not done:
+            _, _, terminated, truncated, info = env.step(np.zeros(env.action_space.shape, dtype=np.float32))
+            done = terminated or truncated
+        assert terminated and info["termination_reason"].startswith("fell_"), info["termination_reason"]
+        assert info["reward_fall"] == kwargs["fall_penalty"] and info["reward_alive"] == 0.0
+
+
+def test_pushes_move_the_animal():
+    """With pushes, the torso picks up horizontal speed that a push-free twin does not."""
+    speeds = []
+    for push in (0.0, 0.3):
+        env = make_env("velociraptor", {"push_force": push, "push_interval": 0.2, "reset_noise_scale": 0.0})
+        env.reset(seed=0)
+        peak = 0.0
+        for _ in range(8):
+            env.step(np.zeros(env.action_space.shape, dtype=np.float32))
+            peak = max(peak, float(np.linalg.norm(env.unwrapped.data.qvel[:2])))
+        speeds.append(peak)
+    assert speeds[1] > speeds[0] + 0.1
+
+
+def _effector_position(env, species: str) -> np.ndarray:
+    u = env.unwrapped
+    name = {"velociraptor": "claw_left", "trex": "teeth", "brachiosaurus": "mouth"}[species]
+    return u.data.geom_xpos[u.model.geom(name).id].copy()
+
+
+@pytest.mark.parametrize("species", SPECIES_NAMES)
+def test_stage3_success_ends_episode_with_bonus(species):
+    kwargs = stage_config(species, 3)["env"]
+    bonus = {"velociraptor": "strike_bonus", "trex": "bite_bonus", "brachiosaurus": "food_reach_bonus"}[species]
+    env = make_env(species, kwargs)
+    u = env.unwrapped
+    zero = np.zeros(env.action_space.shape, dtype=np.float32)
+    # Target far away: no success.
+    env.reset(seed=0)
+    _, _, terminated, _, info = env.step(zero)
+    assert not terminated and info["is_success"] is False and info["reward_success"] == 0.0
+    # Teleport the target onto the effector: the next step detects contact/distance and succeeds.
+    env.reset(seed=0)
+    u.data.mocap_pos[u._mocap] = _effector_position(env, species)
+    mujoco.mj_forward(u.model, u.data)
+    _, reward, terminated, truncated, info = env.step(zero)
+    assert terminated and not truncated
+    assert info["is_success"] is True and info["termination_reason"] == "success"
+    assert info["reward_success"] == kwargs[bonus] and reward >= kwargs[bonus] - 5.0
+
+
+def test_stage3_targets_spawn_inside_configured_ranges():
+    env = make_env("brachiosaurus", {"task": "food_reach", "food_height_range": (11.9, 12.1)})
+    rap = make_env("velociraptor", {"task": "strike", "prey_distance_range": (1.0, 1.2), "prey_lateral_range": 0.0})
+    for seed in range(10):
+        env.reset(seed=seed)
+        food = env.unwrapped.data.mocap_pos[0]
+        assert 11.9 <= food[2] <= 12.1
+        rap.reset(seed=seed)
+        prey = rap.unwrapped.data.mocap_pos[0]
+        assert 1.0 <= prey[0] - rap.unwrapped.data.qpos[0] <= 1.2 and abs(prey[1]) < 1e-9
+
+
+def test_short_audit_has_no_passes():
+    rows = []
+    for species in SPECIES_NAMES:
+        for stage in (1, 2, 3):
+            config = stage_config(species, stage)
+            rows += run_audit(species, stage, config["env"], config["curriculum"], episodes=3, seeds=(0, 1, 2))
+    table = format_audit_table(rows)
+    assert len(rows) == 18 and not any(r.passed for r in rows), table
+    assert "0 of 18" in table
+
+
+def test_gate_logic():
+    stats = {"mean_return": 10.0, "mean_length": 100.0, "success_rate": 0.5}
+    assert gate_passed(stats, {"min_avg_reward": 10.0, "min_avg_episode_length": 100.0})
+    assert not gate_passed(stats, {"min_avg_reward": 10.1, "min_avg_episode_length": 100.0})
+    assert not gate_passed(stats, {"min_avg_reward": 0.0, "min_avg_episode_length": 0.0, "min_success_rate": 0.6})
+    assert gate_passed(stats, {"min_avg_reward": 0.0, "min_avg_episode_length": 0.0, "min_success_rate": None})
+
+
+@pytest.mark.parametrize("species", SPECIES_NAMES)
+def test_render_rgb_array_headless(species):
+    env = make_env(species, {"task": SPECIES[species].behaviour}, render_mode="rgb_array")
+    env.reset(seed=0)
+    try:
+        frame = env.render()
+    except Exception as exc:  # no GL backend (EGL/OSMesa) can be created on this machine
+        pytest.skip(f"no headless OpenGL context: {exc!r}")
+    assert frame.shape == (480, 640, 3) and frame.dtype == np.uint8
+    assert frame.std() > 5.0  # not a blank image
+    for _ in range(5):
+        env.step(np.zeros(env.action_space.shape, dtype=np.float32))
+    assert env.render().shape == (480, 640, 3)
+    env.close()
