@@ -15,6 +15,7 @@ import tomllib
 from pathlib import Path
 
 import numpy as np
+import torch
 from stable_baselines3 import PPO
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.monitor import Monitor
@@ -64,6 +65,7 @@ def main() -> None:
     parser.add_argument("--out", default="runs/learnability")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
+    torch.set_num_threads(1)  # the machine is shared; one thread avoids oversubscription stalls
 
     env_kwargs = tomllib.loads(Path(args.config).read_text())["env"]
     print("env kwargs:", env_kwargs, flush=True)
