@@ -174,6 +174,9 @@ def _execute(run_dir: Path, run_data: dict, summary: RunSummary, progress: bool,
     from dinosim.training.curriculum import GateNotPassed, RunHooks, RunInterrupted, execute
     from dinosim.training.faults import TrainingFault
 
+    from dinosim.training.builders import configure_torch_threads
+
+    configure_torch_threads()
     plan = _plan(run_data)
     hooks = hooks or RunHooks()
     tracker = _start_wandb(run_dir, run_data, plan.config, hooks)
@@ -283,9 +286,10 @@ def _evaluate_model(run_data: dict, stage: int, model_path: Path, vecnorm_path: 
     from stable_baselines3.common.vec_env import VecNormalize
 
     from dinosim.config.resolve import RunConfig
-    from dinosim.training.builders import load_model, make_vec_env, wrap_normalize
+    from dinosim.training.builders import configure_torch_threads, load_model, make_vec_env, wrap_normalize
     from dinosim.training.evaluation import format_report, run_episodes
 
+    configure_torch_threads()
     config = RunConfig.from_dict(run_data["config"])
     env_kwargs = config.env_kwargs(stage)
     venv = make_vec_env(config.species, env_kwargs, 1, config.seed + 20_000, "dummy")

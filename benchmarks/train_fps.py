@@ -1,0 +1,133 @@
+"""Training throughput: dinosim's `train` vs rl-zoo3 on the same env, hyperparameters and steps; vec-env sweep.
+
+    python benchmarks/train_fps.py --species velociraptor --stage 1 --timesteps 65536
+        runs `dinosim train` (all logging on: stdout + TensorBoard, evaluations, checkpoints, metrics.jsonl) and
+        `python -m rl_zoo3.train` (its own eval + checkpoints + TensorBoard, same eval/save frequency) one after
+        the other, each in its own process, and prints both fps and the ratio dinosim / rl-zoo3.
+    python benchmarks/train_fps.py --vec-envs dummy,subproc --n-envs 1,2,4,8 --timesteps 65536 --only dinosim
+        the training fps of dinosim for every vec-env type x n_envs (to choose the CLI defaults).
+
+Figures: "sb3 fps" is the last ``time/fps`` SB3 printed (steps / seconds since ``learn`` started, evaluations and
+checkpoints included); "wall fps" is steps / whole-process seconds (imports and env start-up included). Both
+programs use the committed ``[ppo]``, ``[env]`` and ``[curriculum]`` values of the stage (rl-zoo3 gets a
+constant learning rate: a schedule does not change the work done). Requires ``pip install rl_zoo3``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Optional
+
+FPS_LINE = re.compile(r"\|\s+fps\s+\|\s+([0-9.]+)")
+
+
+def last_fps(text: str) -> Optional[float]:
+    found = FPS_LINE.findall(text)
+    return float(found[-1]) if found else None
+
+
+def run_dinosim(species: str, stage: int, timesteps: int, n_envs: int, vec_env: str, overrides: list[str],
+                workdir: Path) -> dict[str, Any]:
+    run_dir = workdir / f"dinosim-{vec_env}-{n_envs}"
+    cmd = [sys.executable, "-m", "dinosim", "train", "--species", species, "--stage", str(stage), "--timesteps",
+           str(timesteps), "--n-envs", str(n_envs), "--vec-env", vec_env, "--run-dir", str(run_dir), "--no-progress"]
+    if overrides:
+        cmd += ["--override", *overrides]
+    t0 = time.time()
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    wall = time.time() - t0
+    if proc.returncode != 0:
+        raise SystemExit(f"dinosim train failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
+    import json
+
+    summary = json.loads((run_dir / "summary.json").read_text())
+    steps = summary["stages"][str(stage)]["timesteps_used"]
+    return {"steps": steps, "sb3_fps": last_fps(proc.stdout), "wall_fps": steps / wall, "wall": wall}
+
+
+def _python_literal(value: Any) -> str:
+    if isinstance(value, dict):
+        return "dict(" + ", ".join(f"{k}={_python_literal(v)}" for k, v in value.items()) + ")"
+    return repr(value)
+
+
+def run_zoo(species: str, stage: int, timesteps: int, n_envs: int, vec_env: str, overrides: list[str],
+            workdir: Path) -> dict[str, Any]:
+    from dinosim.config.resolve import resolve_run
+    from dinosim.species import SPECIES
+
+    config = resolve_run(species, "ppo", [stage], overrides, n_envs=n_envs, vec_env=vec_env)
+    kwargs = config.algo_kwargs(stage)
+    cur = config.curriculum(stage)
+    hyper = {"n_envs": n_envs, "policy": "MlpPolicy", "n_timesteps": timesteps,
+             "normalize": {"norm_obs": True, "norm_reward": True, "gamma": kwargs.get("gamma", 0.99)}, **kwargs}
+    if vec_env == "subproc":
+        hyper["vec_env_wrapper"] = None
+    cmd = [sys.executable, "-m", "rl_zoo3.train", "--gym-packages", "dinosim.envs", "--env", SPECIES[species].env_id,
+           "--algo", "ppo", "-n", str(timesteps), "--seed", str(config.seed), "-f", str(workdir / "zoo"),
+           "--tensorboard-log", str(workdir / "zoo-tb"), "--eval-freq", str(cur.eval_freq),
+           "--eval-episodes", str(cur.eval_episodes), "--n-eval-envs", str(max(1, min(cur.eval_episodes, n_envs))),
+           "--save-freq", str(cur.save_freq), "--vec-env", vec_env, "--device", "cpu", "--verbose", "1",
+           "--hyperparams", *[f"{k}:{_python_literal(v)}" for k, v in hyper.items() if k != "vec_env_wrapper"],
+           "--env-kwargs", *[f"{k}:{_python_literal(v)}" for k, v in config.env_kwargs(stage).items()]]
+    t0 = time.time()
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    wall = time.time() - t0
+    if proc.returncode != 0:
+        raise SystemExit(f"rl_zoo3.train failed ({proc.returncode}):\n{' '.join(cmd)}\n{proc.stderr[-3000:]}")
+    steps = timesteps
+    return {"steps": steps, "sb3_fps": last_fps(proc.stdout), "wall_fps": steps / wall, "wall": wall}
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--species", default="velociraptor")
+    parser.add_argument("--stage", type=int, default=1)
+    parser.add_argument("--timesteps", type=int, default=65536)
+    parser.add_argument("--n-envs", default="4", help="comma-separated list")
+    parser.add_argument("--vec-envs", default="dummy", help="comma-separated: dummy,subproc")
+    parser.add_argument("--only", choices=("dinosim", "zoo", "both"), default="both")
+    parser.add_argument("--override", nargs="*", default=[], help="dinosim overrides, applied to both programs")
+    args = parser.parse_args(argv)
+    os.environ.setdefault("MUJOCO_GL", "egl")
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="dinosim-fps-") as tmp:
+        for vec_env in args.vec_envs.split(","):
+            for n_envs in (int(n) for n in args.n_envs.split(",")):
+                row: dict[str, Any] = {"vec_env": vec_env, "n_envs": n_envs}
+                if args.only in ("dinosim", "both"):
+                    row["dinosim"] = run_dinosim(args.species, args.stage, args.timesteps, n_envs, vec_env,
+                                                 args.override, Path(tmp))
+                if args.only in ("zoo", "both"):
+                    row["zoo"] = run_zoo(args.species, args.stage, args.timesteps, n_envs, vec_env, args.override,
+                                         Path(tmp))
+                rows.append(row)
+                print(_format(row), flush=True)
+    return 0
+
+
+def _format(row: dict[str, Any]) -> str:
+    parts = [f"{row['vec_env']:>7} n_envs={row['n_envs']:<2}"]
+    for name in ("dinosim", "zoo"):
+        if name in row:
+            r = row[name]
+            sb3 = f"{r['sb3_fps']:.0f}" if r["sb3_fps"] else "n/a"
+            parts.append(f"{name}: {r['steps']} steps, sb3 fps {sb3}, wall fps {r['wall_fps']:.0f} "
+                         f"({r['wall']:.0f}s)")
+    if "dinosim" in row and "zoo" in row:
+        d, z = row["dinosim"], row["zoo"]
+        if d["sb3_fps"] and z["sb3_fps"]:
+            parts.append(f"ratio sb3 fps dinosim/zoo = {d['sb3_fps'] / z['sb3_fps']:.2f}")
+        parts.append(f"ratio wall fps = {d['wall_fps'] / z['wall_fps']:.2f}")
+    return " | ".join(parts)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
