@@ -127,7 +127,7 @@ def test_kill_in_stage_2_then_resume_finishes_without_redoing_stages(tmp_path: P
         assert len(list((run_dir / f"stage{stage}" / "checkpoints").glob("*.json"))) <= 2  # keep_checkpoints
     lines = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
     assert {x["stage"] for x in lines} == {1, 2, 3}
-    assert all("eval/mean_reward" in x and "reward/alive" in x for x in lines)
+    assert all("eval/mean_reward" in x and "eval/reward/alive" in x and "eval/success_rate" in x for x in lines)
 
     # plain SB3 loading of the final files
     from stable_baselines3 import PPO
@@ -287,3 +287,22 @@ def test_nan_stops_with_stage_and_step_and_keeps_the_last_checkpoint(tmp_path: P
     assert checkpoints, "the checkpoint at step 256 must stay"
     model = PPO.load(str(checkpoints[-1]), device="cpu")
     assert all(np.isfinite(p.detach().numpy()).all() for p in model.policy.parameters())
+
+
+@pytest.mark.parametrize("algorithm", ["sac", "tqc", "crossq"])
+def test_off_policy_algorithms_train_and_warm_start(tmp_path: Path, algorithm: str) -> None:
+    from dinosim.training.curriculum import RunHooks
+    from dinosim.training.runner import run
+
+    overrides = TINY + ["sac.buffer_size=2000", "sac.learning_starts=64", "sac.batch_size=32", "sac.train_freq=8",
+                        "sac.gradient_steps=1", "sac.policy_kwargs.net_arch=[16,16]", "curriculum.eval_freq=128"]
+    config = resolve_run("velociraptor", algorithm, [1, 2], overrides, n_envs=N_ENVS)
+    request = RunRequest(command="curriculum", config=config, timesteps=256, run_dir=tmp_path / "run",
+                         progress=False)
+    assert run(request, hooks=RunHooks(log_stdout=False)) == 0
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["global_step"] == 512 and summary["stages"]["2"]["warm_start"].endswith("best/model.zip")
+    from dinosim.training.builders import algorithm_class
+
+    model = algorithm_class(algorithm).load(str(tmp_path / "run" / "stage2" / "model.zip"), device="cpu")
+    assert model.num_timesteps == 512

@@ -188,9 +188,8 @@ class EvalGateCallback(BaseCallback):
             save_vecnormalize_atomic(ctx.train_env, ctx.stage_dir / "best" / VECNORM_FILE)
             atomic_write_json(ctx.stage_dir / "best" / "best.json", {"global_step": step, **metrics})
             state.best_eval, state.best_step = dict(metrics), step
-        record = {"global_step": step, "stage": ctx.stage, **{k: v for k, v in metrics.items()}}
-        for term, value in result.component_means().items():
-            record[f"reward/{term}"] = value
+        # eval component means are "eval/reward/<term>": "reward/<term>" is the training-rollout series
+        record = {"global_step": step, "stage": ctx.stage, **metrics}
         append_json_line(ctx.run_dir / METRICS_FILE, record)
         trial_path = os.environ.get(TRIAL_METRICS_ENV)
         if trial_path:

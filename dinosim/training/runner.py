@@ -188,6 +188,10 @@ def _execute(run_dir: Path, run_data: dict, summary: RunSummary, progress: bool,
         summary.status, summary.message, code = "interrupted", str(exc), EXIT_INTERRUPTED
         print(f"\ninterrupted: checkpoint saved at step {exc.step} (stage {exc.stage}). Continue with:\n"
               f"  dinosim resume {run_dir}", file=sys.stderr, flush=True)
+    except KeyboardInterrupt:  # outside SB3's learn (start-up, final save): the newest checkpoint stands
+        summary.status, summary.message, code = "interrupted", "interrupted", EXIT_INTERRUPTED
+        print(f"\ninterrupted. Continue from the newest checkpoint with:\n  dinosim resume {run_dir}",
+              file=sys.stderr, flush=True)
     except (TrainingFault, GateNotPassed) as exc:
         summary.status, summary.message, code = "failed", str(exc), EXIT_FAILED
         print(f"error: {exc}", file=sys.stderr, flush=True)
