@@ -243,3 +243,35 @@ def test_changed_yaml_is_refused(tmp_path):
 
     with pytest.raises(ConfigError, match="different YAML"):
         run(path, tmp_path)
+
+
+def test_rdb_storage_url_and_shared_study(tmp_path):
+    """--storage URL: two engine invocations (think: two machines) share one study and its run_cap."""
+    path = write_sweep(tmp_path, run_cap=5)
+    url = f"sqlite:///{tmp_path / 'shared.db'}"
+    run(path, tmp_path, storage=url, count=2)
+    run(path, tmp_path / "other_machine", storage=url, workers=2)
+    loaded = optuna.load_study(study_name="fake", storage=url)
+    assert len(loaded.trials) == 5 and all(t.state.name == "COMPLETE" for t in loaded.trials)
+    assert not (tmp_path / "sweepdir" / "study.journal").exists()
+
+
+def test_rich_progress_on_a_terminal(tmp_path):
+    import io
+
+    from dinosim.sweeps.progress import Progress, RichProgress
+
+    class Tty(io.StringIO):
+        def isatty(self):
+            return True
+
+    path = write_sweep(tmp_path, run_cap=2)
+    spec = load_sweep(path)
+    stream = Tty()
+    progress = Progress.create(spec, stream)
+    assert isinstance(progress, RichProgress)
+    run_sweep(spec, EngineOptions(sweep_dir=tmp_path / "sweepdir", poll_interval=0.05), progress)
+    out = stream.getvalue()
+    assert "trial 1: complete" in out and "done 2" in out
+    plain = io.StringIO()
+    assert type(Progress.create(spec, plain)) is Progress

@@ -251,7 +251,7 @@ class _Objective:
             return prune
 
         outcome = run_process(
-            argv, self.cwd, trial_env(metrics, tdir / "runs", self.opts.workers), metrics, tdir / f"log{suffix}.txt",
+            argv, self.cwd, trial_env(metrics, tdir / "runs"), metrics, tdir / f"log{suffix}.txt",
             self.spec.metric, on_value, self.registry, self.opts.poll_interval, self.opts.term_timeout,
         )
         if outcome.interrupted:

@@ -123,7 +123,7 @@ class RichProgress(Progress):
         self.refresh()
 
     def emit(self, line: str) -> None:
-        self.console.print(line)
+        self.console.print(line, markup=False, highlight=False)
 
     def refresh(self) -> None:
         with self.lock:
