@@ -152,3 +152,22 @@ def test_cli_train_with_wandb_unreachable(tmp_path):
     stored = json.loads((tmp_path / "run" / "wandb.json").read_text())
     assert stored["mode"] == "offline" and stored["sync_dirs"]
     assert f"wandb sync {stored['sync_dirs'][0]}" in r.stderr
+
+
+def test_skip_under_wandb_agent_is_marked_and_quick(tmp_path):
+    """Under `wandb agent` (its env vars), a --skip-if hit ends at once with exit 0 and a W&B run tagged skipped."""
+    params = tmp_path / "config-agentrun1.yaml"
+    params.write_text("ppo.learning_rate:\n  value: 0.001\n")
+    env = _clean_env({**UNREACHABLE, "HOME": str(tmp_path), "WANDB_SWEEP_ID": "sweep1", "WANDB_RUN_ID": "agentrun1",
+                      "WANDB_SWEEP_PARAM_PATH": str(params), "TMPDIR": str(tmp_path),
+                      "DINOSIM_RUNS_DIR": str(tmp_path / "runs")})
+    t0 = time.monotonic()
+    r = subprocess.run([sys.executable, "-m", "dinosim", "train", "--stage", "1", "--skip-if",
+                        "ppo.learning_rate > 5e-4 and ppo.n_epochs > 8", "--ppo.learning_rate=0.001"],
+                       env=env, capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
+    assert r.returncode == 0, r.stderr
+    assert time.monotonic() - t0 < 60
+    assert "skipped: skip-if:" in r.stdout
+    offline = list(tmp_path.glob("dinosim-skip-*/wandb/offline-run-*-agentrun1"))
+    assert offline and list(offline[0].glob("*.wandb"))
+    assert not (tmp_path / "runs").exists()
