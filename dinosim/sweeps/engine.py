@@ -100,7 +100,11 @@ def make_sampler(spec: SweepSpec, seed: Optional[int]) -> Any:
         return optuna.samplers.GridSampler(grid_search_space(spec.parameters), seed=seed)
     if spec.method == "random":
         return optuna.samplers.RandomSampler(seed=seed)
-    return optuna.samplers.TPESampler(seed=seed, multivariate=True, n_startup_trials=5)
+    import warnings
+
+    with warnings.catch_warnings():  # multivariate TPE is flagged experimental; it models joint PPO/reward effects
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return optuna.samplers.TPESampler(seed=seed, multivariate=True, n_startup_trials=5)
 
 
 def make_pruner(spec: SweepSpec) -> Any:

@@ -85,19 +85,23 @@ def plot_parallel(loaded: Any, trials: list[Any], path: Path) -> Optional[Path]:
     logs = {n for n, s in loaded.spec.parameters.items() if "log" in s.distribution}
     columns: list[list[float]] = []
     labels: list[str] = []
+    ends: list[tuple[str, str]] = []  # (bottom, top) tick text of each axis
     for n in names:
         raw = [trial_params(t).get(n) for t in trials]
         nums = [_axis_value(v) for v in raw]
         if all(x is not None for x in nums):
             vals = [math.log10(x) if n in logs and x > 0 else x for x in nums]  # type: ignore[arg-type]
+            ends.append((f"{min(nums):.3g}", f"{max(nums):.3g}"))  # type: ignore[type-var]
         else:
             keys = list(dict.fromkeys(json.dumps(v) for v in raw))
             vals = [float(keys.index(json.dumps(v))) for v in raw]
+            ends.append((keys[0], keys[-1]))
         columns.append(vals)
         labels.append(("log " if n in logs else "") + n)
     metric = [float(t.value) for t in trials]
     columns.append(metric)
     labels.append(loaded.spec.metric)
+    ends.append((f"{min(metric):.4g}", f"{max(metric):.4g}"))
     scaled = []
     for col in columns:
         lo, hi = min(col), max(col)
@@ -111,8 +115,11 @@ def plot_parallel(loaded: Any, trials: list[Any], path: Path) -> Optional[Path]:
     ax.set_xticks(range(len(labels)))
     ax.set_xticklabels(labels, rotation=30, ha="right", fontsize=8)
     ax.set_yticks([])
-    for x in range(len(labels)):
+    for x, (bottom, top) in enumerate(ends):
         ax.axvline(x, color="grey", lw=0.5)
+        ax.text(x, -0.04, bottom, ha="center", va="top", fontsize=7)
+        ax.text(x, 1.04, top, ha="center", va="bottom", fontsize=7)
+    ax.set_ylim(-0.12, 1.12)
     ax.set_title(f"parallel coordinates, top {len(trials)} trials")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
