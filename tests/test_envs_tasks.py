@@ -64,11 +64,13 @@ def test_reward_terms_sum_to_reward_every_step(species, stage):
 def test_penalties_use_the_clipped_action():
     env = make_env("velociraptor", {"energy_penalty_weight": 1.0, "smoothness_weight": 1.0})
     results = []
-    for scale in (1.0, 7.0):
+    for scale in (1.0, 7.0, -7.0):
         env.reset(seed=0)
         _, _, _, _, info = env.step(np.full(env.action_space.shape, scale, dtype=np.float32))
         results.append((info["reward_energy"], info["reward_smoothness"]))
-    assert results[0] == results[1] == (-1.0, -1.0)
+        assert np.all(np.abs(env.unwrapped.data.ctrl - env.unwrapped._home) <= env.unwrapped._ctrl_scale + 1e-12)
+    assert results[0] == results[1]  # the policy output beyond the action space changes nothing
+    assert -1.0 <= results[0][0] < -0.9 and -1.0 <= results[2][0] < -0.9  # mean a^2 of a clipped action
 
 
 @pytest.mark.parametrize("species", SPECIES_NAMES)

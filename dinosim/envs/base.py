@@ -7,11 +7,13 @@ Design
   next to the physics. Contacts are filtered in the MJCF (contype/conaffinity) so that only feet/trunk-vs-floor and
   effector-vs-target pairs are ever tested.
 * **Actuation.** Every actuated joint has a MuJoCo position servo. The policy's action ``a`` in ``[-1, 1]^nu`` is a
-  *residual* around the species' home pose: ``target = home + action_scale * a * half_range`` clipped to the joint
-  range. Residual targets make the zero action a meaningful posture and keep exploration near it. The
-  weight-bearing leg servos are deliberately soft (about a third of the stiffness that would hold the home pose
-  passively, see the MJCF files), so, like muscle tone, standing needs a policy feed-forward term: a zero-action
-  "statue" sags and collapses, and pushes (``push_force``) demand feedback on top.
+  *residual* around the species' home pose: ``target = home + action_scale * a * half_range``, with ``a`` clipped to
+  ``[-1, 1]`` and further so that the target stays inside the joint range; that clipped ``a`` is "the action the
+  plant receives" and is what the smoothness/energy penalties see. Residual targets make the zero action a
+  meaningful posture and keep exploration near it. The weight-bearing leg servos are deliberately soft (below the
+  stiffness at which the zero-action home pose is passively stable; see the MJCF files and docs/envs.md), so, like
+  muscle tone, standing needs policy feed-forward and feedback: a zero-action "statue" sags and falls, and pushes
+  (``push_force``) demand feedback on top.
 * **Stages are kwargs, not classes.** ``task`` selects balance / locomotion / the species behaviour; every other
   constructor kwarg is a reward weight or task parameter. The signature of ``__init__`` (literal defaults only) is
   the single source of truth for the ``[env]`` config table; the config validator reads it with ``ast``.
@@ -25,7 +27,6 @@ from __future__ import annotations
 
 import math
 import os
-from pathlib import Path
 from typing import Any, ClassVar
 
 if "MUJOCO_GL" not in os.environ and not os.environ.get("DISPLAY"):
@@ -36,9 +37,9 @@ import mujoco
 import numpy as np
 from gymnasium import spaces
 
+from dinosim.envs.model import load_model
 from dinosim.envs.rewards import StepSignals, compute_reward
 
-ASSETS_DIR = Path(__file__).resolve().parent / "assets"
 TASKS_COMMON: tuple[str, ...] = ("balance", "locomotion")
 NO_TARGET_DISTANCE = -1.0  # value of info["target_distance"] when the task has no target
 GAIT_EMA = 0.05  # per-step smoothing of the stance fractions used by the gait-symmetry term
@@ -156,67 +157,39 @@ class DinoEnv(gym.Env):
 
     # ---- model setup ---------------------------------------------------------------------------------------------
     def _setup_model(self) -> None:
-        m = mujoco.MjModel.from_xml_path(str(ASSETS_DIR / self.xml_file))
+        lm = load_model(self.xml_file, self.home_pose, self.foot_geoms, self.effector_geoms, self.tail_joints)
+        m = lm.model
         d = mujoco.MjData(m)
         self.model, self.data = m, d
         self.dt = m.opt.timestep * self.frame_skip
         self.metadata = {**self.metadata, "render_fps": int(round(1.0 / self.dt))}
-        self._torso = m.body("torso").id
-        self._target_body = m.body("target").id
-        self._mocap = int(m.body_mocapid[self._target_body])
-        self._target_geom = m.geom("target").id
-        nu = m.nu
-        joints = m.actuator_trnid[:, 0]
-        self._act_qpos = np.array([m.jnt_qposadr[j] for j in joints])
-        self._act_qvel = np.array([m.jnt_dofadr[j] for j in joints])
-        lo, hi = m.jnt_range[joints, 0].copy(), m.jnt_range[joints, 1].copy()
-        self._ctrl_lo, self._ctrl_hi = lo, hi
-        self._half_range = 0.5 * (hi - lo)
+        self._torso, self._target_body, self._target_geom, self._mocap = (
+            lm.torso, lm.target_body, lm.target_geom, lm.mocap,
+        )  # fmt: skip
+        self._act_qpos, self._act_qvel, self._home = lm.act_qpos, lm.act_qvel, lm.home
+        self._ctrl_lo, self._ctrl_hi = lm.ctrl_lo, lm.ctrl_hi
+        self._half_range = 0.5 * (lm.ctrl_hi - lm.ctrl_lo)
         self._inv_half_range = 1.0 / self._half_range
-        home = np.zeros(nu)
-        for name, angle in self.home_pose.items():
-            home[list(joints).index(m.joint(name).id)] = angle
-        self._home = home
-        self._tail_dofs = np.array([m.jnt_dofadr[m.joint(n).id] for n in self.tail_joints], dtype=int)
-        self._effectors = np.array([m.geom(n).id for n in self.effector_geoms], dtype=int)
-        self._nfeet = len(self.foot_geoms)
-        self._touch = np.array([m.sensor_adr[m.sensor(n).id] for n in self.foot_geoms], dtype=int)
-        # Geom-pair lookup tables for contact classification: [g1, g2] -> is this pair a fall / a success.
-        foot_ids = {m.geom(n).id for n in self.foot_geoms}
-        floor = m.geom("floor").id
-        body_geoms = [g for g in range(m.ngeom) if m.geom_bodyid[g] != 0 and g not in foot_ids]
-        self._fall_pair = np.zeros((m.ngeom, m.ngeom), dtype=bool)
-        self._fall_pair[floor, body_geoms] = self._fall_pair[body_geoms, floor] = True
-        self._fall_pair[floor, self._target_geom] = self._fall_pair[self._target_geom, floor] = False
-        self._success_pair = np.zeros((m.ngeom, m.ngeom), dtype=bool)
-        self._success_pair[self._target_geom, self._effectors] = True
-        self._success_pair[self._effectors, self._target_geom] = True
-        # Home state with the lowest foot resting on the floor.
-        d.qpos[:] = m.qpos0
-        d.qpos[self._act_qpos] = home
-        mujoco.mj_kinematics(m, d)
-        feet = [m.geom(n).id for n in self.foot_geoms]
-        lowest = min(d.geom_xpos[g][2] - self._geom_half_height(g) for g in feet)
-        d.qpos[2] -= lowest - 0.001
-        self._qpos_home = d.qpos.copy()
-        self.standing_height = float(d.qpos[2])
+        self._ctrl_scale = self.action_scale * self._half_range  # rad of servo target per unit action
+        # Action bounds that keep every servo target inside its joint range: the action the plant receives.
+        self._a_lo = np.maximum(-1.0, (lm.ctrl_lo - lm.home) / self._ctrl_scale)
+        self._a_hi = np.minimum(1.0, (lm.ctrl_hi - lm.home) / self._ctrl_scale)
+        # Observation of joints in qpos order (contiguous slices instead of gathers).
+        order = np.argsort(lm.act_qpos)
+        self._joint_home, self._joint_inv_half_range = lm.home[order], self._inv_half_range[order]
+        nu = m.nu
+        self._joint_qpos, self._joint_qvel = slice(7, 7 + nu), slice(6, 6 + nu)
+        self._tail_dofs, self._effectors = lm.tail_dofs, lm.effectors
+        self._nfeet, self._fall_end, self._hit_end = lm.n_feet, lm.fall_end, lm.hit_end
+        self._qpos_home = lm.qpos_home
+        self.standing_height = lm.standing_height
         self.body_mass = float(m.body_subtreemass[self._torso])
         self.body_weight = self.body_mass * float(-m.opt.gravity[2])
-        # Cached views into MjData.
+        # Cached views into MjData (its arrays are never reallocated).
         self._xmat = d.xmat[self._torso]
-        self._qpos_v, self._qvel_v = d.qpos, d.qvel
+        self._qpos_v, self._qvel_v, self._ctrl_v = d.qpos, d.qvel, d.ctrl
+        self._sensordata = d.sensordata
         self._xfrc = d.xfrc_applied[self._torso]
-
-    def _geom_half_height(self, g: int) -> float:
-        """Vertical half extent of a box/capsule/sphere foot geom in its current orientation."""
-        m, d = self.model, self.data
-        size = m.geom_size[g]
-        rot = d.geom_xmat[g].reshape(3, 3)
-        if m.geom_type[g] == mujoco.mjtGeom.mjGEOM_BOX:
-            return float(np.abs(rot[2]) @ size)
-        if m.geom_type[g] == mujoco.mjtGeom.mjGEOM_CAPSULE:
-            return float(abs(rot[2, 2]) * size[1] + size[0])
-        return float(size[0])
 
     def _setup_spaces(self) -> None:
         nu = self.model.nu
@@ -237,7 +210,7 @@ class DinoEnv(gym.Env):
         d.qpos[self._act_qpos] += rng.uniform(-noise, noise, m.nu)
         d.qvel[:] = rng.uniform(-noise, noise, m.nv)
         d.ctrl[:] = self._home
-        self._origin = self._qpos_home[:2].copy()
+        self._origin = tuple(self._qpos_home[:2].tolist())
         if self.has_target:
             d.mocap_pos[self._mocap] = self._spawn_target(rng, self._qpos_home[:3])
         else:
@@ -254,9 +227,10 @@ class DinoEnv(gym.Env):
 
     def step(self, action: np.ndarray):
         m, d = self.model, self.data
-        a = np.asarray(action, dtype=np.float64).clip(-1.0, 1.0)  # the action the plant receives
-        ctrl = self._home + (self.action_scale * self._half_range) * a
-        d.ctrl[:] = ctrl.clip(self._ctrl_lo, self._ctrl_hi)
+        # The action the plant receives: clipped to [-1, 1] and to the joint ranges of the servo targets.
+        a = np.minimum(np.maximum(np.asarray(action, dtype=np.float64), self._a_lo), self._a_hi)
+        np.multiply(a, self._ctrl_scale, out=self._ctrl_v)
+        self._ctrl_v += self._home
         self._apply_push(self._steps * self.dt)
         mujoco.mj_step(m, d, nstep=self.frame_skip)
         self._steps += 1
@@ -270,18 +244,19 @@ class DinoEnv(gym.Env):
         s.yaw_rate = qv[5]
         tilt = math.acos(max(-1.0, min(1.0, r[8])))
         s.tilt = tilt
-        height = float(self._qpos_v[2])
-        s.height_error = height / self.standing_height - 1.0
         s.nose_down = max(0.0, -r[6])
         s.heading_error = _wrap(math.atan2(r[3], r[0]) - self.heading)
-        s.drift = math.hypot(self._qpos_v[0] - self._origin[0], self._qpos_v[1] - self._origin[1])
+        x, y, height = self._qpos_v[:3].tolist()
+        s.height_error = height / self.standing_height - 1.0
+        s.drift = math.hypot(x - self._origin[0], y - self._origin[1])
         da = a - self._prev_action
         s.action_change_sq = float(da @ da) / m.nu
         s.action_sq = float(a @ a) / m.nu
         self._prev_action = a
-        contacts = d.sensordata[self._touch] > 0.0
+        sensors = self._sensordata.tolist()
+        contacts = [1.0 if f > 0.0 else 0.0 for f in sensors[: self._nfeet]]
         stance = self._stance
-        for i, c in enumerate(contacts.tolist()):
+        for i, c in enumerate(contacts):
             stance[i] += GAIT_EMA * (c - stance[i])
         s.gait_asymmetry = sum((stance[i] - stance[j]) ** 2 for i, j in self.foot_pairs)
         if self.tail_stability_weight != 0.0:  # the term is exactly 0 otherwise; skip the work
@@ -290,7 +265,8 @@ class DinoEnv(gym.Env):
         else:
             s.tail_speed_sq = 0.0
 
-        trunk_contact, effector_contact = self._contacts()
+        trunk_contact = any(sensors[self._nfeet : self._fall_end])
+        effector_contact = any(sensors[self._fall_end : self._hit_end])
         reason = ""
         if trunk_contact:
             reason = "fell_contact"
@@ -362,7 +338,7 @@ class DinoEnv(gym.Env):
             info["is_success"] = False
         return info
 
-    def _observation(self, contacts: np.ndarray | None = None) -> np.ndarray:
+    def _observation(self, contacts: list[float] | None = None) -> np.ndarray:
         """Fill the preallocated observation buffer from the current MjData and return a float32 copy."""
         d, o, nu = self.data, self._obs, self.model.nu
         qpos, qvel = self._qpos_v, self._qvel_v
@@ -378,28 +354,18 @@ class DinoEnv(gym.Env):
             v[3], v[4], v[5],
         )  # fmt: skip
         joints = o[12 : 12 + nu]
-        np.subtract(qpos[self._act_qpos], self._home, out=joints)
-        joints *= self._inv_half_range
-        np.multiply(qvel[self._act_qvel], 0.1, out=o[12 + nu : 12 + 2 * nu])
+        np.subtract(qpos[self._joint_qpos], self._joint_home, out=joints)
+        joints *= self._joint_inv_half_range
+        np.multiply(qvel[self._joint_qvel], 0.1, out=o[12 + nu : 12 + 2 * nu])
         k = 12 + 2 * nu
         if contacts is None:
-            contacts = d.sensordata[self._touch] > 0.0
+            contacts = [1.0 if f > 0.0 else 0.0 for f in self._sensordata[: self._nfeet].tolist()]
         o[k : k + self._nfeet] = contacts
         if self.has_target:
             k += self._nfeet
             dx, dy, dz = (d.mocap_pos[self._mocap] - qpos[:3]).tolist()
             o[k : k + 3] = (dx * ch + dy * sh, -dx * sh + dy * ch, dz)
         return o.astype(np.float32)
-
-    def _contacts(self) -> tuple[bool, bool]:
-        """(a non-foot body geom touches the floor, an effector touches the target)."""
-        ncon = self.data.ncon
-        if ncon == 0:
-            return False, False
-        geoms = self.data.contact.geom[:ncon]
-        g1, g2 = geoms[:, 0], geoms[:, 1]
-        effector = bool(self._success_pair[g1, g2].any()) if self.has_target else False
-        return bool(self._fall_pair[g1, g2].any()), effector
 
     def _target_distance(self) -> float:
         if not self.has_target:

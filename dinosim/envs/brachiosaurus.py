@@ -3,7 +3,8 @@
 Only the brachiosaur's own data lives here (model file, home pose, body names, stage-3 "food_reach" target);
 everything else comes from :class:`dinosim.envs.base.DinoEnv`. Stage 3: food (a marker without collisions) spawns
 ahead at a horizontal distance from ``food_distance_range`` and a height from ``food_height_range``, above the
-resting mouth height (~10.8 m); the episode succeeds when the mouth comes within ``food_reach_threshold`` of it.
+resting mouth height (~10.6 m); every spawn point is reachable by the neck
+without walking; the episode succeeds when the mouth comes within ``food_reach_threshold`` of it.
 """
 
 from __future__ import annotations
@@ -33,8 +34,8 @@ class BrachiosaurusEnv(DinoEnv):
     def __init__(
         self,
         *,
-        food_height_range: tuple[float, float] = (11.8, 12.8),  # m above ground; the resting mouth is at ~10.8 m
-        food_distance_range: tuple[float, float] = (6.0, 8.0),  # m, horizontal food distance ahead of the torso
+        food_height_range: tuple[float, float] = (11.5, 12.4),  # m above ground; the resting mouth is at ~10.6 m
+        food_distance_range: tuple[float, float] = (5.5, 7.0),  # m, horizontal food distance ahead of the torso
         food_reach_threshold: float = 0.6,  # m, mouth-to-food distance that counts as reaching it
         food_reach_bonus: float = 0.0,  # reward when the mouth reaches the food (ends the episode)
         food_approach_weight: float = 0.0,  # reward per m/s of mouth-to-food closing speed
