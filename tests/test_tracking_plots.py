@@ -18,13 +18,14 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 
-# Tiny but real: 2 envs, 64-step rollouts, an evaluation every 256 steps, 60-step episodes. Stage 1 passes its
-# gate on the first evaluation (required_consecutive=1, low bar) so stage 2 starts early; stage 2's bar is
+# Tiny but real: 2 envs, 64-step rollouts, an evaluation every 256 steps, 60-step episodes. Every gate value is
+# set here (not taken from the committed configs). Stage 1 passes its gate on the first evaluation
+# (required_consecutive=1, low bars) so stage 2 starts early; stage 2's bar is
 # unreachable and it has a success-rate gate, so both kinds of gate segments exist.
 TINY = [
     "ppo.n_steps=64", "ppo.batch_size=64", "ppo.n_epochs=1", "ppo.policy_kwargs.net_arch=[16,16]",
     "curriculum.eval_freq=256", "curriculum.eval_episodes=2", "curriculum.save_freq=512",
-    "env.max_episode_steps=60",
+    "env.max_episode_steps=60", "curriculum.min_avg_episode_length=0.0",
     "1.curriculum.min_avg_reward=-1000.0", "1.curriculum.required_consecutive=1",
     "2.curriculum.min_avg_reward=1000.0", "2.curriculum.min_success_rate=0.5",
 ]

@@ -48,12 +48,6 @@ class Series:
     def __len__(self) -> int:
         return len(self.steps)
 
-    def between(self, start: Optional[int], end: Optional[int]) -> "Series":
-        """The points with ``start <= step < end`` (an open side when None)."""
-        pairs = [(s, v) for s, v in zip(self.steps, self.values)
-                 if (start is None or s >= start) and (end is None or s < end)]
-        return Series(tuple(s for s, _ in pairs), tuple(v for _, v in pairs))
-
 
 @dataclass(frozen=True)
 class Gate:

@@ -45,6 +45,7 @@ class StageRow:
     final_length: Optional[float]
     success_rate: Optional[float]  # of the last evaluation
     evaluations: int
+    gate_streak: Optional[int] = None  # passing evaluations in a row so far
     components: list[tuple[str, float, float]] = field(default_factory=list)  # (term, mean, share), top first
 
 
@@ -122,18 +123,20 @@ def _row(stage: int, entry: dict[str, Any], records: list[dict[str, Any]], top: 
     if timesteps is None and records:
         start = _int(entry.get("start_step")) or 0
         timesteps = max(_int(r.get("global_step")) or 0 for r in records) - start
+    started = status != "pending"  # a stage that never ran has no timesteps, wall time or gate verdict
     return StageRow(
         stage=stage,
         status=status,
-        timesteps=timesteps,
-        wall_time=_num(entry.get("wall_time")),
-        gate_passed=bool(entry["gate_passed"]) if "gate_passed" in entry else None,
+        timesteps=timesteps if started else None,
+        wall_time=_num(entry.get("wall_time")) if started else None,
+        gate_passed=bool(entry["gate_passed"]) if "gate_passed" in entry and started else None,
         gate_step=_int(entry.get("gate_passed_at")),
         best_reward=best,
         final_reward=_num(last_eval.get(EVAL_REWARD)),
         final_length=_num(last_eval.get(EVAL_LENGTH)),
         success_rate=_num(last_eval.get(EVAL_SUCCESS)),
         evaluations=int(entry.get("evaluations", len(records)) or 0),
+        gate_streak=_int(entry.get("gate_streak")),
         components=top_components(component_means(last_eval) or component_means(records[-1] if records else {}), top),
     )
 
@@ -175,4 +178,6 @@ def _fmt_gate(row: StageRow) -> str:
         return "-"
     if row.gate_passed:
         return f"passed @ {row.gate_step:,}" if row.gate_step is not None else "passed"
+    if row.status == "running":
+        return f"open (streak {row.gate_streak or 0})"
     return "not passed"
