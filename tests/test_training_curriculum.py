@@ -188,12 +188,32 @@ def run_in_process(tmp_path: Path, stages: list[int], overrides: list[str], time
     return code, json.loads((tmp_path / "run" / "summary.json").read_text())
 
 
-def test_gate_ends_the_stage_early(tmp_path: Path) -> None:
+def test_gate_ends_the_stage_early_and_init_from_warm_starts(tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    trial_metrics = tmp_path / "trial.jsonl"
+    monkeypatch.setenv("DINOSIM_TRIAL_METRICS", str(trial_metrics))
     code, summary = run_in_process(tmp_path, [1], ["curriculum.min_avg_reward=-1e9", "curriculum.eval_freq=128",
+                                                   "curriculum.min_avg_episode_length=0",
                                                    "curriculum.required_consecutive=2"], 4096)
     state = summary["stages"]["1"]
     assert code == 0 and state["gate_passed"] and state["gate_passed_at"] == 256
     assert state["timesteps_used"] == 256 and state["evaluations"] == 2 and state["gate_streak"] == 2
+    lines = [json.loads(x) for x in trial_metrics.read_text().splitlines()]
+    assert [x["global_step"] for x in lines] == [128, 256] and all("eval/mean_reward" in x for x in lines)
+    assert trial_metrics.read_text() == (tmp_path / "run" / "metrics.jsonl").read_text()
+
+    # train --stage 2 --init-from <that run>: warm start from its best model, ramp from its stage-1 [env]
+    from dinosim.training.curriculum import RunHooks
+    from dinosim.training.runner import run
+
+    config = resolve_run("velociraptor", "ppo", [2], TINY + ["2.env.alive_bonus=0.25"], n_envs=N_ENVS)
+    request = RunRequest(command="train", config=config, timesteps=256, run_dir=tmp_path / "second",
+                         init_from=tmp_path / "run", progress=False)
+    assert run(request, hooks=RunHooks(log_stdout=False)) == 0
+    second = json.loads((tmp_path / "second" / "summary.json").read_text())["stages"]["2"]
+    assert second["warm_start"] == str(tmp_path / "run" / "stage1" / "best" / "model.zip")
+    first_alive = resolve_run("velociraptor", "ppo", [1], TINY).env_kwargs(1)["alive_bonus"]
+    assert second["ramped"]["alive_bonus"] == [first_alive, 0.25]
 
 
 def test_strict_gates_stop_after_a_failed_stage(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
