@@ -174,3 +174,22 @@ def test_render_rgb_array_headless(species):
         env.step(np.zeros(env.action_space.shape, dtype=np.float32))
     assert env.render().shape == (480, 640, 3)
     env.close()
+
+
+def test_kwarg_attributes_can_be_changed_after_construction():
+    """Trainers ramp [env] values with set_attr; derived caches (action bounds, heading) must follow."""
+    env = make_env("velociraptor", {"reset_noise_scale": 0.0})
+    u = env.unwrapped
+    ones = np.ones(env.action_space.shape, dtype=np.float32)
+    for scale in (0.5, 0.25):
+        u.action_scale = scale
+        env.reset(seed=0)
+        env.step(ones)
+        half_range = 0.5 * (u._ctrl_hi - u._ctrl_lo)
+        expected = np.minimum(scale * half_range, u._ctrl_hi - u._home)  # target clipped at the joint limit
+        assert np.allclose(u.data.ctrl - u._home, expected)
+    env.reset(seed=0)
+    u.data.qvel[0] = 1.0  # moving along +x
+    u.heading = math.pi  # walking direction is now -x
+    _, _, _, _, info = env.step(np.zeros(env.action_space.shape, dtype=np.float32))
+    assert info["forward_velocity"] < 0.0

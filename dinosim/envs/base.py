@@ -126,8 +126,7 @@ class DinoEnv(gym.Env):
         self.fall_penalty = float(fall_penalty)
         self.max_tilt = float(max_tilt)
         self.min_height_fraction = float(min_height_fraction)
-        self.heading = float(heading)
-        self.action_scale = float(action_scale)
+        self._action_scale = float(action_scale)
         self.reset_noise_scale = float(reset_noise_scale)
         self.push_force = float(push_force)
         self.push_interval = float(push_interval)
@@ -135,12 +134,36 @@ class DinoEnv(gym.Env):
         self.max_episode_steps = int(max_episode_steps)
         self.render_mode = render_mode
         self.has_target = task == self.behaviour
-        self._cos_heading, self._sin_heading = math.cos(self.heading), math.sin(self.heading)
+        self.heading = heading  # property: also caches cos/sin
 
         self._setup_model()
         self._setup_spaces()
         self._renderer: mujoco.Renderer | None = None
         self._signals = StepSignals(has_target=self.has_target)
+
+    # ---- kwargs with derived caches (settable at any time, e.g. through VecEnv.set_attr) ----------------------
+    @property
+    def heading(self) -> float:
+        """World yaw (rad) of the walking / target direction."""
+        return self._heading
+
+    @heading.setter
+    def heading(self, value: float) -> None:
+        self._heading = float(value)
+        self._cos_heading, self._sin_heading = math.cos(self._heading), math.sin(self._heading)
+
+    @property
+    def action_scale(self) -> float:
+        """Servo target range per unit action, as a fraction of half the joint range."""
+        return self._action_scale
+
+    @action_scale.setter
+    def action_scale(self, value: float) -> None:
+        self._action_scale = float(value)
+        self._ctrl_scale = self._action_scale * self._half_range  # rad of servo target per unit action
+        # Action bounds that keep every servo target inside its joint range: the action the plant receives.
+        self._a_lo = np.maximum(-1.0, (self._ctrl_lo - self._home) / self._ctrl_scale)
+        self._a_hi = np.minimum(1.0, (self._ctrl_hi - self._home) / self._ctrl_scale)
 
     # ---- species behaviour weights (overridden by species properties) --------------------------------------------
     target_bonus: float = 0.0
@@ -170,10 +193,7 @@ class DinoEnv(gym.Env):
         self._ctrl_lo, self._ctrl_hi = lm.ctrl_lo, lm.ctrl_hi
         self._half_range = 0.5 * (lm.ctrl_hi - lm.ctrl_lo)
         self._inv_half_range = 1.0 / self._half_range
-        self._ctrl_scale = self.action_scale * self._half_range  # rad of servo target per unit action
-        # Action bounds that keep every servo target inside its joint range: the action the plant receives.
-        self._a_lo = np.maximum(-1.0, (lm.ctrl_lo - lm.home) / self._ctrl_scale)
-        self._a_hi = np.minimum(1.0, (lm.ctrl_hi - lm.home) / self._ctrl_scale)
+        self.action_scale = self._action_scale  # property: also derives the servo target scale and action bounds
         # Observation of joints in qpos order (contiguous slices instead of gathers).
         order = np.argsort(lm.act_qpos)
         self._joint_home, self._joint_inv_half_range = lm.home[order], self._inv_half_range[order]
