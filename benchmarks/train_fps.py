@@ -59,7 +59,7 @@ def _python_literal(value: Any) -> str:
 
 
 def run_zoo(species: str, stage: int, timesteps: int, n_envs: int, vec_env: str, overrides: list[str],
-            workdir: Path) -> dict[str, Any]:
+            workdir: Path, num_threads: Optional[int] = None) -> dict[str, Any]:
     from dinosim.config.resolve import resolve_run
     from dinosim.species import SPECIES
 
@@ -77,6 +77,8 @@ def run_zoo(species: str, stage: int, timesteps: int, n_envs: int, vec_env: str,
            "--save-freq", str(cur.save_freq), "--vec-env", vec_env, "--device", "cpu", "--verbose", "1",
            "--hyperparams", *[f"{k}:{_python_literal(v)}" for k, v in hyper.items() if k != "vec_env_wrapper"],
            "--env-kwargs", *[f"{k}:{_python_literal(v)}" for k, v in config.env_kwargs(stage).items()]]
+    if num_threads is not None:
+        cmd[cmd.index("--device"):cmd.index("--device")] = ["--num-threads", str(num_threads)]
     t0 = time.time()
     proc = subprocess.run(cmd, capture_output=True, text=True)
     wall = time.time() - t0
@@ -95,6 +97,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--vec-envs", default="dummy", help="comma-separated: dummy,subproc")
     parser.add_argument("--only", choices=("dinosim", "zoo", "both"), default="both")
     parser.add_argument("--override", nargs="*", default=[], help="dinosim overrides, applied to both programs")
+    parser.add_argument("--zoo-num-threads", type=int, default=None,
+                        help="rl-zoo3 --num-threads (default: torch's default; dinosim uses $DINOSIM_TORCH_THREADS=1)")
     args = parser.parse_args(argv)
     os.environ.setdefault("MUJOCO_GL", "egl")
     rows = []
@@ -107,14 +111,14 @@ def main(argv: Optional[list[str]] = None) -> int:
                                                  args.override, Path(tmp))
                 if args.only in ("zoo", "both"):
                     row["zoo"] = run_zoo(args.species, args.stage, args.timesteps, n_envs, vec_env, args.override,
-                                         Path(tmp))
+                                         Path(tmp), args.zoo_num_threads)
                 rows.append(row)
                 print(_format(row), flush=True)
     return 0
 
 
 def _format(row: dict[str, Any]) -> str:
-    parts = [f"{row['vec_env']:>7} n_envs={row['n_envs']:<2}"]
+    parts = [f"{row['vec_env']:>7} n_envs={row['n_envs']:<2} load {os.getloadavg()[0]:.1f}"]
     for name in ("dinosim", "zoo"):
         if name in row:
             r = row[name]
