@@ -73,7 +73,15 @@ class EnvParamSetter(gym.Wrapper):
 
 def _make_thunk(factory: EnvFactory, species: str, env_kwargs: dict, seed: Optional[int]) -> Callable[[], gym.Env]:
     def thunk() -> gym.Env:
+        import multiprocessing
+        import signal
+
         from stable_baselines3.common.monitor import Monitor
+
+        if multiprocessing.parent_process() is not None:
+            # a SubprocVecEnv worker: Ctrl-C reaches the whole process group; only the main process handles it
+            # (saves a checkpoint, then closes the workers)
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
 
         env = factory(species, dict(env_kwargs), seed)
         return Monitor(EnvParamSetter(env))

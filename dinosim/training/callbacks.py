@@ -261,6 +261,7 @@ class WarmupRampCallback(BaseCallback):
         self.logger.record("curriculum/warmup", int(warming))
         if cur.warmup_ent_coef is not None and self.base_ent_coef is not None and hasattr(self.model, "ent_coef"):
             self.model.ent_coef = cur.warmup_ent_coef if warming else self.base_ent_coef
+            self.logger.record("curriculum/ent_coef", self.model.ent_coef)
 
     def _on_rollout_start(self) -> None:
         self._warmup(self.ctx.stage_steps(self.num_timesteps))
