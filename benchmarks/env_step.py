@@ -4,7 +4,7 @@ For each env: (1) ``env.step`` steps/s with uniform random actions (resetting on
 ``gymnasium.make`` like training uses; (2) the raw ``mujoco.mj_step`` rate on the same model and the very same
 states, divided by the env's frame_skip: ``mujoco.mj_step`` is wrapped with a timer during the env loop, so this is
 the physics-only ceiling of env steps/s for that trajectory; (3) their ratio (1.0 = zero Python overhead).
-Usage: python benchmarks/env_step.py [--steps 5000] [--repeats 3]   (best of ``repeats`` timings is reported)
+Usage: python benchmarks/env_step.py [--steps 3000] [--repeats 5]   (best of ``repeats`` interleaved rounds)
 """
 
 from __future__ import annotations
@@ -61,31 +61,38 @@ def time_env(env: gym.Env, actions: np.ndarray) -> tuple[float, float]:
     return total / len(actions), _physics_seconds / len(actions)
 
 
-def bench(env_id: str, kwargs: dict, steps: int, repeats: int) -> tuple[float, float]:
-    """(env steps/s, physics-only env steps/s) for one env, best of ``repeats``."""
-    env = gym.make(env_id, **kwargs)
-    rng = np.random.default_rng(0)
-    low, high = env.action_space.low, env.action_space.high
-    actions = rng.uniform(low, high, size=(steps, *env.action_space.shape)).astype(np.float32)
-    runs = [time_env(env, actions) for _ in range(repeats)]
-    env.close()
-    env_s = min(r[0] for r in runs)
-    raw_s = min(r[1] for r in runs)
-    return 1.0 / env_s, 1.0 / raw_s
+def bench_all(steps: int, repeats: int) -> dict[str, tuple[float, float]]:
+    """{env id: (env steps/s, physics-only env steps/s)}, best of ``repeats`` rounds over all envs.
+
+    Rounds interleave the envs so that load from other processes affects them alike.
+    """
+    envs, actions = {}, {}
+    for env_id, kwargs in ENVS:
+        env = gym.make(env_id, **kwargs)
+        rng = np.random.default_rng(0)
+        shape = (steps, *env.action_space.shape)
+        actions[env_id] = rng.uniform(env.action_space.low, env.action_space.high, size=shape).astype(np.float32)
+        envs[env_id] = env
+    best = {env_id: (np.inf, np.inf) for env_id in envs}
+    for _ in range(repeats):
+        for env_id, env in envs.items():
+            env_s, raw_s = time_env(env, actions[env_id])
+            best[env_id] = (min(best[env_id][0], env_s), min(best[env_id][1], raw_s))
+    for env in envs.values():
+        env.close()
+    return {env_id: (1.0 / env_s, 1.0 / raw_s) for env_id, (env_s, raw_s) in best.items()}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--steps", type=int, default=5000)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--steps", type=int, default=3000)
+    parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
+    rates = bench_all(args.steps, args.repeats)
     print(f"{'env':<28} {'env steps/s':>12} {'raw mj_step/s / frame_skip':>28} {'ratio':>6}")
-    rates = {}
-    for env_id, kwargs in ENVS:
-        env_rate, raw_rate = bench(env_id, kwargs, args.steps, args.repeats)
-        rates[env_id] = env_rate
-        print(f"{env_id:<28} {env_rate:>12.0f} {raw_rate:>28.0f} {env_rate / raw_rate:>6.2f}", flush=True)
-    raptor, humanoid = rates["dinosim/Velociraptor-v0"], rates["Humanoid-v5"]
+    for env_id, (env_rate, raw_rate) in rates.items():
+        print(f"{env_id:<28} {env_rate:>12.0f} {raw_rate:>28.0f} {env_rate / raw_rate:>6.2f}")
+    raptor, humanoid = rates["dinosim/Velociraptor-v0"][0], rates["Humanoid-v5"][0]
     print(f"velociraptor / Humanoid-v5 env steps/s: {raptor / humanoid:.2f}")
 
 
