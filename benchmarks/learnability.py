@@ -32,14 +32,18 @@ class EpisodeLog(BaseCallback):
         super().__init__()
         self.lengths: list[int] = []
         self.returns: list[float] = []
+        self.speeds: list[float] = []  # info["forward_velocity"] of every step in the rollout
+        self.successes: list[bool] = []
         self.t0 = time.time()
         self.history: list[dict[str, float]] = []
 
     def _on_step(self) -> bool:
         for info in self.locals["infos"]:
+            self.speeds.append(info["forward_velocity"])
             if "episode" in info:
                 self.lengths.append(info["episode"]["l"])
                 self.returns.append(info["episode"]["r"])
+                self.successes.append(bool(info.get("is_success", False)))
         return True
 
     def _on_rollout_end(self) -> None:
@@ -49,11 +53,13 @@ class EpisodeLog(BaseCallback):
                 "episodes": len(self.lengths),
                 "mean_length": float(np.mean(self.lengths)),
                 "mean_return": float(np.mean(self.returns)),
+                "mean_forward_velocity": float(np.mean(self.speeds)),
+                "success_rate": float(np.mean(self.successes)),
                 "wall_s": time.time() - self.t0,
             }
             self.history.append(row)
             print(json.dumps(row), flush=True)
-        self.lengths, self.returns = [], []
+        self.lengths, self.returns, self.speeds, self.successes = [], [], [], []
 
 
 def main() -> None:
@@ -93,20 +99,27 @@ def main() -> None:
     # Deterministic evaluation with frozen normalisation statistics.
     venv.training = False
     venv.norm_reward = False
-    lengths, returns = [], []
+    lengths, returns, successes, speeds = [], [], [], []
     for episode in range(10):
         env = make_env(args.species, env_kwargs, seed=1000 + episode)
         obs, _ = env.reset(seed=1000 + episode)
         done, total, steps = False, 0.0, 0
         while not done:
             action, _ = model.predict(venv.normalize_obs(obs[None]), deterministic=True)
-            obs, reward, terminated, truncated, _ = env.step(action[0])
+            obs, reward, terminated, truncated, info = env.step(action[0])
+            speeds.append(info["forward_velocity"])
             total += reward
             steps += 1
             done = terminated or truncated
         lengths.append(steps)
         returns.append(total)
-    final = {"eval_mean_length": float(np.mean(lengths)), "eval_mean_return": float(np.mean(returns))}
+        successes.append(bool(info.get("is_success", False)))
+    final = {
+        "eval_mean_length": float(np.mean(lengths)),
+        "eval_mean_return": float(np.mean(returns)),
+        "eval_success_rate": float(np.mean(successes)),
+        "eval_mean_forward_velocity": float(np.mean(speeds)),
+    }
     print("final:", json.dumps(final), flush=True)
     (out / "history.json").write_text(json.dumps({"history": log.history, "final": final}, indent=1))
 
