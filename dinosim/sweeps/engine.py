@@ -84,13 +84,20 @@ def storage_url(sweep_dir: Path, storage: Optional[str]) -> str:
 
 
 def make_storage(url: str) -> Any:
-    """An Optuna storage: ``journal:PATH`` -> JournalFileBackend, anything else -> RDB URL."""
+    """An Optuna storage: ``journal:PATH`` -> JournalFileBackend, anything else -> RDB URL.
+
+    RDB studies are shared between machines, so their trials send heartbeats: a trial whose engine died (no beat for
+    ``grace_period`` s) is failed by the next engine that asks for a trial and queued again once.
+    """
     import optuna
     from optuna.storages.journal import JournalFileBackend, JournalStorage
 
     if url.startswith("journal:"):
         return JournalStorage(JournalFileBackend(url[len("journal:") :]))
-    return optuna.storages.RDBStorage(url)
+    return optuna.storages.RDBStorage(
+        url, heartbeat_interval=60, grace_period=300,
+        failed_trial_callback=optuna.storages.RetryFailedTrialCallback(max_retry=1),
+    )
 
 
 def make_sampler(spec: SweepSpec, seed: Optional[int]) -> Any:

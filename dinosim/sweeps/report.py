@@ -7,7 +7,7 @@ Outputs (in ``<sweep folder>/report/`` unless ``--out``): ``importance.png`` (ho
 ``history.png`` (every complete trial's value and the best so far), ``parallel.png`` (parallel coordinates of the
 top trials, each axis scaled to its own range, log axes for log-sampled parameters), ``report.json``. Importance is
 computed over every sampled parameter together (PPO and reward weights alike) with Optuna's fANOVA when scikit-learn
-is installed, else PED-ANOVA.
+is installed, else PED-ANOVA (good set: the best max(10%, 4 trials), at most half).
 """
 
 from __future__ import annotations
@@ -82,10 +82,16 @@ def importances(loaded: LoadedSweep) -> tuple[dict[str, float], str]:
         name = "fanova"
         result = optuna.importance.get_param_importances(loaded.study, evaluator=evaluator)
     except ImportError:
-        name = "ped-anova"
+        # PED-ANOVA compares the top `target_quantile` of trials with all of them; with few trials the default 10%
+        # is one or two trials, so take at least 4 (at most half).
+        from optuna.trial import TrialState
+
+        n = len(loaded.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
+        quantile = min(0.5, max(0.1, 4 / max(n, 1)))
+        name = f"ped-anova, top {quantile:.0%}"
         try:
             result = optuna.importance.get_param_importances(
-                loaded.study, evaluator=optuna.importance.PedAnovaImportanceEvaluator()
+                loaded.study, evaluator=optuna.importance.PedAnovaImportanceEvaluator(target_quantile=quantile)
             )
         except Exception as exc:  # noqa: BLE001 - too few / degenerate trials
             return {}, f"unavailable ({exc})"
