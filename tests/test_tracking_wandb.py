@@ -10,7 +10,6 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
 
 from dinosim.config.resolve import resolve_run
 from dinosim.tracking.flatten import flatten_config
