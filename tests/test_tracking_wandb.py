@@ -170,3 +170,18 @@ def test_skip_under_wandb_agent_is_marked_and_quick(tmp_path):
     offline = list(tmp_path.glob("dinosim-skip-*/wandb/offline-run-*-agentrun1"))
     assert offline and list(offline[0].glob("*.wandb"))
     assert not (tmp_path / "runs").exists()
+
+
+def test_forced_online_with_dead_server_falls_back_offline(tmp_path):
+    """WANDB_MODE=online and no server: wandb.init gives up after its init_timeout and the run logs offline."""
+    script = TRACKER_SCRIPT.split("ids = []")[0] + (
+        "t = WandbTracker.start(WandbOptions(enabled=True), rc, run_dir)\n"
+        "t.log_eval({'global_step': 1, 'stage': 1, 'eval/mean_reward': 1.0})\n"
+        "print('MODE', t.mode)\nt.finish()\n")
+    env = _clean_env({**UNREACHABLE, "HOME": str(tmp_path), "WANDB_MODE": "online", "DINOSIM_WANDB_INIT_TIMEOUT": "5"})
+    t0 = time.monotonic()
+    r = subprocess.run([sys.executable, "-c", script, str(tmp_path / "run")], env=env, capture_output=True, text=True,
+                       timeout=120, stdin=subprocess.DEVNULL)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "MODE offline" in r.stdout and "online init failed" in r.stderr
+    assert time.monotonic() - t0 < 90

@@ -41,7 +41,7 @@ if TYPE_CHECKING:
     from dinosim.training.request import WandbOptions
 
 PROBE_TIMEOUT = 3.0  # seconds to wait for a TCP connection to the W&B server before going offline
-INIT_TIMEOUT = 30.0  # wandb.init's own timeout in online mode
+INIT_TIMEOUT = float(os.environ.get("DINOSIM_WANDB_INIT_TIMEOUT", "30"))  # wandb.init's own timeout, online mode
 RUN_FILE = "wandb.json"
 DEFAULT_BASE_URL = "https://api.wandb.ai"
 STEP_KEY = "global_step"
