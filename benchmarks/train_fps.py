@@ -8,7 +8,10 @@
         the training fps of dinosim for every vec-env type x n_envs (to choose the CLI defaults).
 
 Figures: "sb3 fps" is the last ``time/fps`` SB3 printed (steps / seconds since ``learn`` started, evaluations and
-checkpoints included); "wall fps" is steps / whole-process seconds (imports and env start-up included). Both
+checkpoints included, printed before the rollout's update, so it flatters runs with few updates); "train fps"
+(dinosim only) is steps / the stage's ``wall_time`` in summary.json (training, evaluations, checkpoints and final
+save; no process or env start-up); "wall fps" is steps / whole-process seconds (imports and env start-up
+included), the figure comparable between the two programs. Both
 programs use the committed ``[ppo]``, ``[env]`` and ``[curriculum]`` values of the stage (rl-zoo3 gets a
 constant learning rate: a schedule does not change the work done). Requires ``pip install rl_zoo3``.
 """
@@ -48,8 +51,10 @@ def run_dinosim(species: str, stage: int, timesteps: int, n_envs: int, vec_env: 
     import json
 
     summary = json.loads((run_dir / "summary.json").read_text())
-    steps = summary["stages"][str(stage)]["timesteps_used"]
-    return {"steps": steps, "sb3_fps": last_fps(proc.stdout), "wall_fps": steps / wall, "wall": wall}
+    state = summary["stages"][str(stage)]
+    steps = state["timesteps_used"]
+    return {"steps": steps, "sb3_fps": last_fps(proc.stdout), "wall_fps": steps / wall, "wall": wall,
+            "train_fps": steps / state["wall_time"]}
 
 
 def _python_literal(value: Any) -> str:
@@ -123,7 +128,8 @@ def _format(row: dict[str, Any]) -> str:
         if name in row:
             r = row[name]
             sb3 = f"{r['sb3_fps']:.0f}" if r["sb3_fps"] else "n/a"
-            parts.append(f"{name}: {r['steps']} steps, sb3 fps {sb3}, wall fps {r['wall_fps']:.0f} "
+            train = f", train fps {r['train_fps']:.0f}" if "train_fps" in r else ""
+            parts.append(f"{name}: {r['steps']} steps, sb3 fps {sb3}{train}, wall fps {r['wall_fps']:.0f} "
                          f"({r['wall']:.0f}s)")
     if "dinosim" in row and "zoo" in row:
         d, z = row["dinosim"], row["zoo"]
