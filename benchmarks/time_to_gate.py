@@ -1,7 +1,7 @@
 """Timesteps and wall time until a stage's gate passes, training with the committed config.
 
     python benchmarks/time_to_gate.py --species velociraptor --stage 1 [--n-envs 4] [--vec-env dummy]
-        [--timesteps T] [--seed 0] [--override KEY=VALUE ...] [--run-dir DIR]
+        [--timesteps T] [--seed 0] [--override KEY=VALUE ...] [--run-dir DIR] [--init-from RUN_DIR]
 
 Runs `dinosim train` (the real runner, all logging on) and prints every evaluation as it happens and, at the end,
 the global step and the wall time (seconds of training, evaluations and checkpoints; process start-up excluded) at
@@ -28,6 +28,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--timesteps", type=int, default=None, help="budget (default: the stage's)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--run-dir", type=Path, default=None)
+    parser.add_argument("--init-from", type=Path, default=None,
+                        help="warm-start from this run (e.g. the stage N-1 run of a previous time_to_gate call)")
     parser.add_argument("--override", nargs="*", default=[])
     parser.add_argument("--progress", action="store_true", help="SB3 tables and the progress bar as well")
     args = parser.parse_args(argv)
@@ -55,7 +57,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     hooks = RunHooks(eval_sinks=[show], log_stdout=args.progress)
     run_dir = new_run_dir(args.species, f"time-to-gate-s{args.stage}", args.run_dir)
     request = RunRequest(command="train", config=config, timesteps=args.timesteps, run_dir=run_dir,
-                         progress=args.progress, argv=list(sys.argv))
+                         init_from=args.init_from, progress=args.progress, argv=list(sys.argv))
     code = run(request, hooks=hooks)
     state = json.loads((run_dir / "summary.json").read_text())["stages"][str(args.stage)]
     if state["gate_passed"]:
