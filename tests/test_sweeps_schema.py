@@ -25,6 +25,9 @@ def test_required_sweeps_exist():
 @pytest.mark.parametrize("path", SWEEPS, ids=lambda p: p.stem)
 def test_sweep_yaml_is_valid(path):
     raw = yaml.safe_load(path.read_text())
+    from wandb.sdk.launch.sweeps.utils import load_sweep_config
+
+    assert load_sweep_config(str(path)) == raw  # what `wandb sweep` sends to the server (which applies the schema)
     assert schema_violations(raw) == []
     spec = load_sweep(path)
     check_keys(spec)
