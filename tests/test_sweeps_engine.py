@@ -145,6 +145,9 @@ def test_hyperband_prunes_and_failures_do_not_stop_sweep(tmp_path):
     assert all("exit code 3" in t.user_attrs["fail_reason"] for t in failed)
     pruned = [t for t in ts if t.state.name == "PRUNED"]
     assert all(len(t.intermediate_values) < 9 for t in pruned)
+    for t in pruned:  # the pruned trial's process was stopped: it never wrote all 9 evaluations
+        time.sleep(0.2)
+        assert (Path(t.user_attrs["trial_dir"]) / "metrics.jsonl").read_text().count("\n") < 9
     assert all(t.user_attrs["params"]["ppo.learning_rate"] <= 1e-3 for t in ts if t.state.name == "COMPLETE")
 
 
