@@ -76,6 +76,10 @@ def test_render_episodes_plays_full_episodes_and_caps_only_frames(run_a, tmp_pat
     again = render_episodes(model, vec_normalize, factory, tmp_path / "b.gif", episodes=3, deterministic=True,
                             fps=GIF_FPS, max_frames=5, seed=7, width=80)
     assert again.episode_returns == pytest.approx(first.episode_returns)  # seeded resets + deterministic policy
+    strided = render_episodes(model, vec_normalize, factory, tmp_path / "c.gif", episodes=3, deterministic=True,
+                              max_frames=10_000, seed=7, width=80, frame_every=3)
+    assert strided.episode_lengths == first.episode_lengths
+    assert strided.frames == sum(1 + n // 3 for n in first.episode_lengths) and not strided.frames_capped
     metrics = first.eval_result().metrics()
     assert metrics["eval/mean_ep_length"] == pytest.approx(sum(first.episode_lengths) / 3)
     assert metrics["eval/success_rate"] is None  # velociraptor locomotion reports no is_success

@@ -136,6 +136,7 @@ def render_episodes(
     max_frames: int = 600,
     seed: Optional[int] = 0,
     width: Optional[int] = None,
+    frame_every: int = 1,
 ) -> RenderResult:
     """Play ``episodes`` complete episodes of ``model``; write their first ``max_frames`` frames to ``path``.
 
@@ -146,19 +147,20 @@ def render_episodes(
     taken (reset frame, then one per step) only until ``max_frames``, which bounds memory: GIF frames are kept
     quantised (1 byte a pixel) until the file is written, MP4 frames are streamed.
     ``width``: scale frames to this width (aspect kept, even height) before writing, e.g. for small README GIFs.
-    ``fps``: playback rate (default: the env's ``metadata["render_fps"]``, i.e. real time). In a GIF, Pillow
-    stores a run of identical frames as one frame with the summed duration, so a GIF may hold fewer frames than
-    :attr:`RenderResult.frames` while its playback time is still ``frames / fps``.
+    ``frame_every``: keep the frame of every N-th step only (and each reset frame); smaller files.
+    ``fps``: playback rate (default: the env's ``metadata["render_fps"] / frame_every``, i.e. real time). In a GIF,
+    Pillow stores a run of identical frames as one frame with the summed duration, so a GIF may hold fewer frames
+    than :attr:`RenderResult.frames` while its playback time is still ``frames / fps``.
     """
     path = check_video_path(path)
-    if episodes < 1 or max_frames < 1 or (fps is not None and fps < 1):
-        raise DinosimError("episodes, max_frames and fps must be at least 1")
+    if episodes < 1 or max_frames < 1 or frame_every < 1 or (fps is not None and fps < 1):
+        raise DinosimError("episodes, max_frames, frame_every and fps must be at least 1")
     ensure_gl_backend()
     import numpy as np
 
     env = env_factory()
     if fps is None:
-        fps = int(round(env.metadata.get("render_fps") or 30))
+        fps = max(1, int(round((env.metadata.get("render_fps") or 30) / frame_every)))
     sink = _FrameSink(path, fps, width)
     result = RenderResult(path=path, frames=0, width=0, height=0, fps=fps)
     try:
@@ -177,6 +179,8 @@ def render_episodes(
                     if key.startswith("reward_") and np.isscalar(value):
                         sums[key[len("reward_"):]] = sums.get(key[len("reward_"):], 0.0) + float(value)
                 done = bool(terminated or truncated)
+                if length % frame_every:
+                    continue
                 if sink.count < max_frames:
                     sink.add(_frame(env))
                 else:
@@ -202,6 +206,7 @@ def render_best_policy(
     max_frames: int = 300,
     seed: Optional[int] = 0,
     width: Optional[int] = None,
+    frame_every: int = 1,
 ) -> RenderResult:
     """Render the best model of a stage folder (``best/``, else the final ``model.zip``) to ``path``.
 
@@ -228,7 +233,7 @@ def render_best_policy(
         return make_env(species, env_kwargs, seed=seed, render_mode="rgb_array")
 
     return render_episodes(model, vec_normalize, factory, path, episodes=episodes, deterministic=deterministic,
-                           fps=fps, max_frames=max_frames, seed=seed, width=width)
+                           fps=fps, max_frames=max_frames, seed=seed, width=width, frame_every=frame_every)
 
 
 def find_policy_files(stage_dir: Path) -> tuple[Path, Optional[Path]]:
@@ -269,7 +274,8 @@ def stage_env_spec(stage_dir: Path) -> tuple[str, str, dict[str, Any]]:
 
 
 class _FrameSink:
-    """Frames to a GIF (Pillow, quantised as they arrive to keep memory small) or an MP4 (imageio-ffmpeg)."""
+    """Frames to a GIF (Pillow; quantised as they arrive, to the first frame's palette, to keep memory and file
+    small) or an MP4 (imageio-ffmpeg, streamed)."""
 
     def __init__(self, path: Path, fps: int, width: Optional[int] = None) -> None:
         self.path, self.fps, self.target_width = path, fps, width
@@ -291,7 +297,11 @@ class _FrameSink:
         if self.path.suffix.lower() == ".gif":
             from PIL import Image
 
-            self._gif_frames.append(Image.fromarray(frame).quantize(colors=255, dither=Image.Dither.NONE))
+            image = Image.fromarray(frame)
+            if self._gif_frames:  # one palette (the first frame's) for all: smaller diffs between frames
+                self._gif_frames.append(image.quantize(palette=self._gif_frames[0], dither=Image.Dither.NONE))
+            else:
+                self._gif_frames.append(image.quantize(colors=255, dither=Image.Dither.NONE))
         else:
             if self._writer is None:
                 import imageio.v2 as imageio
@@ -306,9 +316,9 @@ class _FrameSink:
             self._writer.close()
         elif self._gif_frames:
             first, rest = self._gif_frames[0], self._gif_frames[1:]
-            # disposal=1 and optimize=False keep one GIF frame per rendered frame (no merging of equal frames).
+            # optimize: Pillow stores only the changed part of each frame (identical frames merge, durations add up)
             first.save(self.path, save_all=True, append_images=rest, duration=max(20, round(1000 / self.fps)),
-                       loop=0, optimize=False, disposal=1)
+                       loop=0, optimize=True)
 
 
 def _frame(env: Any, first: bool = False) -> Any:
