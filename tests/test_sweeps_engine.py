@@ -28,7 +28,11 @@ PROGRAM = textwrap.dedent('''
     args = sys.argv[1:]
     assert args[0] == "train", args
     params = {}
-    for tok in args[args.index("--override") + 1:]:
+    rest = args[args.index("--override") + 1:]
+    if "--seed" in rest:  # the engine's --seeds appends "--seed K"
+        params["seed"] = rest.pop(rest.index("--seed") + 1)
+        rest.remove("--seed")
+    for tok in rest:
         key, _, value = tok.partition("=")
         params[key] = value
     lr = float(params["ppo.learning_rate"])
@@ -202,7 +206,7 @@ def test_seeds_average(tmp_path):
     for t in trials(tmp_path):
         assert t.user_attrs["seed_values"] == pytest.approx([expected_value(t.user_attrs["params"]) + s for s in (0, 1, 2)])
         assert t.value == pytest.approx(expected_value(t.user_attrs["params"]) + 1)
-        assert "seed=2" in t.user_attrs["argv-seed2"]
+        assert t.user_attrs["argv-seed2"][-2:] == ["--seed", "2"]
 
 
 def test_interrupted_sweep_resumes(tmp_path):

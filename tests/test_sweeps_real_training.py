@@ -109,3 +109,15 @@ def test_bayes_sweep_and_export_best(tmp_path):
     assert data["env"]["alive_bonus"] == pytest.approx(best.user_attrs["params"]["env.alive_bonus"])
     assert data["curriculum"]["timesteps"] == 4_000_000 and data["ppo"]["learning_rate"] == 3e-4  # constants stay
     assert f"sweep real_bayes #{best.number}" in (tmp_path / "best.toml").read_text()
+
+
+def test_seeds_run_the_cli_with_each_seed(tmp_path):
+    path = write(tmp_path, "real_seeds", "random", {"ppo.learning_rate": {"values": [0.0001]},
+                                                    "ppo.batch_size": {"value": 64}}, run_cap=1)
+    run_sweep(load_sweep(path), EngineOptions(workers=1, seeds=2, sweep_dir=tmp_path / "sd"))
+    (t,) = study(tmp_path / "sd", "real_seeds").get_trials()
+    assert t.state.name == "COMPLETE" and len(t.user_attrs["seed_values"]) == 2
+    assert t.value == pytest.approx(sum(t.user_attrs["seed_values"]) / 2)
+    seeds = sorted(json.loads((d / "run.json").read_text())["config"]["run"]["seed"]
+                   for d in (Path(t.user_attrs["trial_dir"]) / "runs").glob("velociraptor/*"))
+    assert seeds == [0, 1]

@@ -26,7 +26,7 @@ def sweep() -> None:
               help="Optuna storage shared by many machines, e.g. postgresql://user@host/db "
                    "[default: journal file in runs/sweeps/<yaml-stem>/].")
 @click.option("--seeds", type=click.IntRange(min=1), default=1, show_default=True,
-              help="Score each configuration by its mean over this many seeds (passed as parameter `seed`).")
+              help="Score each configuration by its mean over this many seeds (--seed 0..M-1 appended to its command).")
 @click.option("--sweep-dir", type=click.Path(path_type=Path, file_okay=False), default=None,
               help="Folder of the study and trial logs [default: $DINOSIM_RUNS_DIR or runs, /sweeps/<yaml-stem>].")
 @click.option("--sampler-seed", type=int, default=None, help="Seed of the Optuna sampler (reproducible sampling).")

@@ -5,9 +5,9 @@
   reduction_factor=round(eta)), fed with each eval result as the trial reports it.
 * Each trial runs the YAML's own ``command``, expanded like ``wandb agent`` (:mod:`dinosim.sweeps.macros`), with
   ``${interpreter}`` = this Python. Its value is the last reported metric value (the W&B summary value).
-* ``--seeds M``: the trial runs M times with an extra parameter ``seed`` = 0..M-1, rendered by the same macro as the
-  sweep parameters (``seed=1`` after ``--override`` or ``--seed=1``), exactly what ``wandb agent`` would pass for a
-  sweep parameter ``seed: {values: [0, 1, 2]}``. The value is the mean over seeds; only seed 0 reports to the pruner.
+* ``--seeds M``: the trial runs M times, with ``--seed K`` (K = 0..M-1) appended to its expanded command: the
+  `train`/`curriculum` option that ``wandb agent`` passes (as ``--seed=K``, through ``${args}``) for a sweep
+  parameter ``seed: {values: [0, 1, 2]}``. The value is the mean over seeds; only seed 0 reports to the pruner.
 * Trial states: COMPLETE (value), PRUNED (pruner; or skipped by a ``--skip-if`` constraint: user attr ``skipped``
   holds the reason, no process runs when the constraint can be decided from the sampled values), FAIL (non-zero
   exit, NaN/inf metric, no metric; user attr ``fail_reason``). A failing trial never stops the sweep.
@@ -227,10 +227,7 @@ class _Objective:
         tdir.mkdir(parents=True, exist_ok=True)
         finals: list[float] = []
         for k in range(self.opts.seeds):
-            run_params = dict(params)
-            if self.opts.seeds > 1:
-                run_params["seed"] = k
-            finals.append(self._run_seed(trial, run_params, tdir, k))
+            finals.append(self._run_seed(trial, params, tdir, k))
         value = sum(finals) / len(finals)
         trial.set_user_attr("seed_values", finals)
         if spec.reaches_target(value):
@@ -249,6 +246,8 @@ class _Objective:
             self.spec.command, params, self.spec.program or "", interpreter=self.opts.interpreter,
             args_json_file=str(json_file),
         )
+        if self.opts.seeds > 1:
+            argv += ["--seed", str(k)]
         trial.set_user_attr(f"argv{suffix}", argv)
         trial.set_user_attr("trial_dir", str(tdir))
 
