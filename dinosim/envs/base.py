@@ -38,6 +38,7 @@ import numpy as np
 from gymnasium import spaces
 
 from dinosim.envs.model import load_model
+from dinosim.envs.pushes import PushSchedule
 from dinosim.envs.rewards import StepSignals, compute_reward
 
 TASKS_COMMON: tuple[str, ...] = ("balance", "locomotion")
@@ -209,7 +210,7 @@ class DinoEnv(gym.Env):
         self._xmat = d.xmat[self._torso]
         self._qpos_v, self._qvel_v, self._ctrl_v = d.qpos, d.qvel, d.ctrl
         self._sensordata = d.sensordata
-        self._xfrc = d.xfrc_applied[self._torso]
+        self._pushes = PushSchedule(d.xfrc_applied[self._torso])
 
     def _setup_spaces(self) -> None:
         nu = self.model.nu
@@ -239,9 +240,7 @@ class DinoEnv(gym.Env):
         self._steps = 0
         self._prev_action = np.zeros(m.nu)
         self._stance = [0.5] * self._nfeet  # exponential moving average of each foot's contact state
-        self._next_push = self._draw_push_time(0.0)
-        self._push_end = -1.0
-        self._xfrc[:] = 0.0
+        self._pushes.reset(rng, self.push_force * self.body_weight, self.push_interval)
         self._target_dist = self._target_distance()
         return self._observation(), self._reset_info()
 
@@ -251,7 +250,10 @@ class DinoEnv(gym.Env):
         a = np.minimum(np.maximum(np.asarray(action, dtype=np.float64), self._a_lo), self._a_hi)
         np.multiply(a, self._ctrl_scale, out=self._ctrl_v)
         self._ctrl_v += self._home
-        self._apply_push(self._steps * self.dt)
+        self._pushes.update(
+            self._steps * self.dt, self.np_random, self.push_force * self.body_weight, self.push_interval,
+            self.push_duration,
+        )  # fmt: skip
         mujoco.mj_step(m, d, nstep=self.frame_skip)
         self._steps += 1
 
@@ -392,24 +394,6 @@ class DinoEnv(gym.Env):
             return NO_TARGET_DISTANCE
         pos = self.data.mocap_pos[self._mocap]
         return float(min(math.dist(self.data.geom_xpos[g], pos) for g in self._effectors))
-
-    def _draw_push_time(self, now: float) -> float:
-        if self.push_force <= 0.0:
-            return math.inf
-        return now + self.push_interval * float(self.np_random.uniform(0.5, 1.5))
-
-    def _apply_push(self, now: float) -> None:
-        """Start, hold or end a horizontal push on the torso according to the push schedule."""
-        if now >= self._next_push:
-            angle = float(self.np_random.uniform(-math.pi, math.pi))
-            magnitude = self.push_force * self.body_weight * float(self.np_random.uniform(0.75, 1.25))
-            self._xfrc[0] = magnitude * math.cos(angle)
-            self._xfrc[1] = magnitude * math.sin(angle)
-            self._push_end = now + self.push_duration
-            self._next_push = self._draw_push_time(self._push_end)
-        elif self._push_end >= 0.0 and now >= self._push_end:
-            self._xfrc[:3] = 0.0
-            self._push_end = -1.0
 
 
 def _wrap(angle: float) -> float:
