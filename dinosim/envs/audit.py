@@ -33,18 +33,17 @@ class AuditRow:
 def run_policy(
     species: str, env_kwargs: dict[str, Any], policy: str, *, episodes: int = 20, seeds: tuple[int, ...] = (0, 1, 2)
 ) -> dict[str, float]:
-    """Mean return, mean length and success rate of ``policy`` ("zero" or "random") over ``episodes`` episodes.
+    """Mean return, mean length and success rate of ``policy`` ("zero" or "random").
 
-    Episode ``i`` resets with seed ``seeds[i % len(seeds)] * 100_003 + i``; the random policy samples actions
-    uniformly from the action space seeded the same way, so results are reproducible.
+    Runs ``episodes`` episodes per seed: episode ``i`` of seed ``s`` resets with seed ``s * 100_003 + i``; the random
+    policy samples actions uniformly from the action space seeded the same way, so results are reproducible.
     """
     if policy not in POLICIES:
         raise ValueError(f"policy must be one of {POLICIES}, got {policy!r}")
     env = make_env(species, env_kwargs)
     returns, lengths, successes = [], [], []
     try:
-        for i in range(episodes):
-            seed = seeds[i % len(seeds)] * 100_003 + i
+        for seed in (s * 100_003 + i for s in seeds for i in range(episodes)):
             env.reset(seed=seed)
             env.action_space.seed(seed)
             zero = np.zeros(env.action_space.shape, dtype=np.float32)
@@ -86,7 +85,10 @@ def run_audit(
     episodes: int = 20,
     seeds: tuple[int, ...] = (0, 1, 2),
 ) -> list[AuditRow]:
-    """One :class:`AuditRow` per trivial policy ("zero", "random") for this species/stage and gate."""
+    """One :class:`AuditRow` per trivial policy ("zero", "random") for this species/stage and gate.
+
+    Each row averages ``episodes`` episodes per seed in ``seeds`` (see :func:`run_policy`).
+    """
     rows = []
     for policy in POLICIES:
         stats = run_policy(species, env_kwargs, policy, episodes=episodes, seeds=seeds)
