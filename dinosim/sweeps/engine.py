@@ -94,10 +94,15 @@ def make_storage(url: str) -> Any:
 
     if url.startswith("journal:"):
         return JournalStorage(JournalFileBackend(url[len("journal:") :]))
-    return optuna.storages.RDBStorage(
-        url, heartbeat_interval=60, grace_period=300,
-        failed_trial_callback=optuna.storages.RetryFailedTrialCallback(max_retry=1),
-    )
+    import warnings
+
+    with warnings.catch_warnings():  # heartbeats are flagged experimental
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        if hasattr(optuna.storages, "RetryHeartbeatStaleTrialCallback"):  # optuna >= 4.9
+            retry = {"heartbeat_stale_trial_callback": optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=1)}
+        else:
+            retry = {"failed_trial_callback": optuna.storages.RetryFailedTrialCallback(max_retry=1)}
+        return optuna.storages.RDBStorage(url, heartbeat_interval=60, grace_period=300, **retry)
 
 
 def make_sampler(spec: SweepSpec, seed: Optional[int]) -> Any:
