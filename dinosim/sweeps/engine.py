@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import socket
 import sys
@@ -384,11 +383,6 @@ def run_sweep(spec: SweepSpec, opts: EngineOptions, progress: Optional[Progress]
     if result.best_value is not None and spec.reaches_target(result.best_value):
         result.target_reached = True
     return result
-
-
-def remove_sweep_dir(sweep_dir: Path) -> None:
-    """Delete a sweep's folder (study and trials)."""
-    shutil.rmtree(sweep_dir, ignore_errors=True)
 
 
 __all__ = ["EngineOptions", "SweepResult", "TrialFailed", "run_sweep", "open_study", "default_sweep_dir"]
