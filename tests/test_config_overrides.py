@@ -105,3 +105,11 @@ def test_int_for_float_and_integral_float_for_int():
 def test_each_error_names_the_culprit(override, message):
     with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
         resolve_run("velociraptor", "ppo", (1,), [override])
+
+
+def test_bare_seed_override_sets_the_run_seed():
+    from dinosim.config.overrides import split_run_overrides
+
+    assert split_run_overrides(["seed=3", "ppo.gamma=0.9", "seed=4.0"]) == ({"seed": 4}, ["ppo.gamma=0.9"])
+    with pytest.raises(ConfigError, match="seed must be an integer"):
+        split_run_overrides(["seed=1.5"])

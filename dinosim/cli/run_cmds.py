@@ -13,7 +13,7 @@ from typing import Any, Optional
 
 import click
 
-from dinosim.config.overrides import extract_override_tokens
+from dinosim.config.overrides import extract_override_tokens, split_run_overrides
 from dinosim.config.resolve import ALGORITHMS, VEC_ENVS, RunConfig, resolve_run
 from dinosim.errors import DinosimError
 from dinosim.species import SPECIES, STAGES
@@ -93,7 +93,8 @@ def _run_options(func: Any) -> Any:
 
 
 def _start(ctx: click.Context, command: str, stages: tuple[int, ...], opts: dict[str, Any]) -> int:
-    overrides = ctx.meta.get("dinosim.overrides", [])
+    run_settings, overrides = split_run_overrides(ctx.meta.get("dinosim.overrides", []))
+    opts = {**opts, **run_settings}
     config = resolve_run(
         opts["species"], opts["algorithm"], stages, overrides,
         seed=opts["seed"], n_envs=opts["n_envs"], vec_env=opts["vec_env"],

@@ -54,6 +54,29 @@ def parse_override(text: str) -> Override:
     return Override(stage, section, tuple(path), parse_value(value_text), text)
 
 
+RUN_KEYS = ("seed",)
+"""Run-wide settings that may be given as a bare ``key=value`` override (as ``${args_no_hyphens}`` renders a
+``seed`` sweep parameter); they set the command's option of the same name."""
+
+
+def split_run_overrides(texts: Sequence[str]) -> tuple[dict[str, int], list[str]]:
+    """Take ``seed=N`` out of the override strings: (run settings, remaining overrides). Last one wins."""
+    run: dict[str, int] = {}
+    rest: list[str] = []
+    for text in texts:
+        key, sep, value = text.partition("=")
+        if sep and key.strip() in RUN_KEYS:
+            parsed = parse_value(value)
+            if isinstance(parsed, float) and parsed.is_integer():
+                parsed = int(parsed)
+            if isinstance(parsed, bool) or not isinstance(parsed, int):
+                raise ConfigError(f"override {text!r}: {key.strip()} must be an integer")
+            run[key.strip()] = parsed
+        else:
+            rest.append(text)
+    return run, rest
+
+
 def parse_overrides(texts: Sequence[str]) -> list[Override]:
     """Parse override strings in the order given."""
     return [parse_override(t) for t in texts]
