@@ -177,11 +177,14 @@ def test_cli_plot_writes_a_png_of_the_figure(tiny_runs, tmp_path):
     from PIL import Image
 
     out = tmp_path / "compare.png"
-    proc = cli("plot", str(tiny_runs["A"]), str(tiny_runs["B"]), "--out", str(out))
+    proc = cli("plot", str(tiny_runs["A"]), str(tiny_runs["B"]), "--out", str(out), "--dpi", "50")
     assert proc.returncode == 0, proc.stderr
     assert f"wrote {out}" in proc.stdout and "2 runs" in proc.stdout
+    from dinosim.tracking.plots import plot_runs
+
+    inches = plot_runs([tiny_runs["A"], tiny_runs["B"]]).get_size_inches()
     with Image.open(out) as image:
-        assert image.format == "PNG" and image.width > 800 and image.height > 600
+        assert image.format == "PNG" and image.size == (round(inches[0] * 50), round(inches[1] * 50))
 
 
 @pytest.mark.parametrize("case", ["missing", "not_a_run", "stage_folder", "no_logs", "bad_suffix", "labels"])

@@ -104,6 +104,8 @@ def test_bad_paths_and_untrained_stage_are_dinosim_errors(run_a, tmp_path):
         check_video_path(tmp_path / "missing" / "x.gif")
     with pytest.raises(DinosimError, match="train the stage first"):
         render_best_policy(run_a / "stage3", tmp_path / "x.gif")
+    with pytest.raises(DinosimError, match="use 'best' or 'final'"):
+        render_best_policy(run_a / "stage1", tmp_path / "x.gif", prefer="newest")
     (tmp_path / "stage1").mkdir()
     with pytest.raises(DinosimError, match="has no trained model"):
         render_best_policy(tmp_path / "stage1", tmp_path / "x.gif")

@@ -27,7 +27,10 @@ PLOT_SUFFIXES = (".png", ".svg", ".pdf", ".jpg", ".jpeg")
 @click.option("--label", "labels", multiple=True,
               help="Legend label of each run, in order (repeat once per run) [default: <species>/<folder>].")
 @click.option("--title", default=None, help="Figure title.")
-def plot(run_dirs: tuple[Path, ...], out: Optional[Path], labels: tuple[str, ...], title: Optional[str]) -> int:
+@click.option("--dpi", type=click.IntRange(30, 600), default=110, show_default=True, help="Resolution of the image.")
+@click.option("--include-zero", is_flag=True, help="Also draw reward components that are 0 throughout.")
+def plot(run_dirs: tuple[Path, ...], out: Optional[Path], labels: tuple[str, ...], title: Optional[str], dpi: int,
+         include_zero: bool) -> int:
     """Plot reward components, eval return and success rate of one or more runs, with stage boundaries and gates.
 
     Several runs overlay in one figure, one colour each, to compare configs component by component.
@@ -45,8 +48,8 @@ def plot(run_dirs: tuple[Path, ...], out: Optional[Path], labels: tuple[str, ...
 
     from dinosim.tracking.plots import plot_runs, save_figure
 
-    fig = plot_runs(paths, labels=list(labels) or None, title=title)
-    save_figure(fig, target)
+    fig = plot_runs(paths, labels=list(labels) or None, title=title, include_zero=include_zero)
+    save_figure(fig, target, dpi=dpi)
     panels = sum(1 for ax in fig.axes if ax.get_visible())
     click.echo(f"wrote {target} ({panels} panels, {len(paths)} run{'s' if len(paths) > 1 else ''})")
     return 0

@@ -207,15 +207,19 @@ def render_best_policy(
     seed: Optional[int] = 0,
     width: Optional[int] = None,
     frame_every: int = 1,
+    prefer: str = "best",
 ) -> RenderResult:
     """Render the best model of a stage folder (``best/``, else the final ``model.zip``) to ``path``.
+
+    ``prefer="final"`` renders the stage's final ``model.zip`` first instead (``best/`` is chosen by mean eval
+    return, which in a behaviour stage can favour surviving over succeeding).
 
     Reads the stage's ``config.toml`` for species, algorithm and env kwargs. Raises :class:`DinosimError` for a
     folder that is not a trained stage, a bad video path or no GL backend, before loading torch.
     """
     stage_dir = Path(stage_dir)
     path = check_video_path(path)
-    model_path, vecnorm_path = find_policy_files(stage_dir)
+    model_path, vecnorm_path = find_policy_files(stage_dir, prefer)
     species, algorithm, env_kwargs = stage_env_spec(stage_dir)
     ensure_gl_backend()
     import pickle
@@ -236,12 +240,16 @@ def render_best_policy(
                            fps=fps, max_frames=max_frames, seed=seed, width=width, frame_every=frame_every)
 
 
-def find_policy_files(stage_dir: Path) -> tuple[Path, Optional[Path]]:
-    """(model, vecnormalize or None) of a stage: ``best/`` when it holds a model, else the final ``model.zip``."""
+def find_policy_files(stage_dir: Path, prefer: str = "best") -> tuple[Path, Optional[Path]]:
+    """(model, vecnormalize or None) of a stage: ``best/`` when it holds a model, else the final ``model.zip``
+    (the other way round with ``prefer="final"``)."""
+    if prefer not in ("best", "final"):
+        raise DinosimError(f"prefer={prefer!r}: use 'best' or 'final'")
     stage_dir = Path(stage_dir)
     if not stage_dir.is_dir():
         raise DinosimError(f"{stage_dir}: no such stage folder; train the stage first")
-    for folder in (stage_dir / "best", stage_dir):
+    folders = (stage_dir / "best", stage_dir) if prefer == "best" else (stage_dir, stage_dir / "best")
+    for folder in folders:
         models = [folder / n for n in ("best_model.zip", "model.zip") if (folder / n).exists()]
         if models:
             vecnorm = next((f / "vecnormalize.pkl" for f in (folder, stage_dir) if (f / "vecnormalize.pkl").exists()),
