@@ -21,7 +21,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Optional, Sequence
 
 from dinosim.errors import DinosimError
-from dinosim.tracking.run_logs import EVAL_REWARD, EVAL_SUCCESS, RunLogs, Series, check_has_logs, check_run_dir, load_run
+from dinosim.tracking.run_logs import (
+    EVAL_REWARD,
+    EVAL_SUCCESS,
+    RunLogs,
+    Series,
+    check_has_logs,
+    check_run_dir,
+    load_run,
+)
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
