@@ -142,7 +142,8 @@ def test_gate_thresholds_drawn_per_stage_from_config_toml(tiny_runs):
     start2, end = summary["stages"]["2"]["start_step"], summary["global_step"]
     by_title = panels(plot_runs([run]))
 
-    reward_gates = {line.get_gid().rsplit(":", 1)[1]: line for line in lines_by_gid(by_title[EVAL_REWARD_TITLE], "gate:")}
+    reward_gates = {line.get_gid().rsplit(":", 1)[1]: line
+                    for line in lines_by_gid(by_title[EVAL_REWARD_TITLE], "gate:")}
     assert set(reward_gates) == {"1", "2"}
     assert list(reward_gates["1"].get_xdata()) == [0, start2]
     assert list(reward_gates["1"].get_ydata()) == [gates[1]["min_avg_reward"]] * 2
