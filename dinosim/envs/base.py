@@ -5,7 +5,8 @@ Design
 * **Physics.** MuJoCo is driven directly (no ``MujocoEnv``): one ``mj_step(model, data, nstep=frame_skip)`` call per
   env step, preallocated observation buffer, cached ids and array views, so the Python cost per step stays small
   next to the physics. Contacts are filtered in the MJCF (contype/conaffinity) so that only feet/trunk-vs-floor and
-  effector-vs-target pairs are ever tested.
+  effector-vs-target pairs are ever tested, and the facts the env needs (foot contact, fall contact, strike/bite
+  contact) are MuJoCo sensors read from one ``sensordata`` slice (see :mod:`dinosim.envs.model`).
 * **Actuation.** Every actuated joint has a MuJoCo position servo. The policy's action ``a`` in ``[-1, 1]^nu`` is a
   *residual* around the species' home pose: ``target = home + action_scale * a * half_range``, with ``a`` clipped to
   ``[-1, 1]`` and further so that the target stays inside the joint range; that clipped ``a`` is "the action the
