@@ -21,7 +21,7 @@ from typing import Any, Callable, Optional
 import numpy as np
 from stable_baselines3.common.callbacks import BaseCallback
 
-from dinosim.training.evaluation import EvalResult, reward_components, run_episodes
+from dinosim.training.evaluation import REWARD_PREFIX, EvalResult, run_episodes
 from dinosim.training.rundir import (
     METRICS_FILE, MODEL_FILE, TRIAL_METRICS_ENV, VECNORM_FILE, append_json_line, atomic_write_bytes,
     atomic_write_json, checkpoint_paths, prune_checkpoints, save_model_atomic, save_vecnormalize_atomic,
@@ -31,6 +31,7 @@ from dinosim.training.settings import CurriculumSettings
 from dinosim.training.state import RunSummary, StageState
 
 EvalSink = Callable[[dict[str, Any]], None]
+_NUMBERS = (int, float, np.floating, np.integer)
 
 
 @dataclass
@@ -108,30 +109,47 @@ def load_evaluations(stage_dir: Path, up_to_step: Optional[int]) -> dict[str, li
 class RewardComponentCallback(BaseCallback):
     """``reward/<term>``: mean per-episode sum of each reward component over episodes finished since the last dump.
 
-    Also records ``curriculum/stage`` and ``curriculum/gate_streak`` so every dump carries them.
+    Also records ``curriculum/stage`` and ``curriculum/gate_streak`` so every dump carries them. Hot path: the
+    ``reward_<term>`` keys are found once per info layout (re-scanned whenever an info's size changes, e.g. the
+    last step of an episode carries ``episode``/``terminal_observation``), not on every step.
     """
 
     def __init__(self, ctx: StageContext) -> None:
         super().__init__()
         self.ctx = ctx
         self._sums: list[dict[str, float]] = []
+        self._layout: tuple[int, tuple[str, ...]] = (-1, ())
+
+    def _keys(self, info: dict[str, Any]) -> tuple[str, ...]:
+        size, keys = self._layout
+        if len(info) != size:
+            keys = tuple(k for k, v in info.items() if k.startswith(REWARD_PREFIX) and isinstance(v, _NUMBERS))
+            self._layout = (len(info), keys)
+        return keys
+
+    def _record_header(self) -> None:
+        self.logger.record("curriculum/stage", self.ctx.stage)
+        self.logger.record("curriculum/gate_streak", self.ctx.state.gate_streak)
 
     def _on_training_start(self) -> None:
         self._sums = [{} for _ in range(self.training_env.num_envs)]
+        self._record_header()
+
+    def _on_rollout_end(self) -> None:
+        self._record_header()
 
     def _on_step(self) -> bool:
         infos = self.locals.get("infos") or []
         dones = self.locals.get("dones")
         for i, info in enumerate(infos):
             sums = self._sums[i]
-            for term, value in reward_components(info).items():
-                sums[term] = sums.get(term, 0.0) + value
+            for key in self._keys(info):
+                sums[key] = sums.get(key, 0.0) + info[key]
             if dones is not None and dones[i]:
-                for term, value in sums.items():
-                    self.logger.record_mean(f"reward/{term}", value)
+                for key, value in sums.items():
+                    self.logger.record_mean(f"reward/{key[len(REWARD_PREFIX):]}", float(value))
                 self._sums[i] = {}
-        self.logger.record("curriculum/stage", self.ctx.stage)
-        self.logger.record("curriculum/gate_streak", self.ctx.state.gate_streak)
+                self._record_header()  # off-policy algorithms dump inside the rollout, after an episode ends
         return True
 
 
