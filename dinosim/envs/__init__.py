@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
-from gymnasium.envs.registration import register, registry
+from dinosim.envs.gl import choose_headless_gl
 
-from dinosim.envs.factory import ENV_IDS, make_env
+choose_headless_gl()  # before any submodule imports mujoco
+
+from gymnasium.envs.registration import register, registry  # noqa: E402
+
+from dinosim.envs.factory import ENV_IDS, make_env  # noqa: E402
 
 for _species, _env_id in ENV_IDS.items():
     if _env_id not in registry:

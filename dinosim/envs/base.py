@@ -30,14 +30,6 @@ import math
 import os
 from typing import Any, ClassVar
 
-if "MUJOCO_GL" not in os.environ and not os.environ.get("DISPLAY"):
-    # Headless rendering: EGL, else OSMesa. Must be chosen before mujoco is first imported.
-    import ctypes.util
-
-    _HEADLESS_GL = "egl" if ctypes.util.find_library("EGL") or not ctypes.util.find_library("OSMesa") else "osmesa"
-    os.environ["MUJOCO_GL"] = _HEADLESS_GL
-    os.environ.setdefault("PYOPENGL_PLATFORM", _HEADLESS_GL)
-
 import gymnasium as gym
 import mujoco
 import numpy as np
