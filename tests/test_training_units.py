@@ -254,3 +254,39 @@ def test_summary_round_trip(tmp_path: Path) -> None:
     loaded = RunSummary.load(tmp_path)
     assert loaded.stages[1].last_eval == {"eval/mean_reward": 1.5} and loaded.stages[2].budget == 20
     assert loaded.pid == os.getpid()
+
+
+def test_resume_refuses_a_run_stopped_by_strict_gates(tmp_path: Path) -> None:
+    from dinosim.training.runner import check_resumable
+
+    _make_run(tmp_path / "strict", "failed")
+    data = json.loads((tmp_path / "strict" / "run.json").read_text())
+    data["strict_gates"] = True
+    (tmp_path / "strict" / "run.json").write_text(json.dumps(data))
+    with pytest.raises(DinosimError, match="strict-gates after stage 1"):
+        check_resumable(tmp_path / "strict")
+
+
+def test_non_finite_parameters_or_losses_stop_training() -> None:
+    import torch
+    from stable_baselines3 import PPO
+
+    from dinosim.envs import make_env
+    from dinosim.training.faults import FiniteLossCallback, TrainingFault
+
+    env = make_env("velociraptor", {"task": "balance", "max_episode_steps": 10}, seed=0)
+    model = PPO("MlpPolicy", env, n_steps=16, batch_size=16, policy_kwargs={"net_arch": [8]}, device="cpu")
+    from stable_baselines3.common.logger import configure
+
+    model.set_logger(configure(None, []))
+    callback = FiniteLossCallback(lambda: "stage 1, step 7")
+    callback.init_callback(model)
+    callback.check_now()  # finite: no error
+    model.logger.record("train/value_loss", float("nan"))
+    with pytest.raises(TrainingFault, match="stage 1, step 7: train/value_loss"):
+        callback.check_now()
+    model.logger.dump(0)
+    with torch.no_grad():
+        next(model.policy.parameters()).view(-1)[0] = float("inf")
+    with pytest.raises(TrainingFault, match="non-finite policy parameter"):
+        callback.check_now()
