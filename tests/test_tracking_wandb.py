@@ -151,6 +151,9 @@ def test_cli_train_with_wandb_unreachable(tmp_path):
     stored = json.loads((tmp_path / "run" / "wandb.json").read_text())
     assert stored["mode"] == "offline" and stored["sync_dirs"]
     assert f"wandb sync {stored['sync_dirs'][0]}" in r.stderr
+    # the end of the stage rendered the best policy and attached it to the W&B run
+    assert list((tmp_path / "run" / "stage1").glob("best_policy.*"))
+    assert list((tmp_path / "run").glob("wandb/offline-run-*/files/media/videos/video/stage1_*"))
 
 
 def test_skip_under_wandb_agent_is_marked_and_quick(tmp_path):

@@ -156,7 +156,7 @@ class RewardComponentCallback(BaseCallback):
 class EvalGateCallback(BaseCallback):
     """Every ``eval_freq`` stage steps: deterministic evaluation on the eval envs with frozen, synced obs stats.
 
-    Records ``eval/*``, updates ``best/`` (by mean reward), ``evaluations.npz``, ``metrics.jsonl`` (and
+    Records ``eval/*``, updates ``best/`` (by success rate, then mean reward), ``evaluations.npz``, ``metrics.jsonl`` (and
     ``$DINOSIM_TRIAL_METRICS``), the eval sinks and ``summary.json``; stops the stage (returns False) once the gate
     held ``required_consecutive`` evaluations in a row.
     """
@@ -200,8 +200,7 @@ class EvalGateCallback(BaseCallback):
         h["ep_lengths"].append(result.lengths)
         h["successes"].append([math.nan if s is None else float(s) for s in result.successes])
         write_evaluations(ctx)
-        best = state.best_eval["eval/mean_reward"] if state.best_eval else -math.inf
-        if result.mean_reward > best:
+        if state.best_eval is None or _rank(metrics) > _rank(state.best_eval):
             save_model_atomic(self.model, ctx.stage_dir / "best" / MODEL_FILE)
             save_vecnormalize_atomic(ctx.train_env, ctx.stage_dir / "best" / VECNORM_FILE)
             atomic_write_json(ctx.stage_dir / "best" / "best.json", {"global_step": step, **metrics})
@@ -300,3 +299,9 @@ def read_metrics_lines(path: Path) -> list[dict[str, Any]]:
             if line.endswith("\n"):
                 out.append(json.loads(line))
     return out
+
+
+def _rank(metrics: dict[str, Any]) -> tuple[float, float]:
+    """Order of evaluations for ``best/``: success rate first (stage 3), then mean return."""
+    success = metrics.get("eval/success_rate")
+    return (-math.inf if success is None else float(success), float(metrics["eval/mean_reward"]))

@@ -230,13 +230,29 @@ def _start_wandb(run_dir: Path, run_data: dict, config: "RunConfig", hooks: "Run
             previous_start(stage, state)
 
     def on_end(stage: int, state: StageState) -> None:
-        tracker.log_gate(stage, state.gate_passed, state.gate_passed_at or (state.start_step or 0)
-                         + state.timesteps_used, timesteps_used=state.timesteps_used)
+        end_step = (state.start_step or 0) + state.timesteps_used
+        tracker.log_gate(stage, state.gate_passed, state.gate_passed_at or end_step,
+                         timesteps_used=state.timesteps_used)
+        _log_stage_video(tracker, Path(run_dir), stage, end_step, hooks)
         if previous_end:
             previous_end(stage, state)
 
     hooks.on_stage_start, hooks.on_stage_end = on_start, on_end
     return tracker
+
+
+def _log_stage_video(tracker: Any, run_dir: Path, stage: int, step: int, hooks: "RunHooks") -> None:
+    """Render one episode of the stage's best policy and attach it to the W&B run (skipped with a message when
+    no policy was saved or no GL backend works)."""
+    from dinosim.tracking.render import preferred_video_suffix, render_best_policy
+
+    folder = stage_dir(run_dir, stage)
+    path = folder / f"best_policy{preferred_video_suffix()}"
+    try:
+        render_best_policy(folder, path, episodes=1, max_frames=300, width=320, frame_every=2)
+        tracker.log_video(path, stage, step)
+    except DinosimError as exc:
+        hooks.messages.append(f"stage {stage}: no video for W&B ({exc})")
 
 
 def _print_summary(run_dir: Path, summary: RunSummary) -> None:
@@ -279,9 +295,10 @@ def evaluate(run_dir: Path, stage: Optional[int], episodes: int, deterministic: 
     if model_path is None:
         raise DinosimError(f"{run_dir}: no trained model for stage {stage if stage is not None else 'any'}")
     if gif is not None:
-        from dinosim.tracking.render import check_video_path
+        from dinosim.tracking.render import check_video_path, ensure_gl_backend
 
         check_video_path(gif)
+        ensure_gl_backend()  # before mujoco is imported: EGL, else OSMesa, else a one-line error
     return _evaluate_model(run_data, int(stage), model_path, vecnorm_path, episodes, deterministic, gif)
 
 
@@ -314,7 +331,7 @@ def _evaluate_model(run_data: dict, stage: int, model_path: Path, vecnorm_path: 
 
         rendered = render_episodes(model, env if vecnorm_path is not None else None,
                                    lambda: make_env(config.species, env_kwargs, render_mode="rgb_array"), gif,
-                                   episodes=min(episodes, 3), deterministic=deterministic)
+                                   episodes=min(episodes, 3), deterministic=deterministic, width=320)
         print(f"wrote {rendered.frames} frames to {gif}")
     return EXIT_OK
 
