@@ -8,12 +8,12 @@ sickle claw touches it.
 
 from __future__ import annotations
 
-import math
 from typing import Any, ClassVar
 
 import numpy as np
 
 from dinosim.envs.base import DinoEnv
+from dinosim.envs.prey import ground_prey_position
 
 
 class VelociraptorEnv(DinoEnv):
@@ -60,8 +60,6 @@ class VelociraptorEnv(DinoEnv):
         return self.strike_proximity_weight
 
     def _spawn_target(self, rng: np.random.Generator, origin: np.ndarray) -> np.ndarray:
-        dist = rng.uniform(*self.prey_distance_range)
-        side = rng.uniform(-self.prey_lateral_range, self.prey_lateral_range)
-        ch, sh = math.cos(self.heading), math.sin(self.heading)
         radius = float(self.model.geom_size[self._target_geom][0])
-        return np.array([origin[0] + dist * ch - side * sh, origin[1] + dist * sh + side * ch, radius])
+        return ground_prey_position(rng, origin, self.heading, self.prey_distance_range, self.prey_lateral_range,
+                                    radius)
