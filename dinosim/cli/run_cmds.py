@@ -206,7 +206,5 @@ def audit(species: Optional[str], stage: Optional[int], episodes: int, seeds: st
             gate = {"min_avg_reward": cur.min_avg_reward, "min_avg_episode_length": cur.min_avg_episode_length,
                     "min_success_rate": cur.min_success_rate}
             rows += run_audit(name, st, config.env_kwargs(st), gate, episodes=episodes, seeds=seed_list)
-    click.echo(format_audit_table(rows))
-    passed = sum(1 for r in rows if r.passed)
-    click.echo(f"{passed} of {len(rows)} baseline policies pass their stage gate")
-    return 1 if passed else 0
+    click.echo(format_audit_table(rows))  # ends with "N of M trivial policies pass their gate"
+    return 1 if any(r.passed for r in rows) else 0
