@@ -36,6 +36,7 @@ from dinosim.sweeps.macros import expand_command
 from dinosim.sweeps.progress import Progress
 from dinosim.sweeps.trial import ProcessRegistry, run_process, trial_env
 from dinosim.sweeps.yaml_spec import SweepSpec
+from dinosim.training.rundir import process_alive
 
 STUDY_FILE = "study.journal"
 SPEC_COPY = "sweep.yaml"
@@ -160,7 +161,7 @@ def _requeue_interrupted(study: Any) -> None:
     for t in study.get_trials(deepcopy=False):
         if t.state == TrialState.RUNNING and t.user_attrs.get("host") == host:
             pid = t.user_attrs.get("engine_pid")
-            if pid is not None and not _alive(int(pid)):
+            if pid is not None and not process_alive(int(pid)):
                 study._storage.set_trial_user_attr(t._trial_id, "interrupted", True)
                 study._storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
                 t = study._storage.get_trial(t._trial_id)
@@ -168,16 +169,6 @@ def _requeue_interrupted(study: Any) -> None:
             study.enqueue_trial(t.params, user_attrs={"requeued_from": t.number}, skip_if_exists=False)
             done.append(t.number)
     study.set_user_attr("requeued", done)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def counted_trials(study: Any) -> int:

@@ -9,7 +9,6 @@ the last one is the trial's value (W&B uses the run summary, i.e. the last logge
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import signal
@@ -55,18 +54,9 @@ class MetricsTail:
         self._offset += len(chunk)
         data = self._partial + chunk
         *lines, self._partial = data.split(b"\n")
-        out = []
-        for line in lines:
-            line = line.strip()
-            if not line:
-                continue
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError:
-                continue
-            if isinstance(rec, dict):
-                out.append(rec)
-        return out
+        from dinosim.training.rundir import parse_json_lines
+
+        return parse_json_lines(lines)
 
 
 class ProcessRegistry:

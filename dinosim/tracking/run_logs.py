@@ -319,18 +319,9 @@ def read_jsonl(file: Path) -> list[dict[str, Any]]:
     """Dict records of a JSON-lines file; a torn last line (run still writing) is skipped."""
     if not file.exists():
         return []
-    records = []
-    for line in file.read_text().splitlines():
-        line = line.strip()
-        if not line:
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if isinstance(record, dict):
-            records.append(record)
-    return records
+    from dinosim.training.rundir import parse_json_lines
+
+    return parse_json_lines(file.read_text().splitlines())
 
 
 def _is_number(value: Any) -> bool:

@@ -75,6 +75,22 @@ def read_json(path: Path) -> Any:
     return json.loads(Path(path).read_text(encoding="utf-8"))
 
 
+def parse_json_lines(lines: Iterable[str | bytes]) -> list[dict[str, Any]]:
+    """The dict records among JSON lines; blank, torn (still being written) or non-dict lines are skipped."""
+    records = []
+    for line in lines:
+        line = line.strip()
+        if not line:
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(record, dict):
+            records.append(record)
+    return records
+
+
 def append_json_line(path: Path, record: dict[str, Any]) -> None:
     """Append ``record`` as one line with a single write on an O_APPEND descriptor (no torn or interleaved lines)."""
     line = (json.dumps(record, default=_json_default, allow_nan=True) + "\n").encode("utf-8")
@@ -185,3 +201,20 @@ def prune_checkpoints(stage_folder: Path, keep: int) -> None:
 
 def iter_run_files(run_dir: Path) -> Iterable[Path]:
     return (p for p in Path(run_dir).rglob("*") if p.is_file())
+
+
+def process_alive(pid: Optional[int]) -> bool:
+    """Whether process ``pid`` exists and is not a zombie (``None`` -> False)."""
+    if pid is None:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a zombie (killed, not yet reaped by its parent) is not training
+        with open(f"/proc/{pid}/stat", encoding="ascii") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return True

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, Optional
 
 from dinosim.errors import DinosimError
 from dinosim.training.request import RunRequest, WandbOptions
-from dinosim.training.rundir import MODEL_FILE, RUN_FILE, SUMMARY_FILE, VECNORM_FILE, new_run_dir, stage_dir
+from dinosim.training.rundir import MODEL_FILE, process_alive, RUN_FILE, SUMMARY_FILE, VECNORM_FILE, new_run_dir, stage_dir
 from dinosim.training.state import RunSummary, StageState, read_run_file, write_run_file
 
 if TYPE_CHECKING:
@@ -77,25 +77,9 @@ def check_resumable(run_dir: Path) -> tuple[dict, RunSummary]:
     if stopped:
         raise DinosimError(f"{run_dir}: stopped by --strict-gates after stage {stopped[0].stage}; nothing to resume")
     if summary.status == "running" and summary.host == socket.gethostname() and summary.pid not in (None, os.getpid()):
-        if _alive(summary.pid):
+        if process_alive(summary.pid):
             raise DinosimError(f"{run_dir}: the run seems to be still training (process {summary.pid} is alive)")
     return run_data, summary
-
-
-def _alive(pid: Optional[int]) -> bool:
-    if pid is None:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:  # a zombie (killed, not yet reaped by its parent) is not training
-        with open(f"/proc/{pid}/stat", encoding="ascii") as fh:
-            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return True
 
 
 def _versions() -> dict[str, str]:
