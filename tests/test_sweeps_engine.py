@@ -156,7 +156,9 @@ def test_hyperband_prunes_and_failures_do_not_stop_sweep(tmp_path):
 
 
 def test_nan_metric_is_a_failed_trial(tmp_path):
-    path = write_sweep(tmp_path, run_cap=6, params={"fake.mode": {"value": "nan"}})
+    # a grid, so both a NaN-reporting (lr > 1e-3) and a finite configuration run whatever the thread timing
+    path = write_sweep(tmp_path, method="grid", run_cap=6, params={"fake.mode": {"value": "nan"},
+                                                                    "ppo.learning_rate": {"values": [1e-4, 1e-2]}})
     run(path, tmp_path, workers=2)
     ts = trials(tmp_path)
     nan = [t for t in ts if t.user_attrs["params"]["ppo.learning_rate"] > 1e-3]
