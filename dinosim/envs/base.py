@@ -164,10 +164,25 @@ class DinoEnv(gym.Env):
         self._a_lo = np.maximum(-1.0, (self._ctrl_lo - self._home) / self._ctrl_scale)
         self._a_hi = np.minimum(1.0, (self._ctrl_hi - self._home) / self._ctrl_scale)
 
-    # ---- species behaviour weights (overridden by species properties) --------------------------------------------
-    target_bonus: float = 0.0
-    target_approach_weight: float = 0.0
-    target_proximity_weight: float = 0.0
+    # ---- species behaviour weights ------------------------------------------------------------------------------
+    # Names of the species' own kwargs that act as the stage-3 bonus, approach weight and proximity weight.
+    target_weight_names: ClassVar[tuple[str, str, str]] = ("", "", "")
+
+    def _target_weight(self, index: int) -> float:
+        name = self.target_weight_names[index]
+        return float(getattr(self, name)) if name else 0.0
+
+    @property
+    def target_bonus(self) -> float:
+        return self._target_weight(0)
+
+    @property
+    def target_approach_weight(self) -> float:
+        return self._target_weight(1)
+
+    @property
+    def target_proximity_weight(self) -> float:
+        return self._target_weight(2)
 
     def _spawn_target(self, rng: np.random.Generator, origin: np.ndarray) -> np.ndarray:
         """World position of a new stage-3 target for an animal whose torso is at ``origin``."""

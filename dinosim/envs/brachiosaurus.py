@@ -30,6 +30,9 @@ class BrachiosaurusEnv(DinoEnv):
     success_by_contact: ClassVar[bool] = False
     reach_scale: ClassVar[float] = 2.0
     frame_skip: ClassVar[int] = 10  # 4 ms physics step -> 25 Hz control
+    target_weight_names: ClassVar[tuple[str, str, str]] = (  # bonus, approach, proximity kwargs
+        "food_reach_bonus", "food_approach_weight", "food_proximity_weight"
+    )
 
     def __init__(
         self,
@@ -49,18 +52,6 @@ class BrachiosaurusEnv(DinoEnv):
         self.food_approach_weight = float(food_approach_weight)
         self.food_proximity_weight = float(food_proximity_weight)
         super().__init__(**kwargs)
-
-    @property
-    def target_bonus(self) -> float:  # type: ignore[override]
-        return self.food_reach_bonus
-
-    @property
-    def target_approach_weight(self) -> float:  # type: ignore[override]
-        return self.food_approach_weight
-
-    @property
-    def target_proximity_weight(self) -> float:  # type: ignore[override]
-        return self.food_proximity_weight
 
     def _spawn_target(self, rng: np.random.Generator, origin: np.ndarray) -> np.ndarray:
         dist = rng.uniform(*self.food_distance_range)

@@ -29,6 +29,9 @@ class VelociraptorEnv(DinoEnv):
     success_by_contact: ClassVar[bool] = True
     reach_scale: ClassVar[float] = 0.4
     frame_skip: ClassVar[int] = 10  # 4 ms physics step -> 25 Hz control
+    target_weight_names: ClassVar[tuple[str, str, str]] = (  # bonus, approach, proximity kwargs
+        "strike_bonus", "strike_approach_weight", "strike_proximity_weight"
+    )
 
     def __init__(
         self,
@@ -46,18 +49,6 @@ class VelociraptorEnv(DinoEnv):
         self.strike_approach_weight = float(strike_approach_weight)
         self.strike_proximity_weight = float(strike_proximity_weight)
         super().__init__(**kwargs)
-
-    @property
-    def target_bonus(self) -> float:  # type: ignore[override]
-        return self.strike_bonus
-
-    @property
-    def target_approach_weight(self) -> float:  # type: ignore[override]
-        return self.strike_approach_weight
-
-    @property
-    def target_proximity_weight(self) -> float:  # type: ignore[override]
-        return self.strike_proximity_weight
 
     def _spawn_target(self, rng: np.random.Generator, origin: np.ndarray) -> np.ndarray:
         radius = float(self.model.geom_size[self._target_geom][0])
