@@ -13,7 +13,9 @@ import click
 
 from dinosim import __version__
 from dinosim.cli.config_cmds import config
+from dinosim.cli.results_cmds import plot, summary
 from dinosim.cli.run_cmds import audit, curriculum, evaluate, resume, train
+from dinosim.cli.sweep_cmds import sweep
 from dinosim.errors import DinosimError
 
 
@@ -27,27 +29,10 @@ def cli() -> None:
     """
 
 
-for _command in (train, curriculum, resume, evaluate, audit, config):
+for _command in (train, curriculum, resume, evaluate, audit, plot, summary, config, sweep):
     cli.add_command(_command)
 
 
-def _attach_optional_groups() -> None:
-    """Command modules that live beside their own code (sweeps, results views), attached when present."""
-    import importlib
-
-    for module_name, names in (("dinosim.cli.sweep_cmds", ("sweep",)), ("dinosim.cli.results_cmds", ("plot", "summary"))):
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as exc:
-            if exc.name != module_name:
-                raise
-            continue
-        for name in names:
-            if hasattr(module, name):
-                cli.add_command(getattr(module, name))
-
-
-_attach_optional_groups()
 
 
 def main(argv: Optional[Sequence[str]] = None) -> None:

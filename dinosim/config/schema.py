@@ -95,22 +95,7 @@ def env_source(species: str) -> tuple[Path, str]:
 def env_keys(species: str) -> dict[str, KeySpec]:
     """Valid keys of ``[env]``: the keyword arguments of the species' environment constructor."""
     path, cls = env_source(species)
-    if not path.exists():  # environments not written yet: the committed TOMLs define the keys
-        return _keys_from_tomls(species)
     return _settable(read_init_params(path, cls))
-
-
-def _keys_from_tomls(species: str) -> dict[str, KeySpec]:
-    from dinosim.config.loader import read_toml  # local: loader imports this module
-    from dinosim.config.signatures import _types_of_default
-    from dinosim.species import CONFIGS_DIR
-
-    keys: dict[str, KeySpec] = {}
-    for name in SPECIES[species].stage_files:
-        for key, value in read_toml(CONFIGS_DIR / species / name).get("env", {}).items():
-            types = _types_of_default(value) | ({"float"} if isinstance(value, int) else set())
-            keys.setdefault(key, KeySpec(key, NO_DEFAULT, frozenset(types), "(from the committed TOMLs)"))
-    return keys
 
 
 @lru_cache(maxsize=None)
