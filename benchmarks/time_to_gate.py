@@ -2,10 +2,11 @@
 
     python benchmarks/time_to_gate.py --species velociraptor --stage 1 [--n-envs 4] [--vec-env dummy]
         [--timesteps T] [--seed 0] [--override KEY=VALUE ...] [--run-dir DIR] [--init-from RUN_DIR]
+    python benchmarks/time_to_gate.py --species velociraptor --stages 1-3   # the curriculum, one run folder
 
-Runs `dinosim train` (the real runner, all logging on) and prints every evaluation as it happens and, at the end,
-the global step and the wall time (seconds of training, evaluations and checkpoints; process start-up excluded) at
-which the gate passed -- or that the budget ran out first. Goal: velociraptor stage 1 within 30 minutes on the
+Runs `dinosim train` (or `dinosim curriculum` with --stages; the real runner, all logging on) and prints every
+evaluation as it happens and, at the end, per stage the step and the wall time (seconds of training, evaluations
+and checkpoints; process start-up excluded) at which the gate passed -- or that the budget ran out first. Goal: velociraptor stage 1 within 30 minutes on the
 2-core reference machine. Exit code 0 when the gate passed, 1 otherwise.
 """
 
@@ -23,6 +24,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--species", default="velociraptor")
     parser.add_argument("--stage", type=int, default=1)
+    parser.add_argument("--stages", default=None, help="run these stages as one curriculum, e.g. 1-3 (overrides --stage)")
     parser.add_argument("--n-envs", type=int, default=4)
     parser.add_argument("--vec-env", default="dummy", choices=("dummy", "subproc"))
     parser.add_argument("--timesteps", type=int, default=None, help="budget (default: the stage's)")
@@ -40,12 +42,15 @@ def main(argv: Optional[list[str]] = None) -> int:
     from dinosim.training.rundir import new_run_dir
     from dinosim.training.runner import run
 
-    config = resolve_run(args.species, "ppo", [args.stage], args.override, seed=args.seed, n_envs=args.n_envs,
+    stages = [args.stage] if args.stages is None else list(_parse_stages(args.stages))
+    config = resolve_run(args.species, "ppo", stages, args.override, seed=args.seed, n_envs=args.n_envs,
                          vec_env=args.vec_env)
-    cur = config.curriculum(args.stage)
-    print(f"{args.species} stage {args.stage}: gate mean reward >= {cur.min_avg_reward}, mean length >= "
-          f"{cur.min_avg_episode_length}" + (f", success >= {cur.min_success_rate}" if cur.min_success_rate else "")
-          + f", {cur.required_consecutive} evaluations in a row (every {cur.eval_freq} steps)", flush=True)
+    for stage in stages:
+        cur = config.curriculum(stage)
+        print(f"{args.species} stage {stage}: gate mean reward >= {cur.min_avg_reward}, mean length >= "
+              f"{cur.min_avg_episode_length}" + (f", success >= {cur.min_success_rate}" if cur.min_success_rate else "")
+              + f", {cur.required_consecutive} evaluations in a row (every {cur.eval_freq} steps), "
+              f"budget {args.timesteps or cur.timesteps} steps", flush=True)
     t0 = time.time()
 
     def show(record: dict[str, Any]) -> None:
@@ -55,17 +60,32 @@ def main(argv: Optional[list[str]] = None) -> int:
               flush=True)
 
     hooks = RunHooks(eval_sinks=[show], log_stdout=args.progress)
-    run_dir = new_run_dir(args.species, f"time-to-gate-s{args.stage}", args.run_dir)
-    request = RunRequest(command="train", config=config, timesteps=args.timesteps, run_dir=run_dir,
+    label = "".join(str(s) for s in stages)
+    run_dir = new_run_dir(args.species, f"time-to-gate-s{label}", args.run_dir)
+    command = "train" if len(stages) == 1 else "curriculum"
+    request = RunRequest(command=command, config=config, timesteps=args.timesteps, run_dir=run_dir,
                          init_from=args.init_from, progress=args.progress, argv=list(sys.argv))
     code = run(request, hooks=hooks)
-    state = json.loads((run_dir / "summary.json").read_text())["stages"][str(args.stage)]
-    if state["gate_passed"]:
-        print(f"GATE PASSED at step {state['gate_passed_at']} after {state['wall_time']:.0f}s of training "
-              f"({state['wall_time'] / 60:.1f} min, n_envs={args.n_envs}, {args.vec_env})")
-        return 0
-    print(f"gate NOT passed: budget of {state['budget']} steps used in {state['wall_time']:.0f}s (exit {code})")
-    return 1
+    states = json.loads((run_dir / "summary.json").read_text())["stages"]
+    all_passed = True
+    for stage in stages:
+        state = states[str(stage)]
+        if state["gate_passed"]:
+            print(f"stage {stage}: GATE PASSED after {state['timesteps_used']} stage steps (global step "
+                  f"{state['gate_passed_at']}), {state['wall_time']:.0f}s "
+                  f"of training ({state['wall_time'] / 60:.1f} min, n_envs={args.n_envs}, {args.vec_env})")
+        else:
+            all_passed = False
+            print(f"stage {stage}: gate NOT passed: {state['timesteps_used']} of {state['budget']} steps used in "
+                  f"{state['wall_time']:.0f}s (exit {code})")
+    print(f"run folder: {run_dir}")
+    return 0 if all_passed else 1
+
+
+def _parse_stages(text: str) -> tuple[int, ...]:
+    from dinosim.cli.run_cmds import _parse_stages as parse
+
+    return parse(text)
 
 
 if __name__ == "__main__":
