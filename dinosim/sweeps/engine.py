@@ -34,11 +34,11 @@ from dinosim.errors import ConfigError
 from dinosim.sweeps.distributions import grid_search_space, suggest
 from dinosim.sweeps.macros import expand_command
 from dinosim.sweeps.progress import Progress
+from dinosim.sweeps.storage import make_storage, storage_url
 from dinosim.sweeps.trial import ProcessRegistry, run_process, trial_env
 from dinosim.sweeps.yaml_spec import SweepSpec
 from dinosim.training.rundir import process_alive
 
-STUDY_FILE = "study.journal"
 SPEC_COPY = "sweep.yaml"
 
 
@@ -77,32 +77,6 @@ def runs_root() -> Path:
 
 def default_sweep_dir(spec: SweepSpec) -> Path:
     return runs_root() / "sweeps" / spec.path.stem
-
-
-def storage_url(sweep_dir: Path, storage: Optional[str]) -> str:
-    return storage or f"journal:{sweep_dir / STUDY_FILE}"
-
-
-def make_storage(url: str) -> Any:
-    """An Optuna storage: ``journal:PATH`` -> JournalFileBackend, anything else -> RDB URL.
-
-    RDB studies are shared between machines, so their trials send heartbeats: a trial whose engine died (no beat for
-    ``grace_period`` s) is failed by the next engine that asks for a trial and queued again once.
-    """
-    import optuna
-    from optuna.storages.journal import JournalFileBackend, JournalStorage
-
-    if url.startswith("journal:"):
-        return JournalStorage(JournalFileBackend(url[len("journal:") :]))
-    import warnings
-
-    with warnings.catch_warnings():  # heartbeats are flagged experimental
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        if hasattr(optuna.storages, "RetryHeartbeatStaleTrialCallback"):  # optuna >= 4.9
-            retry = {"heartbeat_stale_trial_callback": optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=1)}
-        else:
-            retry = {"failed_trial_callback": optuna.storages.RetryFailedTrialCallback(max_retry=1)}
-        return optuna.storages.RDBStorage(url, heartbeat_interval=60, grace_period=300, **retry)
 
 
 def make_sampler(spec: SweepSpec, seed: Optional[int]) -> Any:

@@ -19,7 +19,8 @@ from pathlib import Path
 from typing import Any, Optional
 
 from dinosim.errors import ConfigError
-from dinosim.sweeps.engine import SPEC_COPY, STUDY_FILE, default_sweep_dir, make_storage, storage_url
+from dinosim.sweeps.engine import SPEC_COPY, default_sweep_dir
+from dinosim.sweeps.storage import STUDY_FILE, make_storage, storage_url
 from dinosim.sweeps.yaml_spec import SweepSpec, load_sweep
 
 

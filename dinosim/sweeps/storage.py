@@ -1,0 +1,101 @@
+"""Where a sweep's Optuna study lives: a journal file in the sweep folder, or a database shared by many machines.
+
+``storage_url(sweep_dir, None)`` is ``journal:<sweep_dir>/study.journal``. Any other URL is an SQLAlchemy database
+URL (``postgresql://user:password@host:5432/db``, ``sqlite:///path.db``). ``make_storage`` opens it and turns every
+way that can fail -- an unparsable URL, a missing database driver, a server that does not answer -- into one
+ConfigError line, raised before any trial starts. Connecting gives up after ``CONNECT_TIMEOUT`` seconds.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Optional
+
+from dinosim.errors import ConfigError
+
+STUDY_FILE = "study.journal"
+CONNECT_TIMEOUT = 10  # seconds; a sweep must not hang on a server that does not answer
+DRIVER_HINTS = {"postgresql": "pip install 'dinosim[postgres]' (psycopg)", "mysql": "pip install mysqlclient (or PyMySQL with mysql+pymysql://)"}
+
+
+def storage_url(sweep_dir: Path, storage: Optional[str]) -> str:
+    return storage or f"journal:{sweep_dir / STUDY_FILE}"
+
+
+def _redacted(url: str) -> str:
+    """The URL with its password replaced by ***, for error messages."""
+    from sqlalchemy.engine import make_url
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:
+        return url
+
+
+def _engine_kwargs(url: str) -> dict[str, Any]:
+    from sqlalchemy.engine import make_url
+
+    try:
+        parsed = make_url(url)
+    except Exception:
+        raise ConfigError(f"--storage {url!r}: not a database URL; use e.g. postgresql://user@host/db, "
+                          f"sqlite:///path/study.db or journal:path/study.journal") from None
+    backend = parsed.get_backend_name()
+    if backend in ("postgresql", "mysql"):
+        return {"connect_args": {"connect_timeout": CONNECT_TIMEOUT}}
+    if backend == "sqlite":
+        return {"connect_args": {"timeout": 60}}  # seconds a writer waits for another engine's lock
+    return {}
+
+
+def make_storage(url: str) -> Any:
+    """An Optuna storage: ``journal:PATH`` -> JournalFileBackend, anything else -> RDBStorage at that URL.
+
+    RDB studies are shared between machines, so their trials send heartbeats: a trial whose engine died (no beat for
+    ``grace_period`` s) is failed by the next engine that asks for a trial and queued again once.
+    Raises ConfigError (one line, password hidden) when the URL is malformed, its driver is missing, or the
+    database cannot be reached.
+    """
+    import optuna
+    from optuna.storages.journal import JournalFileBackend, JournalStorage
+
+    if url.startswith("journal:"):
+        return JournalStorage(JournalFileBackend(url[len("journal:") :]))
+    engine_kwargs = _engine_kwargs(url)
+    import warnings
+
+    with warnings.catch_warnings():  # heartbeats are flagged experimental
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        if hasattr(optuna.storages, "RetryHeartbeatStaleTrialCallback"):  # optuna >= 4.9
+            retry = {"heartbeat_stale_trial_callback": optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=1)}
+        else:
+            retry = {"failed_trial_callback": optuna.storages.RetryFailedTrialCallback(max_retry=1)}
+        try:
+            return _open_rdb(url, engine_kwargs, retry)
+        except ImportError:
+            backend = url.split(":", 1)[0].split("+", 1)[0]
+            hint = DRIVER_HINTS.get(backend, "install its SQLAlchemy driver")
+            raise ConfigError(f"--storage {_redacted(url)}: the database driver for {backend} is not installed; "
+                              f"{hint}") from None
+        except Exception as exc:  # sqlalchemy.exc.OperationalError and friends: server down, bad credentials, ...
+            first = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+            raise ConfigError(f"--storage {_redacted(url)}: cannot open the study database: {first}") from None
+
+
+def _open_rdb(url: str, engine_kwargs: dict[str, Any], retry: dict[str, Any], attempts: int = 5) -> Any:
+    """RDBStorage at URL. Engines started together on an empty database race to create Optuna's tables; the loser
+    gets an IntegrityError/ProgrammingError from the schema DDL and simply tries again (the tables exist then)."""
+    import random
+    import time
+
+    import optuna
+    from sqlalchemy.exc import IntegrityError, ProgrammingError
+
+    for attempt in range(attempts):
+        try:
+            return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, heartbeat_interval=60,
+                                              grace_period=300, **retry)
+        except (IntegrityError, ProgrammingError):
+            if attempt == attempts - 1:
+                raise
+            time.sleep(0.2 + random.random())
