@@ -134,3 +134,25 @@ def test_cli_evaluate_gif_prints_metrics_and_writes_the_gif(run_a, tmp_path):
     assert out.exists() and gif_frames(out)[0] >= 2
     bad = cli("evaluate", str(run_a), "--gif", str(tmp_path / "eval.avi"))
     assert bad.returncode == 2 and bad.stderr.startswith("error: ") and len(bad.stderr.splitlines()) == 1
+
+
+@pytest.mark.parametrize("backend,library", [("egl", "EGL"), ("osmesa", "OSMesa")])
+def test_each_headless_backend_renders_the_scene(backend, library, tmp_path):
+    """MUJOCO_GL=egl and =osmesa both film the standing raptor (`.ci/run` installs libegl1 and libosmesa6)."""
+    import ctypes.util
+
+    if ctypes.util.find_library(library) is None:
+        if os.environ.get("CI"):
+            pytest.fail(f"lib{library} missing: .ci/run installs it")
+        pytest.skip(f"lib{library} not installed")
+    env = {**{k: v for k, v in os.environ.items() if k not in ("PYOPENGL_PLATFORM", "DISPLAY")}, "MUJOCO_GL": backend}
+    out = tmp_path / f"{backend}.npy"
+    code = ("import numpy as np\nfrom dinosim.envs import make_env\n"
+            "env = make_env('velociraptor', {}, render_mode='rgb_array')\nenv.reset(seed=0)\n"
+            f"np.save({str(out)!r}, env.render())\nenv.close()\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=180)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    import numpy as np
+
+    frame = np.load(out)
+    assert frame.shape == (480, 640, 3) and frame.std() > 5
