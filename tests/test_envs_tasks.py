@@ -108,37 +108,99 @@ def _effector_position(env, species: str) -> np.ndarray:
     return u.data.geom_xpos[u.model.geom(name).id].copy()
 
 
+def _touch_target(env, species: str) -> None:
+    u = env.unwrapped
+    u.data.mocap_pos[u._mocap] = _effector_position(env, species)
+    mujoco.mj_forward(u.model, u.data)
+
+
 @pytest.mark.parametrize("species", SPECIES_NAMES)
-def test_stage3_success_ends_episode_with_bonus(species):
+def test_stage3_success_after_the_hold_ends_episode_with_bonus(species):
     kwargs = stage_config(species, 3)["env"]
+    hold = kwargs["success_hold_steps"]
+    assert hold > 0
     bonus = {"velociraptor": "strike_bonus", "trex": "bite_bonus", "brachiosaurus": "food_reach_bonus"}[species]
     env = make_env(species, kwargs)
-    u = env.unwrapped
     zero = np.zeros(env.action_space.shape, dtype=np.float32)
     # Target far away: no success.
     env.reset(seed=0)
     _, _, terminated, _, info = env.step(zero)
     assert not terminated and info["is_success"] is False and info["reward_success"] == 0.0
-    # Teleport the target onto the effector: the next step detects contact/distance and succeeds.
+    # Teleport the target onto the effector: the touch starts the hold; success comes success_hold_steps later,
+    # with the bonus on that step only. A strike/bite needs one touch (the prey is then moved 1 m away so it
+    # does not push the animal over); food stays at the mouth.
     env.reset(seed=0)
-    u.data.mocap_pos[u._mocap] = _effector_position(env, species)
-    mujoco.mj_forward(u.model, u.data)
-    _, reward, terminated, truncated, info = env.step(zero)
+    u = env.unwrapped
+    for step in range(hold + 1):
+        if step == 0 or not u.success_by_contact:
+            _touch_target(env, species)
+        elif step == 1:
+            u.data.mocap_pos[u._mocap] += np.array([1.0, 0.0, 0.0])
+        _, reward, terminated, truncated, info = env.step(zero)
+        if step < hold:
+            assert not terminated and info["is_success"] is False and info["reward_success"] == 0.0, step
     assert terminated and not truncated
     assert info["is_success"] is True and info["termination_reason"] == "success"
-    assert info["reward_success"] == kwargs[bonus] and reward >= kwargs[bonus] - 5.0
+    assert info["reward_success"] == kwargs[bonus]
+    assert reward == pytest.approx(sum(v for k, v in info.items() if k.startswith("reward_")))
+
+
+def test_a_touch_followed_by_a_fall_is_a_fall():
+    env = make_env("trex", {"task": "bite", "bite_bonus": 100.0, "success_hold_steps": 50})
+    zero = np.zeros(env.action_space.shape, dtype=np.float32)
+    env.reset(seed=0)
+    _touch_target(env, "trex")
+    reasons = []
+    for _ in range(51):  # the zero-action T-Rex sags and falls within ~60 steps, before the 50-step hold ends
+        _, _, terminated, _, info = env.step(zero)
+        reasons.append(info["termination_reason"])
+        if terminated:
+            break
+    assert reasons[-1].startswith("fell_") and info["is_success"] is False and info["reward_success"] == 0.0
+
+
+def test_reaching_needs_the_mouth_kept_at_the_food():
+    env = make_env("brachiosaurus", {"task": "food_reach", "food_reach_bonus": 100.0, "success_hold_steps": 3})
+    u = env.unwrapped
+    zero = np.zeros(env.action_space.shape, dtype=np.float32)
+    env.reset(seed=0)
+    food = u.data.mocap_pos[u._mocap].copy()
+    _touch_target(env, "brachiosaurus")
+    env.step(zero)  # at the food: the hold starts
+    u.data.mocap_pos[u._mocap] = food  # the food back where it was: the mouth leaves it
+    mujoco.mj_forward(u.model, u.data)
+    for _ in range(4):
+        _, _, terminated, _, info = env.step(zero)
+        assert not terminated and info["is_success"] is False
 
 
 def test_stage3_targets_spawn_inside_configured_ranges():
-    env = make_env("brachiosaurus", {"task": "food_reach", "food_height_range": (11.9, 12.1)})
     rap = make_env("velociraptor", {"task": "strike", "prey_distance_range": (1.0, 1.2), "prey_lateral_range": 0.0})
     for seed in range(10):
-        env.reset(seed=seed)
-        food = env.unwrapped.data.mocap_pos[0]
-        assert 11.9 <= food[2] <= 12.1
         rap.reset(seed=seed)
         prey = rap.unwrapped.data.mocap_pos[0]
         assert 1.0 <= prey[0] - rap.unwrapped.data.qpos[0] <= 1.2 and abs(prey[1]) < 1e-9
+
+
+def test_every_food_is_reachable_by_holding_a_neck_pose_and_none_is_at_the_resting_mouth():
+    kwargs = stage_config("brachiosaurus", 3)["env"]
+    env = make_env("brachiosaurus", kwargs)
+    u = env.unwrapped
+    foods, successes = [], []
+    for seed in range(12):
+        env.reset(seed=seed)
+        food = u.data.mocap_pos[u._mocap].copy()
+        assert np.linalg.norm(food - _effector_position(env, "brachiosaurus")) >= kwargs["food_min_offset"] - 0.1
+        foods.append(food - u.data.qpos[:3])
+        oracle = u.food_pose_action.copy()  # the neck pose whose mouth position the food was placed at
+        done = False
+        while not done:
+            _, _, terminated, truncated, info = env.step(oracle)
+            done = terminated or truncated
+        successes.append(info["is_success"])
+    assert all(successes)
+    spread = np.ptp(np.array(foods), axis=0)
+    assert spread[0] > 1.0 and spread[1] > 1.0 and spread[2] > 1.0  # near/far, left/right, low/high
 
 
 def test_short_audit_has_no_passes():
@@ -148,8 +210,10 @@ def test_short_audit_has_no_passes():
             config = stage_config(species, stage)
             rows += run_audit(species, stage, config["env"], config["curriculum"], episodes=2, seeds=(0, 1))
     table = format_audit_table(rows)
-    assert len(rows) == 18 and not any(r.passed for r in rows), table
-    assert "0 of 18" in table
+    assert len(rows) == 27 and not any(r.passed for r in rows), table
+    assert "0 of 27" in table
+    constant = [r for r in rows if r.policy == "constant"]
+    assert len(constant) == 9 and all(r.detail.endswith(("=-1", "=+1")) for r in constant)
 
 
 def test_gate_logic():

@@ -90,6 +90,7 @@ class DinoEnv(gym.Env):
         tail_stability_weight: float = 0.0,  # penalty per mean squared tail joint velocity
         fall_penalty: float = -20.0,  # added once on the step the animal falls (negative)
         max_tilt: float = 0.8,  # rad, torso tilt beyond which the animal counts as fallen
+        success_hold_steps: int = 0,  # steps to stay standing after a touch (or at the target, when reaching)
         min_height_fraction: float = 0.7,  # torso height below this fraction of standing height counts as fallen
         heading: float = 0.0,  # rad, world yaw of the direction to walk / of the target
         action_scale: float = 0.5,  # servo target range per unit action, as a fraction of half the joint range
@@ -124,6 +125,9 @@ class DinoEnv(gym.Env):
         self.tail_stability_weight = float(tail_stability_weight)
         self.fall_penalty = float(fall_penalty)
         self.max_tilt = float(max_tilt)
+        if success_hold_steps < 0:
+            raise ValueError("success_hold_steps must be >= 0")
+        self.success_hold_steps = int(success_hold_steps)
         self.min_height_fraction = float(min_height_fraction)
         self._action_scale = float(action_scale)
         self.reset_noise_scale = float(reset_noise_scale)
@@ -255,6 +259,7 @@ class DinoEnv(gym.Env):
         self._stance = [0.5] * self._nfeet  # exponential moving average of each foot's contact state
         self._pushes.reset(rng, self.push_force * self.body_weight, self.push_interval)
         self._target_dist = self._target_distance()
+        self._touched_at: int | None = None  # step at which the effector first touched/reached the target
         return self._observation(), self._reset_info()
 
     def step(self, action: np.ndarray):
@@ -317,8 +322,17 @@ class DinoEnv(gym.Env):
             s.approach_speed = (self._target_dist - dist) / self.dt
             s.proximity = math.exp(-dist / self.reach_scale)
             self._target_dist = dist
-            success = effector_contact if self.success_by_contact else dist <= self._success_distance()
-            success = success and not s.fell
+            if self.success_by_contact:  # a strike/bite: one touch, then stay standing
+                if effector_contact and not s.fell and self._touched_at is None:
+                    self._touched_at = self._steps
+            elif dist > self._success_distance():  # reaching: the effector must stay at the target
+                self._touched_at = None
+            elif self._touched_at is None and not s.fell:
+                self._touched_at = self._steps
+            # Success = still standing success_hold_steps after the touch (a lunge that ends in a fall is a fall,
+            # not a bite), or after reaching, with the effector kept at the target (a sweep through it is no meal).
+            success = (self._touched_at is not None and not s.fell
+                       and self._steps - self._touched_at >= self.success_hold_steps)
             if success:
                 reason = "success"
         s.success = success
