@@ -290,3 +290,40 @@ def test_non_finite_parameters_or_losses_stop_training() -> None:
         next(model.policy.parameters()).view(-1)[0] = float("inf")
     with pytest.raises(TrainingFault, match="non-finite policy parameter"):
         callback.check_now()
+
+
+# -- vec env -------------------------------------------------------------------------------------------------------
+def test_info_safe_dummy_vec_env_returns_what_dummy_vec_env_returns() -> None:
+    import numpy as np
+    from stable_baselines3.common.monitor import Monitor
+    from stable_baselines3.common.vec_env import DummyVecEnv
+
+    from dinosim.envs import make_env
+    from dinosim.training.vec_env import InfoSafeDummyVecEnv
+
+    def thunks():
+        return [lambda i=i: Monitor(make_env("trex", {"task": "bite", "max_episode_steps": 15, "bite_bonus": 1.0},
+                                             seed=i)) for i in range(2)]
+
+    ours, sb3 = InfoSafeDummyVecEnv(thunks()), DummyVecEnv(thunks())
+    ours.seed(3), sb3.seed(3)
+    assert np.array_equal(ours.reset(), sb3.reset())
+    rng = np.random.default_rng(0)
+    ends = 0
+    for _ in range(40):  # several episode ends (time limit and falls) with their resets
+        action = rng.uniform(-1, 1, size=(2, ours.action_space.shape[0])).astype(np.float32)
+        (o1, r1, d1, i1), (o2, r2, d2, i2) = ours.step(action), sb3.step(action)
+        assert np.array_equal(o1, o2) and np.array_equal(r1, r2) and np.array_equal(d1, d2)
+        for a, b in zip(i1, i2):
+            assert a.keys() == b.keys()
+            for key in a:
+                if key == "terminal_observation":
+                    assert np.array_equal(a[key], b[key])
+                elif key == "episode":  # Monitor's dict: return, length, and wall-clock time (differs)
+                    assert (a[key]["r"], a[key]["l"]) == (b[key]["r"], b[key]["l"])
+                else:
+                    assert a[key] == b[key], key
+        ends += int(d1.sum())
+        i1[0]["mutated"] = True  # the caller's dicts are its own
+        assert "mutated" not in ours.buf_infos[0]
+    assert ends >= 2
