@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -38,7 +39,7 @@ def last_fps(text: str) -> Optional[float]:
 
 def run_dinosim(species: str, stage: int, timesteps: int, n_envs: int, vec_env: str, overrides: list[str],
                 workdir: Path) -> dict[str, Any]:
-    run_dir = workdir / f"dinosim-{vec_env}-{n_envs}"
+    run_dir = workdir / f"dinosim-{vec_env}-{n_envs}-{time.time_ns()}"
     cmd = [sys.executable, "-m", "dinosim", "train", "--species", species, "--stage", str(stage), "--timesteps",
            str(timesteps), "--n-envs", str(n_envs), "--vec-env", vec_env, "--run-dir", str(run_dir), "--no-progress"]
     if overrides:
@@ -102,6 +103,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--vec-envs", default="dummy", help="comma-separated: dummy,subproc")
     parser.add_argument("--only", choices=("dinosim", "zoo", "both"), default="both")
     parser.add_argument("--override", nargs="*", default=[], help="dinosim overrides, applied to both programs")
+    parser.add_argument("--repeats", type=int, default=1,
+                        help="run the pair this many times (alternating dinosim, zoo) and print the median ratio")
     parser.add_argument("--zoo-num-threads", type=int, default=None,
                         help="rl-zoo3 --num-threads (default: torch's default; dinosim uses $DINOSIM_TORCH_THREADS=1)")
     args = parser.parse_args(argv)
@@ -110,15 +113,23 @@ def main(argv: Optional[list[str]] = None) -> int:
     with tempfile.TemporaryDirectory(prefix="dinosim-fps-") as tmp:
         for vec_env in args.vec_envs.split(","):
             for n_envs in (int(n) for n in args.n_envs.split(",")):
-                row: dict[str, Any] = {"vec_env": vec_env, "n_envs": n_envs}
-                if args.only in ("dinosim", "both"):
-                    row["dinosim"] = run_dinosim(args.species, args.stage, args.timesteps, n_envs, vec_env,
-                                                 args.override, Path(tmp))
-                if args.only in ("zoo", "both"):
-                    row["zoo"] = run_zoo(args.species, args.stage, args.timesteps, n_envs, vec_env, args.override,
-                                         Path(tmp), args.zoo_num_threads)
-                rows.append(row)
-                print(_format(row), flush=True)
+                ratios = []
+                for _ in range(args.repeats):
+                    row: dict[str, Any] = {"vec_env": vec_env, "n_envs": n_envs}
+                    if args.only in ("dinosim", "both"):
+                        row["dinosim"] = run_dinosim(args.species, args.stage, args.timesteps, n_envs, vec_env,
+                                                     args.override, Path(tmp))
+                    if args.only in ("zoo", "both"):
+                        row["zoo"] = run_zoo(args.species, args.stage, args.timesteps, n_envs, vec_env,
+                                             args.override, Path(tmp), args.zoo_num_threads)
+                    rows.append(row)
+                    print(_format(row), flush=True)
+                    if "dinosim" in row and "zoo" in row:
+                        ratios.append(row["dinosim"]["wall_fps"] / row["zoo"]["wall_fps"])
+                if len(ratios) > 1:
+                    print(f"{vec_env:>7} n_envs={n_envs:<2} wall fps ratio dinosim/zoo over {len(ratios)} pairs: "
+                          f"median {statistics.median(ratios):.2f} (min {min(ratios):.2f}, max {max(ratios):.2f})",
+                          flush=True)
     return 0
 
 
