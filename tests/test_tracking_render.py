@@ -132,6 +132,11 @@ def test_cli_evaluate_gif_prints_metrics_and_writes_the_gif(run_a, tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "return" in proc.stdout and "reward components" in proc.stdout
     assert out.exists() and gif_frames(out)[0] >= 2
+    small = tmp_path / "small.gif"
+    proc = cli("evaluate", str(run_a), "--stage", "1", "--episodes", "1", "--gif", str(small), "--gif-width", "96",
+               "--gif-every", "2")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert gif_frames(small)[1] == (96, 72)
     bad = cli("evaluate", str(run_a), "--gif", str(tmp_path / "eval.avi"))
     assert bad.returncode == 2 and bad.stderr.startswith("error: ") and len(bad.stderr.splitlines()) == 1
 

@@ -174,12 +174,17 @@ def resume(run_dir: Path, progress: bool) -> int:
 @click.option("--episodes", type=click.IntRange(min=1), default=10, show_default=True)
 @click.option("--deterministic/--stochastic", default=True, show_default=True)
 @click.option("--gif", type=click.Path(path_type=Path, dir_okay=False), default=None,
-              help="Also render the episodes to this .gif (or .mp4).")
-def evaluate(run_dir: Path, stage: Optional[int], episodes: int, deterministic: bool, gif: Optional[Path]) -> int:
+              help="Also render the episodes (up to 3) to this .gif (or .mp4).")
+@click.option("--gif-width", type=click.IntRange(32, 1920), default=320, show_default=True,
+              help="Width of the rendered frames in pixels (the aspect ratio is kept).")
+@click.option("--gif-every", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Keep every N-th step as a frame (smaller files; playback stays real-time).")
+def evaluate(run_dir: Path, stage: Optional[int], episodes: int, deterministic: bool, gif: Optional[Path],
+             gif_width: int, gif_every: int) -> int:
     """Evaluate a run's policy: return, length, success rate and every reward component."""
     from dinosim.training.runner import evaluate as evaluate_run
 
-    return evaluate_run(run_dir, stage, episodes, deterministic, gif)
+    return evaluate_run(run_dir, stage, episodes, deterministic, gif, gif_width, gif_every)
 
 
 @click.command()

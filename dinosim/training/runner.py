@@ -252,9 +252,10 @@ def _print_summary(run_dir: Path, summary: RunSummary) -> None:
 
 # -- evaluate ---------------------------------------------------------------------------------------------------------
 def evaluate(run_dir: Path, stage: Optional[int], episodes: int, deterministic: bool,
-             gif: Optional[Path] = None) -> int:
+             gif: Optional[Path] = None, gif_width: int = 320, gif_every: int = 1) -> int:
     """Evaluate a stage's best policy (else its final, else its newest checkpoint); print return ± std, length,
-    success rate and the mean per-episode sum of every reward component. ``gif``: also render to .gif/.mp4."""
+    success rate and the mean per-episode sum of every reward component. ``gif``: also render (up to 3 episodes)
+    to .gif/.mp4, ``gif_width`` pixels wide, every ``gif_every``-th step."""
     run_dir = Path(run_dir)
     if not (run_dir / RUN_FILE).exists():
         raise DinosimError(f"{run_dir}: not a dinosim run folder (no {RUN_FILE})")
@@ -283,11 +284,12 @@ def evaluate(run_dir: Path, stage: Optional[int], episodes: int, deterministic: 
 
         check_video_path(gif)
         ensure_gl_backend()  # before mujoco is imported: EGL, else OSMesa, else a one-line error
-    return _evaluate_model(run_data, int(stage), model_path, vecnorm_path, episodes, deterministic, gif)
+    return _evaluate_model(run_data, int(stage), model_path, vecnorm_path, episodes, deterministic, gif, gif_width,
+                           gif_every)
 
 
 def _evaluate_model(run_data: dict, stage: int, model_path: Path, vecnorm_path: Optional[Path], episodes: int,
-                    deterministic: bool, gif: Optional[Path]) -> int:
+                    deterministic: bool, gif: Optional[Path], gif_width: int = 320, gif_every: int = 1) -> int:
     from stable_baselines3.common.vec_env import VecNormalize
 
     from dinosim.config.resolve import RunConfig
@@ -315,7 +317,8 @@ def _evaluate_model(run_data: dict, stage: int, model_path: Path, vecnorm_path: 
 
         rendered = render_episodes(model, env if vecnorm_path is not None else None,
                                    lambda: make_env(config.species, env_kwargs, render_mode="rgb_array"), gif,
-                                   episodes=min(episodes, 3), deterministic=deterministic, width=320)
+                                   episodes=min(episodes, 3), deterministic=deterministic, width=gif_width,
+                                   frame_every=gif_every)
         print(f"wrote {rendered.frames} frames to {gif}")
     return EXIT_OK
 

@@ -1,0 +1,69 @@
+"""Regenerate the README's pictures from trained run folders: one GIF per species and the reward-curve plot.
+
+    python scripts/make_readme_media.py --raptor RUN --trex RUN --brachiosaurus RUN [--curves RUN] [--out docs]
+
+Each ``--<species> RUN[:STAGE]`` renders that run's stage (default: its last trained stage) with the stage's best
+policy (``best/``: the evaluation with the highest success rate, then return), deterministic, headless, 240 px
+wide, every 2nd step, at most 120 frames, so each GIF stays around 1 MB. ``--curves RUN`` draws
+``dinosim plot RUN`` into ``<out>/curves_<species>.png``. Prints each file with the rendered episodes' returns.
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+from pathlib import Path
+
+SPECIES = ("velociraptor", "trex", "brachiosaurus")
+
+
+def _split(spec: str) -> tuple[Path, int | None]:
+    path, _, stage = spec.partition(":")
+    return Path(path), int(stage) if stage else None
+
+
+def _last_stage(run_dir: Path) -> int:
+    stages = sorted(int(p.name[5:]) for p in run_dir.glob("stage[0-9]") if (p / "config.toml").exists())
+    if not stages:
+        raise SystemExit(f"{run_dir}: no trained stage")
+    return stages[-1]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--raptor", dest="velociraptor", metavar="RUN[:STAGE]")
+    parser.add_argument("--trex", metavar="RUN[:STAGE]")
+    parser.add_argument("--brachiosaurus", metavar="RUN[:STAGE]")
+    parser.add_argument("--curves", type=Path, metavar="RUN", help="run folder whose curves the README shows")
+    parser.add_argument("--out", type=Path, default=Path("docs"))
+    parser.add_argument("--episodes", type=int, default=2)
+    args = parser.parse_args()
+
+    from dinosim.tracking.render import render_best_policy
+
+    args.out.mkdir(parents=True, exist_ok=True)
+    for species in SPECIES:
+        spec = getattr(args, species)
+        if spec is None:
+            continue
+        run_dir, stage = _split(spec)
+        stage = stage or _last_stage(run_dir)
+        out = args.out / f"{species}_stage{stage}.gif"
+        result = render_best_policy(run_dir / f"stage{stage}", out, episodes=args.episodes, max_frames=120,
+                                    width=240, frame_every=2)
+        returns = ", ".join(f"{r:.1f}" for r in result.episode_returns)
+        print(f"{out}: {result.frames} frames, {out.stat().st_size / 1e6:.2f} MB, episode lengths "
+              f"{result.episode_lengths}, returns {returns}")
+    if args.curves is not None:
+        import json
+
+        species = json.loads((args.curves / "summary.json").read_text())["species"]
+        out = args.out / f"curves_{species}.png"
+        subprocess.run([sys.executable, "-m", "dinosim", "plot", str(args.curves), "--out", str(out), "--dpi", "70"],
+                       check=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
