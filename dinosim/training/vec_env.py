@@ -3,8 +3,8 @@
 SB3's ``DummyVecEnv.step_wait`` returns ``deepcopy(self.buf_infos)``. A dinosim env builds a new info dict of
 immutable values (floats, bools, strings) every step and returns a fresh observation array, and SB3's ``Monitor``
 adds a fresh ``episode`` dict, so a shallow copy of each dict gives the caller the same independence. The deep copy
-of ~25 keys per env per step was ~7 % of PPO training time (cProfile, raptor stage 1, 4 envs); see the README's
-train_fps figures. The stepping logic below is SB3's own, line for line; ``tests/test_training_units.py`` checks it
+of ~25 keys per env per step took 3.9 s of a 53 s PPO run (cProfile: raptor stage 1, 65,536 steps, 4 envs).
+The stepping logic below is SB3's own, line for line; ``tests/test_training_units.py`` checks it
 returns exactly what ``DummyVecEnv`` returns.
 """
 
