@@ -137,6 +137,7 @@ class DinoEnv(gym.Env):
         self.max_episode_steps = int(max_episode_steps)
         self.render_mode = render_mode
         self.has_target = task == self.behaviour
+        self._touched_at: int | None = None  # step at which the effector first touched/reached the target
         self.heading = heading  # property: also caches cos/sin
 
         self._setup_model()
@@ -259,7 +260,7 @@ class DinoEnv(gym.Env):
         self._stance = [0.5] * self._nfeet  # exponential moving average of each foot's contact state
         self._pushes.reset(rng, self.push_force * self.body_weight, self.push_interval)
         self._target_dist = self._target_distance()
-        self._touched_at: int | None = None  # step at which the effector first touched/reached the target
+        self._touched_at = None
         return self._observation(), self._reset_info()
 
     def step(self, action: np.ndarray):

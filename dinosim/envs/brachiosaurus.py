@@ -59,6 +59,7 @@ class BrachiosaurusEnv(DinoEnv):
         self.food_proximity_weight = float(food_proximity_weight)
         super().__init__(**kwargs)
         self._neck_act = np.array([self.model.actuator(name).id for name in self.neck_joints])
+        self.food_pose_action = np.zeros(self.model.nu)  # the action that holds the current food's neck pose
 
     def _mouth_at(self, qpos: np.ndarray) -> np.ndarray:
         """World position of the mouth for joint positions ``qpos`` (kinematics only; the state is restored)."""
@@ -73,7 +74,8 @@ class BrachiosaurusEnv(DinoEnv):
 
     def _spawn_target(self, rng: np.random.Generator, origin: np.ndarray) -> np.ndarray:
         # The mouth position of a random neck pose the servos can command (so every food is reachable without
-        # walking), at least food_min_offset from where the mouth rests (standing still never reaches it).
+        # walking), at least food_min_offset from where the mouth rests (standing still never reaches it). The
+        # pose is relative to the spawned body, so ``origin`` is not needed.
         rest = self._mouth_at(self.data.qpos)
         act = self._neck_act
         lo = np.maximum(self._a_lo[act], -self.food_pose_range)
@@ -86,7 +88,7 @@ class BrachiosaurusEnv(DinoEnv):
             food = self._mouth_at(qpos)
             if math.dist(food, rest) >= self.food_min_offset:
                 break
-        self.food_pose_action = np.zeros(self.model.nu)  # the action that holds that neck pose (for tests)
+        self.food_pose_action = np.zeros(self.model.nu)
         self.food_pose_action[act] = pose
         return food
 
