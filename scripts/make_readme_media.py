@@ -3,8 +3,8 @@
     python scripts/make_readme_media.py --raptor RUN --trex RUN --brachiosaurus RUN [--curves RUN] [--out docs]
 
 Each ``--<species> RUN[:STAGE]`` renders that run's stage (default: its last trained stage) with the stage's best
-policy (``best/``: the evaluation with the highest success rate, then return), deterministic, headless, 240 px
-wide, every 2nd step, at most 120 frames, so each GIF stays around 1 MB. ``--curves RUN`` draws
+policy (``best/``: the evaluation with the highest success rate, then return), deterministic, headless, 200 px
+wide, every 2nd step, at most 100 frames (8 s), so each GIF stays under about 1 MB. ``--curves RUN`` draws
 ``dinosim plot RUN`` into ``<out>/curves_<species>.png``. Prints each file with the rendered episodes' returns.
 """
 
@@ -50,8 +50,8 @@ def main() -> int:
         run_dir, stage = _split(spec)
         stage = stage or _last_stage(run_dir)
         out = args.out / f"{species}_stage{stage}.gif"
-        result = render_best_policy(run_dir / f"stage{stage}", out, episodes=args.episodes, max_frames=120,
-                                    width=240, frame_every=2)
+        result = render_best_policy(run_dir / f"stage{stage}", out, episodes=args.episodes, max_frames=100,
+                                    width=200, frame_every=2)
         returns = ", ".join(f"{r:.1f}" for r in result.episode_returns)
         print(f"{out}: {result.frames} frames, {out.stat().st_size / 1e6:.2f} MB, episode lengths "
               f"{result.episode_lengths}, returns {returns}")
