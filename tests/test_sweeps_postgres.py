@@ -8,6 +8,7 @@ and fails under CI (CI=true), so CI never passes without running it.
 from __future__ import annotations
 
 import glob
+import importlib.util
 import json
 import os
 import shutil
@@ -90,12 +91,19 @@ def test_two_engines_share_a_postgres_study(tmp_path, postgres_url):
     assert written["top"][0]["value"] == pytest.approx(max(t.value for t in study.trials))
 
 
-def test_unreachable_postgres_is_a_one_line_error(tmp_path):
+@pytest.mark.parametrize("url,message", [
+    ("postgresql://someone:secret@127.0.0.1:{port}/nowhere", "cannot open the study database"),
+    ("not a url", "not a database URL"),
+    ("mysql://someone:secret@127.0.0.1:{port}/nowhere", "the database driver for mysql is not installed"),
+])
+def test_bad_storage_is_a_one_line_error_before_any_trial(tmp_path, url, message):
+    if "mysql" in url and importlib.util.find_spec("MySQLdb") is not None:
+        pytest.skip("a MySQL driver is installed here")
     path = write_sweep(tmp_path, run_cap=1)
-    url = f"postgresql://someone:secret@127.0.0.1:{_free_port()}/nowhere"
+    url = url.format(port=_free_port())
     out = subprocess.run([sys.executable, "-m", "dinosim", "sweep", "run", str(path), "--storage", url],
                          capture_output=True, text=True, timeout=120)
     assert out.returncode == 2
     lines = out.stderr.strip().splitlines()
-    assert len(lines) == 1 and "cannot open the study database" in lines[0] and "secret" not in lines[0]
+    assert len(lines) == 1 and message in lines[0] and "secret" not in lines[0]
     assert not (tmp_path / "sweepdir").exists()

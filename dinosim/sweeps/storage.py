@@ -15,7 +15,15 @@ from dinosim.errors import ConfigError
 
 STUDY_FILE = "study.journal"
 CONNECT_TIMEOUT = 10  # seconds; a sweep must not hang on a server that does not answer
-DRIVER_HINTS = {"postgresql": "pip install 'dinosim[postgres]' (psycopg)", "mysql": "pip install mysqlclient (or PyMySQL with mysql+pymysql://)"}
+DRIVER_HINTS = {
+    "postgresql": "pip install 'dinosim[postgres]' (psycopg)",
+    "mysql": "pip install mysqlclient (or PyMySQL with mysql+pymysql://)",
+}
+ENGINE_KWARGS = {  # per database backend: never wait forever
+    "postgresql": {"connect_args": {"connect_timeout": CONNECT_TIMEOUT}},
+    "mysql": {"connect_args": {"connect_timeout": CONNECT_TIMEOUT}},
+    "sqlite": {"connect_args": {"timeout": 60}},  # seconds a writer waits for another engine's lock
+}
 
 
 def storage_url(sweep_dir: Path, storage: Optional[str]) -> str:
@@ -32,20 +40,15 @@ def _redacted(url: str) -> str:
         return url
 
 
-def _engine_kwargs(url: str) -> dict[str, Any]:
+def _backend(url: str) -> str:
+    """The database backend of an SQLAlchemy URL ("postgresql", "sqlite", ...); ConfigError when it is not one."""
     from sqlalchemy.engine import make_url
 
     try:
-        parsed = make_url(url)
+        return make_url(url).get_backend_name()
     except Exception:
         raise ConfigError(f"--storage {url!r}: not a database URL; use e.g. postgresql://user@host/db, "
                           f"sqlite:///path/study.db or journal:path/study.journal") from None
-    backend = parsed.get_backend_name()
-    if backend in ("postgresql", "mysql"):
-        return {"connect_args": {"connect_timeout": CONNECT_TIMEOUT}}
-    if backend == "sqlite":
-        return {"connect_args": {"timeout": 60}}  # seconds a writer waits for another engine's lock
-    return {}
 
 
 def make_storage(url: str) -> Any:
@@ -61,7 +64,7 @@ def make_storage(url: str) -> Any:
 
     if url.startswith("journal:"):
         return JournalStorage(JournalFileBackend(url[len("journal:") :]))
-    engine_kwargs = _engine_kwargs(url)
+    backend = _backend(url)
     import warnings
 
     with warnings.catch_warnings():  # heartbeats are flagged experimental
@@ -71,9 +74,8 @@ def make_storage(url: str) -> Any:
         else:
             retry = {"failed_trial_callback": optuna.storages.RetryFailedTrialCallback(max_retry=1)}
         try:
-            return _open_rdb(url, engine_kwargs, retry)
+            return _open_rdb(url, ENGINE_KWARGS.get(backend, {}), retry)
         except ImportError:
-            backend = url.split(":", 1)[0].split("+", 1)[0]
             hint = DRIVER_HINTS.get(backend, "install its SQLAlchemy driver")
             raise ConfigError(f"--storage {_redacted(url)}: the database driver for {backend} is not installed; "
                               f"{hint}") from None
