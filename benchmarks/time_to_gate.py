@@ -6,8 +6,9 @@
 
 Runs `dinosim train` (or `dinosim curriculum` with --stages; the real runner, all logging on) and prints every
 evaluation as it happens and, at the end, per stage the step and the wall time (seconds of training, evaluations
-and checkpoints; process start-up excluded) at which the gate passed -- or that the budget ran out first. Goal: velociraptor stage 1 within 30 minutes on the
-2-core reference machine. Exit code 0 when the gate passed, 1 otherwise.
+and checkpoints; process start-up excluded) at which the gate passed -- or that the budget ran out first.
+Goal: velociraptor stage 1 within 30 minutes on the 2-core reference machine. Exit code 0 when every gate
+passed, 1 otherwise.
 """
 
 from __future__ import annotations
@@ -24,7 +25,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--species", default="velociraptor")
     parser.add_argument("--stage", type=int, default=1)
-    parser.add_argument("--stages", default=None, help="run these stages as one curriculum, e.g. 1-3 (overrides --stage)")
+    parser.add_argument("--stages", default=None,
+                        help="run these stages as one curriculum, e.g. 1-3 (overrides --stage)")
     parser.add_argument("--n-envs", type=int, default=4)
     parser.add_argument("--vec-env", default="dummy", choices=("dummy", "subproc"))
     parser.add_argument("--timesteps", type=int, default=None, help="budget (default: the stage's)")
@@ -36,19 +38,21 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--progress", action="store_true", help="SB3 tables and the progress bar as well")
     args = parser.parse_args(argv)
 
+    from dinosim.cli.run_cmds import parse_stages
     from dinosim.config.resolve import resolve_run
     from dinosim.training.curriculum import RunHooks
     from dinosim.training.request import RunRequest
     from dinosim.training.rundir import new_run_dir
     from dinosim.training.runner import run
 
-    stages = [args.stage] if args.stages is None else list(_parse_stages(args.stages))
+    stages = [args.stage] if args.stages is None else list(parse_stages(args.stages))
     config = resolve_run(args.species, "ppo", stages, args.override, seed=args.seed, n_envs=args.n_envs,
                          vec_env=args.vec_env)
     for stage in stages:
         cur = config.curriculum(stage)
         print(f"{args.species} stage {stage}: gate mean reward >= {cur.min_avg_reward}, mean length >= "
-              f"{cur.min_avg_episode_length}" + (f", success >= {cur.min_success_rate}" if cur.min_success_rate else "")
+              f"{cur.min_avg_episode_length}"
+              + (f", success >= {cur.min_success_rate}" if cur.min_success_rate else "")
               + f", {cur.required_consecutive} evaluations in a row (every {cur.eval_freq} steps), "
               f"budget {args.timesteps or cur.timesteps} steps", flush=True)
     t0 = time.time()
@@ -81,11 +85,6 @@ def main(argv: Optional[list[str]] = None) -> int:
     print(f"run folder: {run_dir}")
     return 0 if all_passed else 1
 
-
-def _parse_stages(text: str) -> tuple[int, ...]:
-    from dinosim.cli.run_cmds import _parse_stages as parse
-
-    return parse(text)
 
 
 if __name__ == "__main__":

@@ -41,7 +41,7 @@ class OverrideCommand(click.Command):
             )
 
 
-def _parse_stages(text: str) -> tuple[int, ...]:
+def parse_stages(text: str) -> tuple[int, ...]:
     """``"1-3"`` -> (1, 2, 3); ``"2"`` -> (2,); ``"1,3"`` -> (1, 3)."""
     match = re.fullmatch(r"\s*(\d+)\s*-\s*(\d+)\s*", text)
     if match:
@@ -154,7 +154,7 @@ def train(ctx: click.Context, stage: int, **opts: Any) -> int:
 @click.pass_context
 def curriculum(ctx: click.Context, stages_text: str, **opts: Any) -> int:
     """Run the stages in order, advancing when a stage's gate passes (or its budget ends)."""
-    return _start(ctx, "curriculum", _parse_stages(stages_text), opts)
+    return _start(ctx, "curriculum", parse_stages(stages_text), opts)
 
 
 @click.command()

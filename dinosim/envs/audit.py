@@ -61,7 +61,8 @@ def _rollouts(env: Any, policy: str, action: np.ndarray | None, reset_seeds: lis
         env.action_space.seed(seed)
         total, steps, success, done = 0.0, 0, False, False
         while not done:
-            _, reward, terminated, truncated, info = env.step(env.action_space.sample() if policy == "random" else fixed)
+            action = env.action_space.sample() if policy == "random" else fixed
+            _, reward, terminated, truncated, info = env.step(action)
             total += float(reward)
             steps += 1
             success = success or bool(info.get("is_success", False))

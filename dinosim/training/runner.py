@@ -289,7 +289,7 @@ def evaluate(run_dir: Path, stage: Optional[int], episodes: int, deterministic: 
 
 
 def _evaluate_model(run_data: dict, stage: int, model_path: Path, vecnorm_path: Optional[Path], episodes: int,
-                    deterministic: bool, gif: Optional[Path], gif_width: int = 320, gif_every: int = 1) -> int:
+                    deterministic: bool, gif: Optional[Path], gif_width: int, gif_every: int) -> int:
     from stable_baselines3.common.vec_env import VecNormalize
 
     from dinosim.config.resolve import RunConfig
