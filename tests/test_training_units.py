@@ -147,7 +147,7 @@ def test_eval_result_statistics() -> None:
 def test_gate_needs_reward_length_and_success(mean_reward, mean_length, success, min_success, expected) -> None:
     from dinosim.training.callbacks import EvalGateCallback
     from dinosim.training.evaluation import EvalResult
-    from dinosim.training.settings import CurriculumSettings
+    from dinosim.config.settings import CurriculumSettings
 
     class Ctx:
         curriculum = CurriculumSettings(min_avg_reward=10.0, min_avg_episode_length=100.0,

@@ -20,7 +20,7 @@ from dinosim.config.toml_writer import dumps
 from dinosim.config.validate import coerce, did_you_mean, unknown_key
 from dinosim.errors import ConfigError
 from dinosim.species import CONFIGS_DIR, SPECIES, STAGES
-from dinosim.training.settings import LR_SCHEDULES, CurriculumSettings, ScheduleSettings
+from dinosim.config.settings import LR_SCHEDULES, CurriculumSettings, ScheduleSettings
 
 ALGORITHMS = ALGORITHM_SECTIONS
 VEC_ENVS = ("dummy", "subproc")

@@ -16,7 +16,7 @@ from typing import Any, Optional
 
 from dinosim.config.signatures import NO_DEFAULT, Param, annotation_types, module_root, read_init_params
 from dinosim.species import SPECIES, module_source_path
-from dinosim.training.settings import CurriculumSettings, ScheduleSettings, field_comments
+from dinosim.config.settings import CurriculumSettings, ScheduleSettings, field_comments
 
 ALGORITHM_SECTIONS = ("ppo", "sac", "tqc", "crossq")
 SECTIONS = ALGORITHM_SECTIONS + ("env", "curriculum")

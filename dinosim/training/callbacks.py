@@ -27,7 +27,7 @@ from dinosim.training.rundir import (
     atomic_write_json, checkpoint_paths, prune_checkpoints, save_model_atomic, save_vecnormalize_atomic,
 )
 from dinosim.training.schedules import ramp_typed
-from dinosim.training.settings import CurriculumSettings
+from dinosim.config.settings import CurriculumSettings
 from dinosim.training.state import RunSummary, StageState
 
 EvalSink = Callable[[dict[str, Any]], None]
