@@ -199,7 +199,11 @@ def test_gate_ends_the_stage_early_and_init_from_warm_starts(tmp_path: Path,
     assert code == 0 and state["gate_passed"] and state["gate_passed_at"] == 256
     assert state["timesteps_used"] == 256 and state["evaluations"] == 2 and state["gate_streak"] == 2
     lines = [json.loads(x) for x in trial_metrics.read_text().splitlines()]
-    assert [x["global_step"] for x in lines] == [128, 256] and all("eval/mean_reward" in x for x in lines)
+    # two screenings in a row pass, then the gate evaluation of the same snapshot confirms it
+    assert [(x["global_step"], x["eval_kind"]) for x in lines] == [(128, "screen"), (256, "screen"), (256, "gate")]
+    assert all("eval/mean_reward" in x for x in lines)
+    seeds = [x["eval_seeds"] for x in lines]  # consecutive ranges of the gate stream, far above training seeds
+    assert seeds[0][0] >= 10**9 and all(a[1] == b[0] for a, b in zip(seeds, seeds[1:]))
     assert trial_metrics.read_text() == (tmp_path / "run" / "metrics.jsonl").read_text()
 
     # train --stage 2 --init-from <that run>: warm start from its best model, ramp from its stage-1 [env]

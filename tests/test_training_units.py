@@ -145,17 +145,14 @@ def test_eval_result_statistics() -> None:
      (10.0, 100.0, 0.5, 0.5, True), (10.0, 100.0, 0.4, 0.5, False), (10.0, 100.0, None, 0.5, False)],
 )
 def test_gate_needs_reward_length_and_success(mean_reward, mean_length, success, min_success, expected) -> None:
-    from dinosim.training.callbacks import EvalGateCallback
-    from dinosim.training.evaluation import EvalResult
     from dinosim.config.settings import CurriculumSettings
+    from dinosim.training.evaluation import EvalResult
 
-    class Ctx:
-        curriculum = CurriculumSettings(min_avg_reward=10.0, min_avg_episode_length=100.0,
-                                        min_success_rate=min_success)
-
-    callback = EvalGateCallback(Ctx())  # type: ignore[arg-type]
-    result = EvalResult(returns=[mean_reward], lengths=[int(mean_length)], successes=[success], components=[{}])
-    assert callback.gate_holds(result) is expected
+    settings = CurriculumSettings(min_avg_reward=10.0, min_avg_episode_length=100.0, min_success_rate=min_success)
+    flags = [None] * 10 if success is None else [i < round(10 * success) for i in range(10)]
+    result = EvalResult(returns=[mean_reward] * 10, lengths=[int(mean_length)] * 10, successes=flags,
+                        components=[{}] * 10)
+    assert settings.screen_passes(result.stats()) is expected
 
 
 # -- runner bad-input checks: DinosimError, before torch ---------------------------------------------------------------

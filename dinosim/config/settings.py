@@ -7,7 +7,9 @@ because the config validator reads it on every CLI call.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, fields
+from statistics import NormalDist
 from typing import Optional
 
 
@@ -15,24 +17,108 @@ from typing import Optional
 class CurriculumSettings:
     """How long a stage trains, how it is evaluated, and the gate that ends it early.
 
-    The gate passes when the mean eval return >= ``min_avg_reward`` AND the mean eval episode length >=
-    ``min_avg_episode_length`` (AND the eval success rate >= ``min_success_rate`` where set) for
-    ``required_consecutive`` evaluations in a row.
+    The gate (:meth:`screen_passes`, :meth:`gate_passes`) is the one rule that training, the audit, summaries
+    and the CLI use. Every ``eval_freq`` steps a *screening* evaluation plays ``eval_episodes`` episodes; it
+    passes when the point estimates meet the thresholds (mean return >= ``min_avg_reward``, mean length >=
+    ``min_avg_episode_length``, success rate >= ``min_success_rate`` where set). After ``required_consecutive``
+    passing screenings in a row, a *gate* evaluation of the same snapshot plays ``gate_episodes`` new episodes and
+    the stage's gate passes only if the one-sided ``gate_confidence`` LOWER BOUNDS meet the thresholds: the
+    Wilson score bound for the success rate, mean - z * s / sqrt(n) for the mean return and length. A policy
+    whose true success rate is below ``min_success_rate`` therefore passes with probability about
+    1 - ``gate_confidence`` or less. Every evaluation episode uses its own seed from a stream that training
+    never uses; ``best/`` is the evaluation with the highest lower bound (:meth:`rank`), not a noisy maximum.
     """
 
     timesteps: int = 4_000_000  # training budget of the stage, in environment steps
     min_avg_reward: float = 0.0  # gate: mean eval episode return at least this
     min_avg_episode_length: float = 0.0  # gate: mean eval episode length at least this
     min_success_rate: Optional[float] = None  # gate (stage 3): eval success rate at least this
-    required_consecutive: int = 3  # gate: this many passing evaluations in a row
+    required_consecutive: int = 1  # gate: this many passing screenings in a row before the gate evaluation
     eval_freq: int = 25_000  # evaluate every this many environment steps (summed over envs)
-    eval_episodes: int = 10  # episodes per evaluation (deterministic policy, frozen normalisation)
+    eval_episodes: int = 20  # episodes per screening evaluation (deterministic policy, frozen normalisation)
+    gate_episodes: int = 100  # episodes of the gate evaluation that confirms a passing screening
+    gate_confidence: float = 0.95  # one-sided confidence of the lower bounds the gate evaluation must meet
+    eval_envs: int = 8  # environments stepped together during an evaluation (one batched policy call per step)
     save_freq: int = 100_000  # checkpoint every this many environment steps
     keep_checkpoints: int = 3  # newest checkpoints kept on disk
     warmup_timesteps: int = 0  # entering the stage: steps during which warmup_clip_range / warmup_ent_coef apply
     warmup_clip_range: Optional[float] = None  # PPO clip range during warm-up
     warmup_ent_coef: Optional[float] = None  # PPO entropy coefficient during warm-up
     ramp_timesteps: int = 0  # entering the stage: steps over which every changed [env] weight moves linearly
+    critic_warmup_timesteps: int = 0  # entering a warm-started stage: train only the value function this long
+    obs_norm_count: Optional[float] = None  # warm start: weight (in samples) of the carried-over obs statistics
+
+    def thresholds(self) -> dict[str, float]:
+        """``{quantity: minimum}`` of the gate: ``return``, ``length`` and, where set, ``success``."""
+        out = {"return": float(self.min_avg_reward), "length": float(self.min_avg_episode_length)}
+        if self.min_success_rate is not None:
+            out["success"] = float(self.min_success_rate)
+        return out
+
+    def screen_passes(self, stats: "EvalStats") -> bool:
+        """Point estimates meet every threshold (the screening rule; also what a trivial policy must fail)."""
+        point = stats.point_estimates()
+        return all(point.get(q, -math.inf) >= t for q, t in self.thresholds().items())
+
+    def gate_passes(self, stats: "EvalStats") -> bool:
+        """Lower confidence bounds meet every threshold (the gate rule)."""
+        low = stats.lower_bounds(self.gate_confidence)
+        return all(low.get(q, -math.inf) >= t for q, t in self.thresholds().items())
+
+    def rank(self, stats: "EvalStats") -> tuple[float, float]:
+        """Order of evaluations for ``best/``: the success lower bound (stage 3), then the return lower bound."""
+        low = stats.lower_bounds(self.gate_confidence)
+        return (low.get("success", -math.inf), low["return"])
+
+
+@dataclass(frozen=True)
+class EvalStats:
+    """What one evaluation measured, as the gate reads it (sample moments; ``successes`` None: not reported)."""
+
+    episodes: int
+    mean_return: float
+    std_return: float  # sample standard deviation (ddof=1; 0 for one episode)
+    mean_length: float
+    std_length: float
+    successes: Optional[int] = None
+
+    def point_estimates(self) -> dict[str, float]:
+        out = {"return": self.mean_return, "length": self.mean_length}
+        if self.successes is not None:
+            out["success"] = self.successes / self.episodes if self.episodes else 0.0
+        return out
+
+    def lower_bounds(self, confidence: float) -> dict[str, float]:
+        """One-sided ``confidence`` lower bounds of the true mean return, length and success rate."""
+        n = self.episodes
+        out = {"return": mean_lower_bound(self.mean_return, self.std_return, n, confidence),
+               "length": mean_lower_bound(self.mean_length, self.std_length, n, confidence)}
+        if self.successes is not None:
+            out["success"] = wilson_lower_bound(self.successes, n, confidence)
+        return out
+
+
+def _z(confidence: float) -> float:
+    return NormalDist().inv_cdf(confidence)
+
+
+def wilson_lower_bound(successes: int, n: int, confidence: float) -> float:
+    """One-sided Wilson score lower bound of a success probability from ``successes`` of ``n`` trials."""
+    if n <= 0:
+        return 0.0
+    z = _z(confidence)
+    p = successes / n
+    z2n = z * z / n
+    centre = p + z2n / 2.0
+    spread = z * math.sqrt(p * (1.0 - p) / n + z2n / (4.0 * n))
+    return max(0.0, (centre - spread) / (1.0 + z2n))
+
+
+def mean_lower_bound(mean: float, std: float, n: int, confidence: float) -> float:
+    """One-sided normal-approximation lower bound of a mean from ``n`` samples with sample std ``std``."""
+    if n <= 0 or not math.isfinite(mean):
+        return -math.inf
+    return mean - _z(confidence) * std / math.sqrt(n)
 
 
 @dataclass

@@ -174,11 +174,15 @@ def load_model(algorithm: str, path: Path, env: Optional["VecEnv"] = None) -> "B
 
 
 def warm_start(model: "BaseAlgorithm", source_model: Path, source_vecnorm: Optional[Path],
-               vec_normalize: "VecNormalize", algorithm: str, keep_log_std: bool) -> list[str]:
+               vec_normalize: "VecNormalize", algorithm: str, keep_log_std: bool,
+               obs_norm_count: Optional[float] = None) -> list[str]:
     """Copy the policy (actor and critic/value) weights and observation statistics of a saved model.
 
     ``keep_log_std``: leave the new model's ``log_std`` (the stage set ``policy_kwargs.log_std_init``) instead of
-    copying it. Returns the names of the tensors copied. Raises DinosimError when the networks do not match.
+    copying it. ``obs_norm_count``: cap the sample count of the copied observation statistics, so that they
+    follow the new stage's observations (a walker's velocities, a stander's were near zero) within about that
+    many samples instead of the previous stage's whole length. Returns the names of the tensors copied. Raises
+    DinosimError when the networks do not match.
     """
     import pickle
 
@@ -202,4 +206,6 @@ def warm_start(model: "BaseAlgorithm", source_model: Path, source_vecnorm: Optio
             if np.shape(saved.obs_rms.mean) != np.shape(vec_normalize.obs_rms.mean):
                 raise DinosimError(f"cannot warm-start from {source_vecnorm}: observation shapes differ")
             vec_normalize.obs_rms = saved.obs_rms.copy()
+            if obs_norm_count is not None:
+                vec_normalize.obs_rms.count = min(float(vec_normalize.obs_rms.count), float(obs_norm_count))
     return list(state)

@@ -10,7 +10,6 @@ boundaries (after an update, never mid-rollout), so resuming continues from a cl
 from __future__ import annotations
 
 import io
-import json
 import math
 import os
 import time
@@ -21,7 +20,9 @@ from typing import Any, Callable, Optional
 import numpy as np
 from stable_baselines3.common.callbacks import BaseCallback
 
-from dinosim.training.evaluation import REWARD_PREFIX, EvalResult, run_episodes
+from dinosim.training.evaluation import (
+    REWARD_PREFIX, EvalResult, gate_seeds, model_policy, obs_normalizer, run_seeded_episodes,
+)
 from dinosim.training.rundir import (
     METRICS_FILE, MODEL_FILE, TRIAL_METRICS_ENV, VECNORM_FILE, append_json_line, atomic_write_bytes,
     atomic_write_json, checkpoint_paths, prune_checkpoints, save_model_atomic, save_vecnormalize_atomic,
@@ -45,7 +46,8 @@ class StageContext:
     state: StageState
     curriculum: CurriculumSettings
     train_env: Any  # the training VecNormalize
-    eval_env: Any  # a VecNormalize(training=False, norm_reward=False) over separate eval envs
+    eval_envs: list  # gymnasium envs with the stage's own [env] values, stepped together by evaluations
+    run_seed: int = 0  # the run's seed: picks the run's gate-evaluation seed stream
     eval_sinks: list[EvalSink] = field(default_factory=list)  # receive every metrics.jsonl record
     history: dict[str, list] = field(default_factory=lambda: {"timesteps": [], "results": [], "ep_lengths": [],
                                                                  "successes": []})
@@ -154,24 +156,21 @@ class RewardComponentCallback(BaseCallback):
 
 
 class EvalGateCallback(BaseCallback):
-    """Every ``eval_freq`` stage steps: deterministic evaluation on the eval envs with frozen, synced obs stats.
+    """Every ``eval_freq`` stage steps: a screening evaluation, and a gate evaluation once screenings pass.
 
-    Records ``eval/*``, updates ``best/`` (by success rate, then mean reward), ``evaluations.npz``, ``metrics.jsonl`` (and
-    ``$DINOSIM_TRIAL_METRICS``), the eval sinks and ``summary.json``; stops the stage (returns False) once the gate
-    held ``required_consecutive`` evaluations in a row.
+    The rule is :class:`~dinosim.config.settings.CurriculumSettings` (``screen_passes``, ``gate_passes``,
+    ``rank``). Both evaluations play the current snapshot (deterministic policy, frozen copy of the training
+    observation statistics) on episode seeds of the run's gate stream, which training never uses; each writes a
+    ``metrics.jsonl`` record (``eval_kind`` ``"screen"`` or ``"gate"``, ``eval_seeds`` = [first, end)),
+    ``eval/*`` (screening) or ``gate/*`` (gate) TensorBoard scalars, the eval sinks, and ``best/`` when its
+    lower bound ranks above the best so far. The stage stops (returns False) at the first gate evaluation that
+    passes.
     """
 
     def __init__(self, ctx: StageContext, deterministic: bool = True) -> None:
         super().__init__()
         self.ctx = ctx
         self.deterministic = deterministic
-
-    def gate_holds(self, result: EvalResult) -> bool:
-        cur = self.ctx.curriculum
-        ok = result.mean_reward >= cur.min_avg_reward and result.mean_length >= cur.min_avg_episode_length
-        if cur.min_success_rate is not None:
-            ok = ok and (result.success_rate or 0.0) >= cur.min_success_rate
-        return bool(ok)
 
     def _on_step(self) -> bool:
         ctx, state = self.ctx, self.ctx.state
@@ -181,43 +180,70 @@ class EvalGateCallback(BaseCallback):
         state.last_eval_stage_step = stage_steps - stage_steps % ctx.curriculum.eval_freq
         return self.evaluate_now()
 
+    def _play(self, episodes: int, normalize: Callable) -> tuple[EvalResult, range]:
+        state = self.ctx.state
+        seeds = gate_seeds(self.ctx.run_seed, state.eval_seed_next, episodes)
+        state.eval_seed_next += episodes
+        result = run_seeded_episodes(model_policy(self.model, self.deterministic), self.ctx.eval_envs, seeds,
+                                     normalize)
+        return result, seeds
+
     def evaluate_now(self) -> bool:
-        ctx, state, step = self.ctx, self.ctx.state, int(self.num_timesteps)
-        ctx.eval_env.obs_rms = ctx.train_env.obs_rms.copy()
-        result = run_episodes(self.model, ctx.eval_env, ctx.curriculum.eval_episodes, self.deterministic)
-        metrics = result.metrics()
+        ctx, state, step, cur = self.ctx, self.ctx.state, int(self.num_timesteps), self.ctx.curriculum
+        normalize = obs_normalizer(ctx.train_env)
+        result, seeds = self._play(cur.eval_episodes, normalize)
         state.evaluations += 1
-        passed = self.gate_holds(result)
-        state.gate_streak = state.gate_streak + 1 if passed else 0
-        state.last_eval = {"global_step": step, **metrics}
-        for key, value in metrics.items():
-            if value is not None and key != "eval/std_reward":
-                self.logger.record(key, value)
-        self.logger.record("curriculum/gate_streak", state.gate_streak)
+        state.gate_streak = state.gate_streak + 1 if cur.screen_passes(result.stats()) else 0
+        self._record(result, seeds, "screen", step)
         h = ctx.history
         h["timesteps"].append(step)
         h["results"].append(result.returns)
         h["ep_lengths"].append(result.lengths)
         h["successes"].append([math.nan if s is None else float(s) for s in result.successes])
         write_evaluations(ctx)
-        if state.best_eval is None or _rank(metrics) > _rank(state.best_eval):
+        if state.gate_streak >= cur.required_consecutive:
+            gate, gate_seed_range = self._play(cur.gate_episodes, normalize)
+            passed = cur.gate_passes(gate.stats())
+            self._record(gate, gate_seed_range, "gate", step)
+            if passed:
+                state.gate_passed, state.gate_passed_at = True, step
+            else:
+                state.gate_streak = 0
+        self.logger.record("curriculum/gate_streak", state.gate_streak)
+        ctx.persist(step)
+        self.logger.dump(step)
+        return not state.gate_passed
+
+    def _record(self, result: EvalResult, seeds: range, kind: str, step: int) -> None:
+        ctx, state, cur = self.ctx, self.ctx.state, self.ctx.curriculum
+        stats = result.stats()
+        bounds = stats.lower_bounds(cur.gate_confidence)
+        metrics = result.metrics()
+        metrics["eval/episodes"] = stats.episodes
+        metrics["eval/return_lb"] = bounds["return"]
+        metrics["eval/success_lb"] = bounds.get("success")
+        prefix = "eval/" if kind == "screen" else "gate/"
+        for key, value in metrics.items():
+            if value is not None and key != "eval/std_reward":
+                self.logger.record(prefix + key[len("eval/"):], value)
+        if kind == "screen":
+            state.last_eval = {"global_step": step, **metrics}
+        rank = cur.rank(stats)
+        if state.best_eval is None or rank > tuple(state.best_eval.get("rank", (-math.inf, -math.inf))):
             save_model_atomic(self.model, ctx.stage_dir / "best" / MODEL_FILE)
             save_vecnormalize_atomic(ctx.train_env, ctx.stage_dir / "best" / VECNORM_FILE)
-            atomic_write_json(ctx.stage_dir / "best" / "best.json", {"global_step": step, **metrics})
-            state.best_eval, state.best_step = dict(metrics), step
+            atomic_write_json(ctx.stage_dir / "best" / "best.json",
+                              {"global_step": step, "eval_kind": kind, **metrics})
+            state.best_eval, state.best_step = {**metrics, "eval_kind": kind, "rank": list(rank)}, step
         # eval component means are "eval/reward/<term>": "reward/<term>" is the training-rollout series
-        record = {"global_step": step, "stage": ctx.stage, **metrics}
+        record = {"global_step": step, "stage": ctx.stage, **metrics, "eval_kind": kind,
+                  "eval_seeds": [seeds.start, seeds.stop]}
         append_json_line(ctx.run_dir / METRICS_FILE, record)
         trial_path = os.environ.get(TRIAL_METRICS_ENV)
         if trial_path:
             append_json_line(Path(trial_path), record)
         for sink in ctx.eval_sinks:
             sink(record)
-        if state.gate_streak >= ctx.curriculum.required_consecutive:
-            state.gate_passed, state.gate_passed_at = True, step
-        ctx.persist(step)
-        self.logger.dump(step)
-        return not state.gate_passed
 
 
 class CheckpointCallback(BaseCallback):
@@ -232,6 +258,40 @@ class CheckpointCallback(BaseCallback):
         stage_steps = ctx.stage_steps(self.num_timesteps)
         if stage_steps - ctx.state.last_checkpoint_stage_step >= ctx.curriculum.save_freq:
             save_checkpoint(ctx, self.model)
+
+    def _on_step(self) -> bool:
+        return True
+
+
+class CriticWarmupCallback(BaseCallback):
+    """A warm-started PPO stage trains only its value function for ``critic_warmup_timesteps`` stage steps.
+
+    The copied value function predicts the previous stage's returns; until it has learnt the new rewards its
+    advantages are noise, and policy updates on them wear away the skill the stage was warm-started from. The
+    actor's parameters (``mlp_extractor.policy_net``, ``action_net``, ``log_std``) get ``requires_grad = False``
+    during the warm-up (Adam skips parameters without gradients); decided at every rollout start, so a resume
+    inside the warm-up continues it. Logged as ``curriculum/critic_warmup``. Off-policy algorithms: no effect.
+    """
+
+    def __init__(self, ctx: StageContext) -> None:
+        super().__init__()
+        self.ctx = ctx
+
+    def _actor_parameters(self) -> list:
+        policy = self.model.policy
+        parts = [getattr(policy.mlp_extractor, "policy_net", None), getattr(policy, "action_net", None)]
+        params = [p for part in parts if part is not None for p in part.parameters()]
+        log_std = getattr(policy, "log_std", None)
+        return params + ([log_std] if log_std is not None else [])
+
+    def _on_rollout_start(self) -> None:
+        ctx = self.ctx
+        if not ctx.state.warm_start or not hasattr(self.model.policy, "mlp_extractor"):
+            return
+        warming = ctx.stage_steps(self.num_timesteps) < ctx.curriculum.critic_warmup_timesteps
+        for param in self._actor_parameters():
+            param.requires_grad_(not warming)
+        self.logger.record("curriculum/critic_warmup", int(warming))
 
     def _on_step(self) -> bool:
         return True
@@ -289,19 +349,3 @@ class WarmupRampCallback(BaseCallback):
             if stage_steps >= self._next_update:
                 self._ramp_now(stage_steps)
         return True
-
-
-def read_metrics_lines(path: Path) -> list[dict[str, Any]]:
-    """Every complete JSON line of a metrics file (a torn last line, impossible with our writer, is skipped)."""
-    out = []
-    with open(path, encoding="utf-8") as fh:
-        for line in fh:
-            if line.endswith("\n"):
-                out.append(json.loads(line))
-    return out
-
-
-def _rank(metrics: dict[str, Any]) -> tuple[float, float]:
-    """Order of evaluations for ``best/``: success rate first (stage 3), then mean return."""
-    success = metrics.get("eval/success_rate")
-    return (-math.inf if success is None else float(success), float(metrics["eval/mean_reward"]))

@@ -27,10 +27,10 @@ from stable_baselines3.common.logger import HumanOutputFormat, KVWriter, Logger,
 
 from dinosim.config.resolve import RunConfig
 from dinosim.training.builders import (
-    EnvFactory, build_model, make_vec_env, stage_schedules, warm_start, wrap_normalize,
+    EnvFactory, build_model, default_env_factory, make_vec_env, stage_schedules, warm_start, wrap_normalize,
 )
 from dinosim.training.callbacks import (
-    CheckpointCallback, EvalGateCallback, EvalSink, RewardComponentCallback, StageContext, WarmupRampCallback,
+    CheckpointCallback, CriticWarmupCallback, EvalGateCallback, EvalSink, RewardComponentCallback, StageContext, WarmupRampCallback,
     load_evaluations, save_checkpoint, write_evaluations,
 )
 from dinosim.training.faults import FiniteCheckVecEnv, FiniteLossCallback
@@ -41,9 +41,6 @@ from dinosim.training.rundir import (
 )
 from dinosim.training.schedules import StageClock, changed_numeric_weights
 from dinosim.training.state import RunSummary, StageState
-
-EVAL_SEED_OFFSET = 10_000
-
 
 class RunInterrupted(Exception):
     """Ctrl-C: a checkpoint was saved; ``step`` is the global step it holds."""
@@ -178,11 +175,8 @@ def _train_stage(run_dir: Path, plan: RunPlan, summary: RunSummary, hooks: RunHo
         make_vec_env(config.species, env_kwargs, config.n_envs, config.seed, config.vec_env, hooks.env_factory),
         where,
     )
-    n_eval = max(1, min(cur.eval_episodes, config.n_envs))
-    eval_env = wrap_normalize(
-        make_vec_env(config.species, env_kwargs, n_eval, config.seed + EVAL_SEED_OFFSET, "dummy", hooks.env_factory),
-        config.algorithm, gamma, training=False,
-    )
+    factory = hooks.env_factory or default_env_factory
+    eval_envs = [factory(config.species, dict(env_kwargs), None) for _ in range(max(1, cur.eval_envs))]
     clock = StageClock(int(state.start_step or 0), budget)
     resumed_from: Optional[int] = None
     if state.status == "running" and checkpoints:
@@ -206,7 +200,8 @@ def _train_stage(run_dir: Path, plan: RunPlan, summary: RunSummary, hooks: RunHo
         model = build_model(config, stage, train_env, clock, seed=config.seed)
         if source_model is not None:
             keep_log_std = "log_std_init" in (kwargs.get("policy_kwargs") or {})
-            warm_start(model, source_model, source_vecnorm, train_env, config.algorithm, keep_log_std)
+            warm_start(model, source_model, source_vecnorm, train_env, config.algorithm, keep_log_std,
+                       cur.obs_norm_count)
             state.warm_start = str(source_model)
         model.num_timesteps = int(state.start_step or 0)
         if hasattr(model, "learning_starts"):  # off-policy: random exploration counts from the stage start
@@ -215,7 +210,7 @@ def _train_stage(run_dir: Path, plan: RunPlan, summary: RunSummary, hooks: RunHo
     ramp = changed_numeric_weights(previous_env, env_kwargs) if previous_env is not None else {}
     state.ramped = {k: [old, new] for k, (old, new) in ramp.items()}
     ctx = StageContext(stage=stage, run_dir=Path(run_dir), stage_dir=folder, summary=summary, state=state,
-                       curriculum=cur, train_env=train_env, eval_env=eval_env, eval_sinks=list(hooks.eval_sinks),
+                       curriculum=cur, train_env=train_env, eval_envs=eval_envs, run_seed=config.seed, eval_sinks=list(hooks.eval_sinks),
                        history=history, wall_time_before=state.wall_time)
     write_evaluations(ctx)
     logger, own_formats = _make_logger(folder / "tb", hooks)
@@ -233,7 +228,8 @@ def _train_stage(run_dir: Path, plan: RunPlan, summary: RunSummary, hooks: RunHo
 
     callbacks: list[BaseCallback] = [
         _Where(), FiniteLossCallback(lambda: f"stage {stage}, step {model.num_timesteps}"),
-        RewardComponentCallback(ctx), ramp_cb, EvalGateCallback(ctx), CheckpointCallback(ctx),
+        RewardComponentCallback(ctx), ramp_cb, CriticWarmupCallback(ctx), EvalGateCallback(ctx),
+        CheckpointCallback(ctx),
         ProgressCallback(reporter, int(state.start_step or 0)), *hooks.extra_callbacks,
     ]
     remaining = int(state.start_step or 0) + budget - int(model.num_timesteps)
@@ -250,10 +246,10 @@ def _train_stage(run_dir: Path, plan: RunPlan, summary: RunSummary, hooks: RunHo
             step = save_checkpoint(ctx, model)
         finally:
             signal.signal(signal.SIGINT, previous)
-        _close(train_env, eval_env, own_formats)
+        _close(train_env, eval_envs, own_formats)
         raise RunInterrupted(stage, step) from None
     except BaseException:
-        _close(train_env, eval_env, own_formats)
+        _close(train_env, eval_envs, own_formats)
         raise
     if ramp_cb.missing:
         hooks.messages.append(f"stage {stage}: the env has no attribute(s) {', '.join(ramp_cb.missing)}; "
@@ -264,11 +260,11 @@ def _train_stage(run_dir: Path, plan: RunPlan, summary: RunSummary, hooks: RunHo
     ctx.persist(model.num_timesteps)
     if hooks.on_stage_end is not None:
         hooks.on_stage_end(stage, state)
-    _close(train_env, eval_env, own_formats)
+    _close(train_env, eval_envs, own_formats)
 
 
-def _close(train_env: Any, eval_env: Any, formats: list[KVWriter]) -> None:
-    for env in (train_env, eval_env):
+def _close(train_env: Any, eval_envs: list, formats: list[KVWriter]) -> None:
+    for env in (train_env, *eval_envs):
         try:
             env.close()
         except Exception:  # noqa: BLE001 - subprocess workers may already be gone after Ctrl-C

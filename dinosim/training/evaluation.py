@@ -1,5 +1,11 @@
 """Run evaluation episodes and summarise them (return, length, success, every reward component).
 
+:func:`run_seeded_episodes` is the evaluation engine of gates and `dinosim evaluate`: every episode has its own
+reset seed, a vector of environments is stepped together with one batched policy call per step, and the results
+come back in seed order, so the same policy and seeds give the same numbers whatever the number of envs
+(deterministic policies). Seeds: training envs are seeded ``seed .. seed + n_envs - 1``; gate evaluations draw
+from :func:`gate_seeds` and `dinosim evaluate` from :func:`test_seeds`, two streams far above any training seed.
+
 Reward components are the ``reward_<term>`` keys of each step's ``info`` (they sum to the step reward); an
 episode's component value is the sum over its steps. Success is the ``is_success`` flag of an episode's last
 step's info; envs that never report it have no success rate (``None``).
@@ -9,15 +15,35 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Optional
+from typing import TYPE_CHECKING, Any, Callable, Optional, Sequence
 
 import numpy as np
 
+from dinosim.config.settings import EvalStats
+
 if TYPE_CHECKING:
+    import gymnasium as gym
     from stable_baselines3.common.base_class import BaseAlgorithm
-    from stable_baselines3.common.vec_env import VecEnv
+    from stable_baselines3.common.vec_env import VecEnv, VecNormalize
 
 REWARD_PREFIX = "reward_"
+GATE_SEED_BASE = 1_000_000_000  # gate evaluations: GATE_SEED_BASE + run seed * SEEDS_PER_RUN + k
+TEST_SEED_BASE = 2_000_000_000  # `dinosim evaluate` without --seed: TEST_SEED_BASE + run seed * SEEDS_PER_RUN + k
+SEEDS_PER_RUN = 1_000_000
+
+Policy = Callable[[np.ndarray], np.ndarray]  # batch of (normalised) observations -> batch of actions
+
+
+def gate_seeds(run_seed: int, start: int, count: int) -> range:
+    """Episode seeds ``start .. start + count - 1`` of a run's gate-evaluation stream (never a training seed)."""
+    first = GATE_SEED_BASE + int(run_seed) * SEEDS_PER_RUN + int(start)
+    return range(first, first + int(count))
+
+
+def test_seeds(run_seed: int, count: int) -> range:
+    """The first ``count`` seeds of a run's held-out test stream (disjoint from training and gate seeds)."""
+    first = TEST_SEED_BASE + int(run_seed) * SEEDS_PER_RUN
+    return range(first, first + int(count))
 
 
 def reward_components(info: dict[str, Any]) -> dict[str, float]:
@@ -60,6 +86,17 @@ class EvalResult:
         terms = sorted({t for c in self.components for t in c})
         n = max(len(self.components), 1)
         return {t: float(sum(c.get(t, 0.0) for c in self.components) / n) for t in terms}
+
+    def stats(self) -> EvalStats:
+        """Sample moments and success count in the form the gate rule reads."""
+        n = len(self.returns)
+        ddof = 1 if n > 1 else 0
+        known = [s for s in self.successes if s is not None]
+        return EvalStats(
+            episodes=n, mean_return=self.mean_reward, std_return=float(np.std(self.returns, ddof=ddof)) if n else 0.0,
+            mean_length=self.mean_length, std_length=float(np.std(self.lengths, ddof=ddof)) if n else 0.0,
+            successes=int(sum(known)) if known else None,
+        )
 
     def metrics(self) -> dict[str, Any]:
         """The flat record logged and appended to metrics.jsonl (without the step/stage keys)."""
@@ -110,6 +147,65 @@ def run_episodes(model: "BaseAlgorithm", venv: "VecEnv", n_episodes: int, determ
                 running_length[i] = 0
                 running_components[i] = {}
         episode_starts = dones
+    return result
+
+
+def obs_normalizer(vecnorm: Optional["VecNormalize"]) -> Callable[[np.ndarray], np.ndarray]:
+    """A frozen copy of ``vecnorm``'s observation normalisation (identity without one or with norm_obs off)."""
+    if vecnorm is None or not vecnorm.norm_obs or vecnorm.obs_rms is None:
+        return lambda obs: obs
+    mean = vecnorm.obs_rms.mean.copy()
+    scale = np.sqrt(vecnorm.obs_rms.var + vecnorm.epsilon)
+    clip = float(vecnorm.clip_obs)
+    return lambda obs: np.clip((obs - mean) / scale, -clip, clip).astype(np.float32)
+
+
+def model_policy(model: "BaseAlgorithm", deterministic: bool = True) -> Policy:
+    """``model.predict`` as a batch policy (observations already normalised)."""
+    return lambda obs: model.predict(obs, deterministic=deterministic)[0]
+
+
+def run_seeded_episodes(policy: Policy, envs: Sequence["gym.Env"], seeds: Sequence[int],
+                        normalize: Callable[[np.ndarray], np.ndarray] = lambda obs: obs) -> EvalResult:
+    """One episode per seed, ``len(envs)`` at a time, with one batched ``policy`` call per step.
+
+    Each env is reset with the next unplayed seed when its episode ends (``terminated`` or ``truncated``; the
+    envs must truncate themselves). Results are in the order of ``seeds``.
+    """
+    seeds = [int(s) for s in seeds]
+    slots: list[Optional[int]] = [None] * len(envs)  # index into seeds of the episode each env plays
+    obs = [None] * len(envs)
+    done: list[Optional[tuple[float, int, Optional[bool], dict]]] = [None] * len(seeds)
+    next_seed = 0
+    for i, env in enumerate(envs):
+        if next_seed < len(seeds):
+            obs[i], _ = env.reset(seed=seeds[next_seed])
+            slots[i], next_seed = next_seed, next_seed + 1
+    running = {i: (0.0, 0, {}) for i, k in enumerate(slots) if k is not None}
+    while running:
+        active = sorted(running)
+        actions = policy(normalize(np.stack([obs[i] for i in active])))
+        for row, i in enumerate(active):
+            o, reward, terminated, truncated, info = envs[i].step(actions[row])
+            ret, length, comps = running[i]
+            for term, value in reward_components(info).items():
+                comps[term] = comps.get(term, 0.0) + value
+            running[i] = (ret + float(reward), length + 1, comps)
+            obs[i] = o
+            if terminated or truncated:
+                success = info.get("is_success")
+                ret, length, comps = running.pop(i)
+                done[slots[i]] = (ret, length, None if success is None else bool(success), comps)
+                if next_seed < len(seeds):
+                    obs[i], _ = envs[i].reset(seed=seeds[next_seed])
+                    slots[i], next_seed = next_seed, next_seed + 1
+                    running[i] = (0.0, 0, {})
+    result = EvalResult()
+    for ret, length, success, comps in done:
+        result.returns.append(ret)
+        result.lengths.append(length)
+        result.successes.append(success)
+        result.components.append(comps)
     return result
 
 

@@ -40,9 +40,10 @@ class StageState:
     gate_streak: int = 0  # passing evaluations in a row so far
     evaluations: int = 0
     last_eval_stage_step: int = 0  # stage step of the last evaluation (the next is eval_freq later)
+    eval_seed_next: int = 0  # evaluations so far used gate-stream seeds 0 .. eval_seed_next - 1 of this stage
     last_checkpoint_stage_step: int = 0
     last_eval: Optional[dict[str, Any]] = None
-    best_eval: Optional[dict[str, Any]] = None  # metrics of the best evaluation (by mean reward); best/ holds it
+    best_eval: Optional[dict[str, Any]] = None  # metrics of the best evaluation (by its lower bound); best/ holds it
     best_step: Optional[int] = None
     wall_time: float = 0.0  # seconds trained in this stage, summed over resumed segments
     warm_start: Optional[str] = None  # model the stage was warm-started from
