@@ -19,6 +19,7 @@ class Species:
     env_module: str  # dotted module path under the dinosim package, e.g. "dinosim.envs.velociraptor"
     env_class: str
     behaviour: str  # the stage-3 skill: "strike", "bite" or "food_reach"
+    target_weights: tuple[str, str, str]  # [env] kwargs acting as the stage-3 bonus, approach and proximity weights
 
     @property
     def stage_files(self) -> tuple[str, str, str]:
@@ -27,11 +28,14 @@ class Species:
 
 SPECIES: dict[str, Species] = {
     "velociraptor": Species(
-        "velociraptor", "dinosim/Velociraptor-v0", "dinosim.envs.velociraptor", "VelociraptorEnv", "strike"
+        "velociraptor", "dinosim/Velociraptor-v0", "dinosim.envs.velociraptor", "VelociraptorEnv", "strike",
+        ("strike_bonus", "strike_approach_weight", "strike_proximity_weight"),
     ),
-    "trex": Species("trex", "dinosim/TRex-v0", "dinosim.envs.trex", "TRexEnv", "bite"),
+    "trex": Species("trex", "dinosim/TRex-v0", "dinosim.envs.trex", "TRexEnv", "bite",
+                    ("bite_bonus", "bite_approach_weight", "bite_proximity_weight")),
     "brachiosaurus": Species(
-        "brachiosaurus", "dinosim/Brachiosaurus-v0", "dinosim.envs.brachiosaurus", "BrachiosaurusEnv", "food_reach"
+        "brachiosaurus", "dinosim/Brachiosaurus-v0", "dinosim.envs.brachiosaurus", "BrachiosaurusEnv", "food_reach",
+        ("food_reach_bonus", "food_approach_weight", "food_proximity_weight"),
     ),
 }
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import tomllib
@@ -14,6 +15,7 @@ import numpy as np
 import pytest
 
 from dinosim.envs import make_env
+from dinosim.config.settings import CurriculumSettings
 from dinosim.envs.audit import format_audit_table, gate_passed, run_audit
 from dinosim.envs.rewards import REWARD_KEYS
 from dinosim.species import CONFIGS_DIR, SPECIES
@@ -203,12 +205,16 @@ def test_every_food_is_reachable_by_holding_a_neck_pose_and_none_is_at_the_resti
     assert spread[0] > 1.0 and spread[1] > 1.0 and spread[2] > 1.0  # near/far, left/right, low/high
 
 
+CURRICULUM_KEYS = {f.name for f in dataclasses.fields(CurriculumSettings)}
+
+
 def test_short_audit_has_no_passes():
     rows = []
     for species in SPECIES_NAMES:
         for stage in (1, 2, 3):
             config = stage_config(species, stage)
-            rows += run_audit(species, stage, config["env"], config["curriculum"], episodes=2, seeds=(0, 1))
+            gate = {k: v for k, v in config["curriculum"].items() if k in CURRICULUM_KEYS}
+            rows += run_audit(species, stage, config["env"], CurriculumSettings(**gate), episodes=2, seeds=(0, 1))
     table = format_audit_table(rows)
     assert len(rows) == 27 and not any(r.passed for r in rows), table
     assert "0 of 27" in table
@@ -217,11 +223,13 @@ def test_short_audit_has_no_passes():
 
 
 def test_gate_logic():
+    from dinosim.config.settings import CurriculumSettings as Gate
+
     stats = {"mean_return": 10.0, "mean_length": 100.0, "success_rate": 0.5}
-    assert gate_passed(stats, {"min_avg_reward": 10.0, "min_avg_episode_length": 100.0})
-    assert not gate_passed(stats, {"min_avg_reward": 10.1, "min_avg_episode_length": 100.0})
-    assert not gate_passed(stats, {"min_avg_reward": 0.0, "min_avg_episode_length": 0.0, "min_success_rate": 0.6})
-    assert gate_passed(stats, {"min_avg_reward": 0.0, "min_avg_episode_length": 0.0, "min_success_rate": None})
+    assert gate_passed(stats, Gate(min_avg_reward=10.0, min_avg_episode_length=100.0), 20)
+    assert not gate_passed(stats, Gate(min_avg_reward=10.1, min_avg_episode_length=100.0), 20)
+    assert not gate_passed(stats, Gate(min_avg_reward=0.0, min_avg_episode_length=0.0, min_success_rate=0.6), 20)
+    assert gate_passed(stats, Gate(min_avg_reward=0.0, min_avg_episode_length=0.0, min_success_rate=None), 20)
 
 
 @pytest.mark.parametrize("species", SPECIES_NAMES)

@@ -3,8 +3,8 @@
 :func:`run_audit` runs, on one species/stage with the stage's ``[env]`` kwargs, a zero-action policy, a
 uniform-random policy and the best open-loop "statue" policy -- one joint held at -1 or +1, every other joint at 0,
 whatever the animal senses (each of the 2 x nu candidates is screened on one episode, the best is then run like the
-others) -- and checks each against the stage's gate (``min_avg_reward``, ``min_avg_episode_length`` and, where set,
-``min_success_rate``). A passing row means the gate can be met without learning anything.
+others) -- and checks each against the stage's gate rule (:meth:`CurriculumSettings.screen_passes`: mean return, mean length
+and, where set, success rate against the thresholds). A passing row means the gate can be met without learning anything.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from dinosim.config.settings import CurriculumSettings, EvalStats
 from dinosim.envs.factory import make_env
 
 POLICIES: tuple[str, ...] = ("zero", "random", "constant")
@@ -77,20 +78,19 @@ def _rollouts(env: Any, policy: str, action: np.ndarray | None, reset_seeds: lis
     }
 
 
-def gate_passed(stats: dict[str, float], gate: dict[str, Any]) -> bool:
-    """Whether ``stats`` meets ``gate`` (keys min_avg_reward, min_avg_episode_length, optional min_success_rate)."""
-    ok = stats["mean_return"] >= float(gate.get("min_avg_reward", 0.0))
-    ok = ok and stats["mean_length"] >= float(gate.get("min_avg_episode_length", 0.0))
-    if gate.get("min_success_rate") is not None:
-        ok = ok and stats["success_rate"] >= float(gate["min_success_rate"])
-    return ok
+def gate_passed(stats: dict[str, float], gate: CurriculumSettings, episodes: int) -> bool:
+    """Whether ``stats`` of ``episodes`` episodes meets the screening rule of ``gate`` (point estimates: a trivial
+    policy must not even reach the thresholds, let alone their lower bounds)."""
+    successes = round(stats["success_rate"] * episodes) if gate.min_success_rate is not None else None
+    return gate.screen_passes(EvalStats(episodes=episodes, mean_return=stats["mean_return"], std_return=0.0,
+                                        mean_length=stats["mean_length"], std_length=0.0, successes=successes))
 
 
 def run_audit(
     species: str,
     stage: int,
     env_kwargs: dict[str, Any],
-    gate: dict[str, Any],
+    gate: CurriculumSettings,
     *,
     episodes: int = 20,
     seeds: tuple[int, ...] = (0, 1, 2),
@@ -103,7 +103,8 @@ def run_audit(
     for policy in POLICIES:
         action, detail = best_constant_action(species, env_kwargs, seeds[0]) if policy == "constant" else (None, "")
         stats = run_policy(species, env_kwargs, policy, episodes=episodes, seeds=seeds, action=action)
-        rows.append(AuditRow(species, stage, policy, **stats, passed=gate_passed(stats, gate), detail=detail))
+        rows.append(AuditRow(species, stage, policy, **stats, passed=gate_passed(stats, gate, episodes * len(seeds)),
+                             detail=detail))
     return rows
 
 

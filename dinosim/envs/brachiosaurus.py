@@ -18,6 +18,7 @@ import mujoco
 import numpy as np
 
 from dinosim.envs.base import DinoEnv
+from dinosim.species import SPECIES
 
 
 class BrachiosaurusEnv(DinoEnv):
@@ -34,9 +35,7 @@ class BrachiosaurusEnv(DinoEnv):
     success_by_contact: ClassVar[bool] = False
     reach_scale: ClassVar[float] = 2.0
     frame_skip: ClassVar[int] = 10  # 4 ms physics step -> 25 Hz control
-    target_weight_names: ClassVar[tuple[str, str, str]] = (  # bonus, approach, proximity kwargs
-        "food_reach_bonus", "food_approach_weight", "food_proximity_weight"
-    )
+    target_weight_names: ClassVar[tuple[str, str, str]] = SPECIES["brachiosaurus"].target_weights
 
     def __init__(
         self,

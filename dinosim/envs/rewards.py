@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Mapping, Protocol
 
 TERMS: tuple[str, ...] = (
     "alive",
@@ -128,3 +128,21 @@ def compute_reward(w: RewardWeights, s: StepSignals, out: dict[str, float | bool
         out[key] = value
         total += value
     return total
+
+
+def standby_value(env_kwargs: Mapping[str, Any], proximity_key: str, gamma: float) -> float:
+    """Discounted return of the best per-step pay an animal can collect without the behaviour, over a whole episode.
+
+    Per step at most ``alive_bonus + posture_weight + forward_vel_weight * forward_vel_max`` plus the
+    proximity weight (``proximity_key``, the species' kwarg; the proximity signal is at most 1); summed with
+    discount ``gamma`` over ``max_episode_steps``. The approach term is left out: it pays for distance closed,
+    at most once per metre. A stage-3 bonus must exceed this value by a margin, or walking on, standing by or
+    hovering next to the target is worth as much as the strike, bite or meal (``dinosim diagnose`` and the
+    committed-config tests use this rule).
+    """
+    per_step = sum(max(0.0, float(env_kwargs.get(key, 0.0))) for key in ("alive_bonus", "posture_weight"))
+    per_step += max(0.0, float(env_kwargs.get("forward_vel_weight", 0.0)) * float(env_kwargs.get("forward_vel_max", 1.0)))
+    per_step += max(0.0, float(env_kwargs.get(proximity_key, 0.0)))
+    steps = int(env_kwargs.get("max_episode_steps", 1000))
+    horizon = steps if gamma >= 1.0 else (1.0 - gamma**steps) / (1.0 - gamma)
+    return per_step * horizon

@@ -13,6 +13,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from dinosim.envs.base import DinoEnv
+from dinosim.species import SPECIES
 from dinosim.envs.prey import ground_prey_position
 
 
@@ -29,9 +30,7 @@ class TRexEnv(DinoEnv):
     success_by_contact: ClassVar[bool] = True
     reach_scale: ClassVar[float] = 1.5
     frame_skip: ClassVar[int] = 10  # 4 ms physics step -> 25 Hz control
-    target_weight_names: ClassVar[tuple[str, str, str]] = (  # bonus, approach, proximity kwargs
-        "bite_bonus", "bite_approach_weight", "bite_proximity_weight"
-    )
+    target_weight_names: ClassVar[tuple[str, str, str]] = SPECIES["trex"].target_weights
 
     def __init__(
         self,

@@ -4,7 +4,7 @@
 reset seed, a vector of environments is stepped together with one batched policy call per step, and the results
 come back in seed order, so the same policy and seeds give the same numbers whatever the number of envs
 (deterministic policies). Seeds: training envs are seeded ``seed .. seed + n_envs - 1``; gate evaluations draw
-from :func:`gate_seeds` and `dinosim evaluate` from :func:`test_seeds`, two streams far above any training seed.
+from :func:`gate_seeds` and `dinosim evaluate` from :func:`heldout_seeds`, two streams far above any training seed.
 
 Reward components are the ``reward_<term>`` keys of each step's ``info`` (they sum to the step reward); an
 episode's component value is the sum over its steps. Success is the ``is_success`` flag of an episode's last
@@ -40,7 +40,7 @@ def gate_seeds(run_seed: int, start: int, count: int) -> range:
     return range(first, first + int(count))
 
 
-def test_seeds(run_seed: int, count: int) -> range:
+def heldout_seeds(run_seed: int, count: int) -> range:
     """The first ``count`` seeds of a run's held-out test stream (disjoint from training and gate seeds)."""
     first = TEST_SEED_BASE + int(run_seed) * SEEDS_PER_RUN
     return range(first, first + int(count))

@@ -17,6 +17,7 @@ import dataclasses
 import os
 import socket
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional
 
@@ -252,10 +253,16 @@ def _print_summary(run_dir: Path, summary: RunSummary) -> None:
 
 # -- evaluate ---------------------------------------------------------------------------------------------------------
 def evaluate(run_dir: Path, stage: Optional[int], episodes: int, deterministic: bool,
-             gif: Optional[Path] = None, gif_width: int = 320, gif_every: int = 1) -> int:
-    """Evaluate a stage's best policy (else its final, else its newest checkpoint); print return ± std, length,
-    success rate and the mean per-episode sum of every reward component. ``gif``: also render (up to 3 episodes)
-    to .gif/.mp4, ``gif_width`` pixels wide, every ``gif_every``-th step."""
+             gif: Optional[Path] = None, gif_width: int = 320, gif_every: int = 1, model: str = "auto",
+             seed: Optional[int] = None, n_envs: int = 8) -> int:
+    """Evaluate one policy of a run; print return ± std, length, success rate (with its 95 % Wilson bounds), the
+    mean per-episode sum of every reward component, and the episode seeds used.
+
+    ``model``: ``best``, ``final``, a global step of a checkpoint, or ``auto`` (best, else final, else the newest
+    checkpoint). ``seed``: episode k uses reset seed ``seed + k``; default the run's held-out test stream
+    (:func:`dinosim.training.evaluation.heldout_seeds`), which neither training nor the gates use. ``n_envs``
+    episodes run side by side; deterministic results do not depend on it. ``gif``: also render (up to 3
+    episodes) to .gif/.mp4, ``gif_width`` pixels wide, every ``gif_every``-th step."""
     run_dir = Path(run_dir)
     if not (run_dir / RUN_FILE).exists():
         raise DinosimError(f"{run_dir}: not a dinosim run folder (no {RUN_FILE})")
@@ -267,59 +274,100 @@ def evaluate(run_dir: Path, stage: Optional[int], episodes: int, deterministic: 
         raise DinosimError(f"{run_dir}: stage {stage} is not part of this run (stages: {stages})")
     model_path = vecnorm_path = None
     for candidate in ([stage] if stage is not None else sorted(stages, reverse=True)):
-        model_path, vecnorm_path = _stage_policy(stage_dir(run_dir, candidate))
-        if model_path is None:
-            from dinosim.training.rundir import complete_checkpoints
-
-            checkpoints = complete_checkpoints(stage_dir(run_dir, candidate))
-            if checkpoints:
-                model_path, vecnorm_path = checkpoints[-1][1], checkpoints[-1][2]
+        model_path, vecnorm_path = select_policy(stage_dir(run_dir, candidate), model)
         if model_path is not None:
             stage = candidate
             break
     if model_path is None:
-        raise DinosimError(f"{run_dir}: no trained model for stage {stage if stage is not None else 'any'}")
+        raise DinosimError(f"{run_dir}: no {model if model != 'auto' else 'trained'} model for stage "
+                           f"{stage if stage is not None else 'any'}")
     if gif is not None:
         from dinosim.tracking.render import check_video_path, ensure_gl_backend
 
         check_video_path(gif)
         ensure_gl_backend()  # before mujoco is imported: EGL, else OSMesa, else a one-line error
-    return _evaluate_model(run_data, int(stage), model_path, vecnorm_path, episodes, deterministic, gif, gif_width,
-                           gif_every)
+    options = EvalOptions(episodes, deterministic, seed, n_envs, gif, gif_width, gif_every)
+    return _evaluate_model(run_data, int(stage), model_path, vecnorm_path, options)
 
 
-def _evaluate_model(run_data: dict, stage: int, model_path: Path, vecnorm_path: Optional[Path], episodes: int,
-                    deterministic: bool, gif: Optional[Path], gif_width: int, gif_every: int) -> int:
-    from stable_baselines3.common.vec_env import VecNormalize
+def select_policy(folder: Path, which: str) -> tuple[Optional[Path], Optional[Path]]:
+    """(model, vecnormalize) of a stage folder: ``best``, ``final``, a checkpoint's global step, or ``auto``."""
+    from dinosim.training.rundir import checkpoint_paths, complete_checkpoints
+
+    if which == "best":
+        sub = folder / "best"
+    elif which == "final":
+        sub = folder
+    elif which.isdigit():
+        model, vecnorm, _ = checkpoint_paths(folder, int(which))
+        return (model, vecnorm) if model.exists() and vecnorm.exists() else (None, None)
+    else:
+        model, vecnorm = _stage_policy(folder)
+        if model is None and complete_checkpoints(folder):
+            model, vecnorm = complete_checkpoints(folder)[-1][1:3]
+        return model, vecnorm
+    if not (sub / MODEL_FILE).exists():
+        return None, None
+    return sub / MODEL_FILE, (sub / VECNORM_FILE) if (sub / VECNORM_FILE).exists() else None
+
+
+@dataclass(frozen=True)
+class EvalOptions:
+    episodes: int
+    deterministic: bool
+    seed: Optional[int]
+    n_envs: int
+    gif: Optional[Path]
+    gif_width: int
+    gif_every: int
+
+
+def _evaluate_model(run_data: dict, stage: int, model_path: Path, vecnorm_path: Optional[Path],
+                    options: EvalOptions) -> int:
+    import pickle
 
     from dinosim.config.resolve import RunConfig
-    from dinosim.training.builders import configure_torch_threads, load_model, make_vec_env, wrap_normalize
-    from dinosim.training.evaluation import format_report, run_episodes
+    from dinosim.config.settings import wilson_lower_bound
+    from dinosim.envs import make_env
+    from dinosim.training.builders import configure_torch_threads, load_model
+    from dinosim.training.evaluation import (
+        format_report, model_policy, obs_normalizer, run_seeded_episodes, heldout_seeds,
+    )
 
     configure_torch_threads()
     config = RunConfig.from_dict(run_data["config"])
     env_kwargs = config.env_kwargs(stage)
-    venv = make_vec_env(config.species, env_kwargs, 1, config.seed + 20_000, "dummy")
+    vecnorm = None
     if vecnorm_path is not None:
-        env = VecNormalize.load(str(vecnorm_path), venv)
-        env.training, env.norm_reward = False, False
-    else:
-        env = wrap_normalize(venv, config.algorithm, 0.99, training=False)
-        env.norm_obs = False
-    model = load_model(config.algorithm, model_path, env=env)
-    result = run_episodes(model, env, episodes, deterministic)
-    env.close()
-    mode = "deterministic" if deterministic else "stochastic"
+        with open(vecnorm_path, "rb") as fh:
+            vecnorm = pickle.load(fh)
+    model = load_model(config.algorithm, model_path)
+    seeds = (heldout_seeds(config.seed, options.episodes) if options.seed is None
+             else range(options.seed, options.seed + options.episodes))
+    if not options.deterministic:
+        import torch
+
+        torch.manual_seed(seeds.start)
+    envs = [make_env(config.species, env_kwargs) for _ in range(max(1, min(options.n_envs, options.episodes)))]
+    result = run_seeded_episodes(model_policy(model, options.deterministic), envs, seeds, obs_normalizer(vecnorm))
+    for env in envs:
+        env.close()
+    mode = "deterministic" if options.deterministic else "stochastic"
     print(format_report(result, f"{config.species} stage {stage}: {model_path} ({mode})"))
-    if gif is not None:
-        from dinosim.envs import make_env
+    stats = result.stats()
+    if stats.successes is not None:
+        upper = 1.0 - wilson_lower_bound(stats.episodes - stats.successes, stats.episodes, 0.975)
+        print(f"  success 95 % CI  [{wilson_lower_bound(stats.successes, stats.episodes, 0.975):.3f}, {upper:.3f}]"
+              f" (Wilson, {stats.successes}/{stats.episodes})")
+    print(f"  episode seeds    {seeds.start} .. {seeds.stop - 1}")
+    if options.gif is not None:
         from dinosim.tracking.render import render_episodes
 
-        rendered = render_episodes(model, env if vecnorm_path is not None else None,
-                                   lambda: make_env(config.species, env_kwargs, render_mode="rgb_array"), gif,
-                                   episodes=min(episodes, 3), deterministic=deterministic, width=gif_width,
-                                   frame_every=gif_every)
-        print(f"wrote {rendered.frames} frames to {gif}")
+        rendered = render_episodes(model, vecnorm,
+                                   lambda: make_env(config.species, env_kwargs, render_mode="rgb_array"), options.gif,
+                                   episodes=min(options.episodes, 3), deterministic=options.deterministic,
+                                   seed=seeds.start, width=options.gif_width, frame_every=options.gif_every)
+        print(f"wrote {rendered.frames} frames to {options.gif}")
     return EXIT_OK
 
 
