@@ -277,6 +277,47 @@ def test_warm_start_warmup_and_env_ramp(tmp_path: Path) -> None:
     assert all(c == pytest.approx(0.2) for s, c in seen["clip"] if s >= 256)
 
 
+def test_critic_warmup_trains_only_the_value_function_and_obs_count_is_capped(tmp_path: Path) -> None:
+    """A warm-started stage with critic_warmup_timesteps: the actor (policy net, action net, log_std) keeps the
+    stage-1 weights until the warm-up ends, the value net learns; the carried-over obs statistics weigh at most
+    obs_norm_count samples."""
+    import torch
+    from stable_baselines3 import PPO
+    from stable_baselines3.common.callbacks import BaseCallback
+
+    from dinosim.training.curriculum import RunHooks
+
+    budget, seen = 512, {}
+
+    class Probe(BaseCallback):
+        def _on_training_start(self) -> None:
+            if self.num_timesteps == budget:
+                seen["start"] = {k: v.clone() for k, v in self.model.policy.state_dict().items()}
+                seen["count"] = float(self.training_env.obs_rms.count)
+
+        def _on_rollout_start(self) -> None:
+            if self.num_timesteps == budget + 384:  # three updates of 128 steps into stage 2, inside the warm-up
+                seen["warm"] = {k: v.clone() for k, v in self.model.policy.state_dict().items()}
+
+        def _on_step(self) -> bool:
+            return True
+
+    overrides = ["2.curriculum.critic_warmup_timesteps=300", "2.curriculum.obs_norm_count=100",
+                 "2.curriculum.warmup_timesteps=0"]
+    code, _ = run_in_process(tmp_path, [1, 2], overrides, budget,
+                             hooks=RunHooks(log_stdout=False, extra_callbacks=[Probe()]))
+    assert code == 0
+    start, warm = seen["start"], seen["warm"]
+    actor = [k for k in start if k.startswith(("mlp_extractor.policy_net", "action_net")) or k == "log_std"]
+    critic = [k for k in start if k.startswith(("mlp_extractor.value_net", "value_net"))]
+    assert actor and critic
+    assert all(torch.equal(start[k], warm[k]) for k in actor)
+    assert any(not torch.equal(start[k], warm[k]) for k in critic)
+    final = PPO.load(str(tmp_path / "run" / "stage2" / "model.zip"), device="cpu").policy.state_dict()
+    assert any(not torch.equal(start[k], final[k]) for k in actor)  # after the warm-up the actor trains
+    assert seen["count"] <= 100 + 2  # capped, plus the first reset's observations
+
+
 class NanAfter(gym.Wrapper):
     """A real env whose observations turn NaN after ``n`` steps (stands for a diverging simulation)."""
 
