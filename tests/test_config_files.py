@@ -34,9 +34,9 @@ def test_hyperparameter_progression_follows_the_stages():
     for species in SPECIES:
         config = resolve_run(species, "ppo", (1, 2, 3))
         lrs = [config.section(s, "ppo")["learning_rate"] for s in (1, 2, 3)]
-        assert lrs == [3e-4, 1e-4, 5e-5]
+        assert lrs == [3e-4, 1e-4, 1e-4]  # stage 3 keeps stage 2's rate: at 5e-5 the bite/strike learnt too slowly
         assert [config.section(s, "sac")["learning_rate"] for s in (1, 2, 3)] == [3e-4, 1e-4, 5e-5]
-        assert config.section(3, "ppo")["clip_range"] == 0.1
+        assert config.section(3, "ppo")["clip_range"] <= config.section(1, "ppo")["clip_range"]
         assert config.curriculum(3).min_success_rate is not None
 
 
