@@ -53,13 +53,15 @@ def main(argv: Optional[list[str]] = None) -> int:
         print(f"{args.species} stage {stage}: gate mean reward >= {cur.min_avg_reward}, mean length >= "
               f"{cur.min_avg_episode_length}"
               + (f", success >= {cur.min_success_rate}" if cur.min_success_rate else "")
-              + f", {cur.required_consecutive} evaluations in a row (every {cur.eval_freq} steps), "
-              f"budget {args.timesteps or cur.timesteps} steps", flush=True)
+              + f"; {cur.required_consecutive} passing screening(s) of {cur.eval_episodes} episodes (every "
+              f"{cur.eval_freq} steps), then the {cur.gate_confidence:.0%} lower bounds of {cur.gate_episodes} "
+              f"held-out episodes; budget {args.timesteps or cur.timesteps} steps", flush=True)
     t0 = time.time()
 
     def show(record: dict[str, Any]) -> None:
         success = record.get("eval/success_rate")
-        print(f"  step {record['global_step']:>9}  {time.time() - t0:7.0f}s  reward {record['eval/mean_reward']:9.2f}"
+        print(f"  step {record['global_step']:>9}  {time.time() - t0:7.0f}s  {record.get('eval_kind', ''):6}"
+              f"  reward {record['eval/mean_reward']:9.2f}"
               f"  length {record['eval/mean_ep_length']:7.1f}" + ("" if success is None else f"  success {success:.2f}"),
               flush=True)
 
