@@ -12,3 +12,8 @@ class DinosimError(Exception):
 
 class ConfigError(DinosimError):
     """A TOML file, an override or a resolved value that does not validate."""
+
+
+class InvalidValue(ConfigError, ValueError):
+    """A value that breaks its consumer's rule (see :mod:`dinosim.config.rules`). It is also a ``ValueError`` so
+    that code building an env directly (``gymnasium.make``) sees the usual exception type."""

@@ -58,7 +58,7 @@ def test_dry_run_prints_parseable_resolved_config_for_every_species(species):
         ["curriculum", "--species", "brachiosaurus", "--algorithm", "sac", "--dry-run"],
         ["train", "--stage", "1", "--override", "ppo.learning_rate=1e-3", "ppo.ent_coef=0.02", "env.alive_bonus=5.0",
          "--dry-run"],
-        ["train", "--stage", "1", "--ppo.learning_rate=3e-05", "--ppo.policy_kwargs.net_arch=[256, 256]", "--dry-run"],
+        ["train", "--stage", "1", "--ppo.learning_rate=2e-04", "--ppo.policy_kwargs.net_arch=[256, 256]", "--dry-run"],
     ],
 )
 def test_readme_lines_work_and_stay_light(args):
@@ -69,10 +69,10 @@ def test_readme_lines_work_and_stay_light(args):
 
 
 def test_wandb_style_args_become_overrides():
-    result = run_cli("train", "--stage", "1", "--ppo.learning_rate=3e-05", "--ppo.policy_kwargs.net_arch=[256, 256]",
+    result = run_cli("train", "--stage", "1", "--ppo.learning_rate=2e-04", "--ppo.policy_kwargs.net_arch=[256, 256]",
                      "--dry-run")
     data = tomllib.loads(result.stdout)
-    assert data["stage1"]["ppo"]["learning_rate"] == 3e-05
+    assert data["stage1"]["ppo"]["learning_rate"] == 2e-04
     assert data["stage1"]["ppo"]["policy_kwargs"]["net_arch"] == [256, 256]
 
 

@@ -20,7 +20,8 @@ from dinosim.config.toml_writer import dumps
 from dinosim.config.validate import coerce, did_you_mean, unknown_key
 from dinosim.errors import ConfigError
 from dinosim.species import CONFIGS_DIR, SPECIES, STAGES
-from dinosim.config.settings import LR_SCHEDULES, CurriculumSettings, ScheduleSettings
+from dinosim.config.checks import run_option_problems, stage_problems
+from dinosim.config.settings import CurriculumSettings, ScheduleSettings
 
 ALGORITHMS = ALGORITHM_SECTIONS
 VEC_ENVS = ("dummy", "subproc")
@@ -111,16 +112,23 @@ def resolve_run(
     n_envs: int = 4,
     vec_env: str = "dummy",
     config_dir: Path = CONFIGS_DIR,
+    timesteps: Optional[int] = None,
 ) -> RunConfig:
-    """Load, override, validate and complete the config of ``stages``. Raises ConfigError on any problem."""
+    """Load, override, validate and complete the config of ``stages``. Raises ConfigError on any problem.
+
+    ``timesteps`` is the step budget of every stage when the command sets one (``--timesteps``); it is checked
+    against the algorithm (one PPO rollout, the off-policy ``learning_starts``) like each stage's own budget.
+    """
     if species not in SPECIES:
         raise ConfigError(f"unknown species {species!r}{did_you_mean(species, SPECIES)}")
     if algorithm not in ALGORITHMS:
         raise ConfigError(f"unknown algorithm {algorithm!r}{did_you_mean(algorithm, ALGORITHMS)}")
     if vec_env not in VEC_ENVS:
         raise ConfigError(f"unknown vec env {vec_env!r}: choose from {', '.join(VEC_ENVS)}")
-    if n_envs < 1:
-        raise ConfigError(f"n_envs must be at least 1, got {n_envs}")
+    for _, text in run_option_problems(seed, n_envs):
+        raise ConfigError(text)
+    if timesteps is not None and (isinstance(timesteps, bool) or not isinstance(timesteps, int) or timesteps < 1):
+        raise ConfigError(f"--timesteps {timesteps!r} must be an integer >= 1")
     for stage in stages:
         if stage not in STAGES:
             raise ConfigError(f"stage {stage} is out of range: stages are {STAGES[0]}-{STAGES[-1]}")
@@ -130,17 +138,17 @@ def resolve_run(
     for stage in stages:
         path = stage_file(species, stage, config_dir)
         config = _load_stage(path, species)
-        for override in ordered_for_application(parsed):
-            if override.stage in (None, stage):
-                try:
-                    _apply(config, override, species)
-                except ConfigError as exc:
-                    message = str(exc)
-                    if not message.startswith("override "):
-                        message = f"override {override.raw!r}: {message}"
-                    raise ConfigError(message) from None
+        applied = [o for o in ordered_for_application(parsed) if o.stage in (None, stage)]
+        for override in applied:
+            try:
+                _apply(config, override, species)
+            except ConfigError as exc:
+                message = str(exc)
+                if not message.startswith("override "):
+                    message = f"override {override.raw!r}: {message}"
+                raise ConfigError(message) from None
         _fill_defaults(config, species, algorithm)
-        _check_stage(config, stage, algorithm, n_envs)
+        _check_stage(config, stage, species, algorithm, n_envs, timesteps, _Origins(path, applied))
         configs[stage] = config
     return RunConfig(species, algorithm, tuple(stages), seed, n_envs, vec_env, configs, tuple(overrides))
 
@@ -207,7 +215,7 @@ def _apply(config: dict[str, dict[str, Any]], override: Override, species: str) 
         raise ConfigError(f"{where}: {unknown_key(f'[{override.section}]', head, keys)}")
     table = config.setdefault(override.section, {})
     if not rest:
-        table[head] = coerce(override.dotted, spec, override.value)
+        _store(table, head, coerce(override.dotted, spec, override.value), nested=False)
         return
     if "dict" not in spec.types:
         raise ConfigError(f"{where}: {override.section}.{head} is not a table, it has no key {rest[0]!r}")
@@ -224,12 +232,25 @@ def _apply(config: dict[str, dict[str, Any]], override: Override, species: str) 
         path_so_far = f"{path_so_far}.{part}"
         if last:
             plain = KeySpec(part, NO_DEFAULT, frozenset({"int", "float", "bool", "str", "list", "dict", "none"}), "")
-            target[part] = coerce(path_so_far, child or plain, override.value)
+            _store(target, part, coerce(path_so_far, child or plain, override.value), nested=True)
         else:
             nxt = target.get(part)
             if not isinstance(nxt, dict):
                 nxt = target[part] = {}
             target, specs = nxt, (child.children if child is not None else None)
+
+
+def _store(table: dict[str, Any], key: str, value: Any, nested: bool) -> None:
+    """Set ``table[key]``; a table value merges into the table already there (key by key, recursively), and
+    ``None`` inside a table removes the key (its consumer's default applies)."""
+    if value is None and nested:
+        table.pop(key, None)
+    elif isinstance(value, dict) and isinstance(table.get(key), dict):
+        merged = table[key]
+        for k, v in value.items():
+            _store(merged, k, v, nested=True)
+    else:
+        table[key] = value
 
 
 def _fill_defaults(config: dict[str, dict[str, Any]], species: str, algorithm: str) -> None:
@@ -246,31 +267,41 @@ def _fill_defaults(config: dict[str, dict[str, Any]], species: str, algorithm: s
                 table[name] = copy.deepcopy(spec.default)
 
 
-def _check_stage(config: dict[str, dict[str, Any]], stage: int, algorithm: str, n_envs: int) -> None:
+def _check_stage(config: dict[str, dict[str, Any]], stage: int, species: str, algorithm: str, n_envs: int,
+                 budget: Optional[int], origin: "_Origins") -> None:
     where = f"stage {stage}"
     ppo = config.get("ppo", {})
     if algorithm == "ppo":
         n_steps, batch = ppo.get("n_steps", 2048), ppo.get("batch_size", 64)
-        if n_steps < 1 or batch < 1:
-            raise ConfigError(f"{where}: ppo.n_steps and ppo.batch_size must be positive")
-        if (n_steps * n_envs) % batch:
+        if n_steps >= 1 and batch >= 1 and (n_steps * n_envs) % batch:
             raise ConfigError(
-                f"{where}: ppo.n_steps * n_envs = {n_steps} * {n_envs} = {n_steps * n_envs} is not a multiple of "
-                f"ppo.batch_size = {batch}"
+                f"{origin.of('ppo.n_steps')}{where}: ppo.n_steps * n_envs = {n_steps} * {n_envs} = "
+                f"{n_steps * n_envs} is not a multiple of ppo.batch_size = {batch}"
             )
-    section = "ppo" if algorithm == "ppo" else "sac"
-    schedule = {**config.get(section, {}), **config.get(algorithm, {})}
-    if schedule.get("lr_schedule", "linear") not in LR_SCHEDULES:
-        raise ConfigError(
-            f"{where}: {section}.lr_schedule = {schedule['lr_schedule']!r}: choose from {', '.join(LR_SCHEDULES)}"
-        )
-    cur = CurriculumSettings(**config.get("curriculum", {}))
-    for name in ("timesteps", "eval_freq", "eval_episodes", "save_freq", "required_consecutive", "keep_checkpoints"):
-        if getattr(cur, name) < 1:
-            raise ConfigError(f"{where}: curriculum.{name} must be at least 1, got {getattr(cur, name)}")
-    for name in ("warmup_timesteps", "ramp_timesteps"):
-        if getattr(cur, name) < 0:
-            raise ConfigError(f"{where}: curriculum.{name} must not be negative")
-    if cur.min_success_rate is not None and not 0.0 <= cur.min_success_rate <= 1.0:
-        raise ConfigError(f"{where}: curriculum.min_success_rate must be within 0..1, got {cur.min_success_rate}")
+    problems = stage_problems(config, species, algorithm, n_envs, budget)
+    if problems:
+        key, text = problems[0]
+        raise ConfigError(f"{origin.of(key)}{where}: {text}")
 
+
+@dataclass
+class _Origins:
+    """Where a stage's values came from, to name the culprit of a problem: the override that set a key, else the
+    line of the stage file that holds it, else nothing (a default or a combination)."""
+
+    path: Path
+    overrides: list[Override]
+
+    def of(self, keys: str) -> str:
+        """``override '...': ``, ``<file>:<line>: `` or an empty string for ``keys`` (``a.b`` or ``a.b|c.d``)."""
+        for dotted in keys.split("|"):
+            for override in reversed(self.overrides):
+                mine = override.dotted
+                if mine == dotted or dotted.startswith(mine + ".") or mine.startswith(dotted + "."):
+                    return f"override {override.raw!r}: "
+        section, _, rest = keys.split("|")[0].partition(".")
+        if rest:
+            line = _line_of(self.path, rest.split(".")[-1])
+            if line != str(self.path):
+                return f"{line}: "
+        return ""

@@ -35,11 +35,11 @@ import mujoco
 import numpy as np
 from gymnasium import spaces
 
+from dinosim.config.env_rules import TASKS_COMMON, check_env_kwargs
 from dinosim.envs.model import load_model
 from dinosim.envs.pushes import PushSchedule
 from dinosim.envs.rewards import StepSignals, compute_reward
 
-TASKS_COMMON: tuple[str, ...] = ("balance", "locomotion")
 NO_TARGET_DISTANCE = -1.0  # value of info["target_distance"] when the task has no target
 GAIT_EMA = 0.05  # per-step smoothing of the stance fractions used by the gait-symmetry term
 TARGET_PARK = (0.0, 0.0, -10.0)  # where the target body waits (below the floor) when the task has none
@@ -60,6 +60,7 @@ class DinoEnv(gym.Env):
 
     # ---- species hooks -------------------------------------------------------------------------------------------
     xml_file: ClassVar[str] = ""
+    species: ClassVar[str] = ""  # key of dinosim.species.SPECIES: selects the value rules of the kwargs
     behaviour: ClassVar[str] = ""  # the stage-3 task name of the species
     home_pose: ClassVar[dict[str, float]] = {}  # joint name -> radians, joints not listed are 0
     foot_geoms: ClassVar[tuple[str, ...]] = ()  # touch sensors carry the same names
@@ -101,13 +102,12 @@ class DinoEnv(gym.Env):
         max_episode_steps: int = 1000,  # the env truncates episodes itself after this many steps
         render_mode: str | None = None,  # None or "rgb_array"
     ) -> None:
-        tasks = TASKS_COMMON + (self.behaviour,)
-        if task not in tasks:
-            raise ValueError(f"task must be one of {tasks}, got {task!r}")
+        # the value rules shared with the config validator (InvalidValue is a ValueError)
+        check_env_kwargs(self.species, {k: v for k, v in locals().items() if k not in ("self", "render_mode")})
+        if task not in TASKS_COMMON + (self.behaviour,):
+            raise ValueError(f"task must be one of {TASKS_COMMON + (self.behaviour,)}, got {task!r}")
         if render_mode not in (None, "rgb_array"):
             raise ValueError(f"render_mode must be None or 'rgb_array', got {render_mode!r}")
-        if max_episode_steps < 1:
-            raise ValueError("max_episode_steps must be >= 1")
         self.task = task
         self.alive_bonus = float(alive_bonus)
         self.forward_vel_weight = float(forward_vel_weight)
@@ -125,8 +125,6 @@ class DinoEnv(gym.Env):
         self.tail_stability_weight = float(tail_stability_weight)
         self.fall_penalty = float(fall_penalty)
         self.max_tilt = float(max_tilt)
-        if success_hold_steps < 0:
-            raise ValueError("success_hold_steps must be >= 0")
         self.success_hold_steps = int(success_hold_steps)
         self.min_height_fraction = float(min_height_fraction)
         self._action_scale = float(action_scale)

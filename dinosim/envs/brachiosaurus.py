@@ -17,6 +17,7 @@ from typing import Any, ClassVar
 import mujoco
 import numpy as np
 
+from dinosim.config.env_rules import check_env_kwargs
 from dinosim.envs.base import DinoEnv
 from dinosim.species import SPECIES
 
@@ -24,6 +25,7 @@ from dinosim.species import SPECIES
 class BrachiosaurusEnv(DinoEnv):
     """Brachiosaurus; stage-3 task ``"food_reach"``. Extra kwargs: see :meth:`__init__`, the rest is in ``DinoEnv``."""
 
+    species: ClassVar[str] = "brachiosaurus"
     xml_file: ClassVar[str] = "brachiosaurus.xml"
     behaviour: ClassVar[str] = "food_reach"
     home_pose: ClassVar[dict[str, float]] = {"neck1_pitch": 0.2}
@@ -48,8 +50,7 @@ class BrachiosaurusEnv(DinoEnv):
         food_proximity_weight: float = 0.0,  # reward per step times exp(-mouth-to-food distance / 2 m)
         **kwargs: Any,
     ) -> None:
-        if not 0.0 < food_pose_range <= 1.0:
-            raise ValueError("food_pose_range must be in (0, 1]")
+        check_env_kwargs(self.species, {k: v for k, v in locals().items() if k not in ("self", "kwargs", "__class__")})
         self.food_pose_range = float(food_pose_range)
         self.food_min_offset = float(food_min_offset)
         self.food_reach_threshold = float(food_reach_threshold)

@@ -12,6 +12,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from dinosim.config.env_rules import check_env_kwargs
 from dinosim.envs.base import DinoEnv
 from dinosim.species import SPECIES
 from dinosim.envs.prey import ground_prey_position
@@ -20,6 +21,7 @@ from dinosim.envs.prey import ground_prey_position
 class TRexEnv(DinoEnv):
     """Tyrannosaurus rex; stage-3 task ``"bite"``. Extra kwargs: see :meth:`__init__`, the rest is in ``DinoEnv``."""
 
+    species: ClassVar[str] = "trex"
     xml_file: ClassVar[str] = "trex.xml"
     behaviour: ClassVar[str] = "bite"
     home_pose: ClassVar[dict[str, float]] = {"neck_pitch": 0.1, "jaw": 0.05}
@@ -42,6 +44,7 @@ class TRexEnv(DinoEnv):
         bite_proximity_weight: float = 0.0,  # reward per step times exp(-jaw-to-prey distance / 1.5 m)
         **kwargs: Any,
     ) -> None:
+        check_env_kwargs(self.species, {k: v for k, v in locals().items() if k not in ("self", "kwargs", "__class__")})
         self.prey_distance_range = (float(prey_distance_range[0]), float(prey_distance_range[1]))
         self.prey_lateral_range = float(prey_lateral_range)
         self.bite_bonus = float(bite_bonus)

@@ -1,0 +1,71 @@
+"""Every value and combination check of one resolved stage, in one place (standard library only).
+
+:func:`stage_problems` runs the rules each consumer owns (:mod:`~dinosim.config.env_rules`,
+:mod:`~dinosim.config.algo_rules`, :mod:`~dinosim.config.curriculum_rules`) on the sections the run uses, then the
+checks across sections and against the run's options (n_envs, the stage's budget). ``resolve_run`` calls it for
+every stage, so ``--dry-run``, the real run and ``sweep validate`` reject the same things.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+from dinosim.config.algo_rules import algo_combination_problems, algo_problems
+from dinosim.config.curriculum_rules import curriculum_combination_problems, curriculum_problems
+from dinosim.config.env_rules import env_combination_problems, env_problems
+from dinosim.config.rules import Number, Problem
+
+MAX_SEED = 2**31 - 1  # seeds of the eval envs are seed + 10_000 + i; numpy refuses seeds >= 2**32
+SEED_RULE = Number(0, MAX_SEED, integer=True)
+N_ENVS_RULE = Number(1, 256, integer=True)
+
+
+def algorithm_values(config: dict[str, dict[str, Any]], algorithm: str) -> tuple[str, dict[str, Any]]:
+    """(section named in messages, constructor + schedule values): tqc/crossq read ``[sac]``, then their own."""
+    if algorithm in ("tqc", "crossq"):
+        return algorithm, {**config.get("sac", {}), **config.get(algorithm, {})}
+    return algorithm, dict(config.get(algorithm, {}))
+
+
+def run_option_problems(seed: Any, n_envs: Any) -> list[Problem]:
+    """Problems of the run-wide options ``--seed`` and ``--n-envs``."""
+    out: list[Problem] = []
+    for name, rule, value in (("seed", SEED_RULE, seed), ("n_envs", N_ENVS_RULE, n_envs)):
+        reason = rule.problem(value)
+        if reason is not None:
+            option = f"--{name.replace('_', '-')}"
+            out.append((name, f"{option} {value!r} {reason}"))
+    return out
+
+
+def stage_problems(config: dict[str, dict[str, Any]], species: str, algorithm: str, n_envs: int,
+                   budget: Optional[int] = None) -> list[Problem]:
+    """Every problem of one stage's resolved sections; ``budget`` is the stage's step budget (default: its
+    ``curriculum.timesteps``)."""
+    section, algo = algorithm_values(config, algorithm)
+    env, curriculum = config.get("env", {}), config.get("curriculum", {})
+    out = algo_problems(algorithm, section, algo)
+    out += env_problems(species, env) + curriculum_problems(curriculum)
+    if out:  # the checks below assume every single value is good
+        return out
+    out += algo_combination_problems(algorithm, section, algo, n_envs)
+    out += env_combination_problems(env) + curriculum_combination_problems(species, curriculum, env)
+    out += budget_problems(algorithm, section, algo, n_envs, budget or int(curriculum.get("timesteps", 1)))
+    return out
+
+
+def budget_problems(algorithm: str, section: str, algo: dict[str, Any], n_envs: int, budget: int) -> list[Problem]:
+    """A budget too small for the algorithm to learn anything: below one PPO rollout, or not above the off-policy
+    ``learning_starts`` (no gradient step would run)."""
+    if algorithm == "ppo":
+        rollout = int(algo.get("n_steps", 2048)) * n_envs
+        if budget < rollout:
+            return [("budget", f"the budget of {budget} steps is below one PPO rollout ({section}.n_steps * n_envs "
+                     f"= {rollout}): SB3 would collect a whole rollout anyway; raise the budget or lower "
+                     f"{section}.n_steps")]
+        return []
+    starts = int(algo.get("learning_starts", 100))
+    if budget <= starts:
+        return [("budget", f"the budget of {budget} steps is not above {section}.learning_starts = {starts}: no "
+                 f"gradient step would run; raise the budget or lower {section}.learning_starts")]
+    return []

@@ -1,0 +1,57 @@
+"""Rules for the ``[curriculum]`` values (the fields of :class:`dinosim.config.settings.CurriculumSettings`).
+
+A rules table next to the dataclass rather than inside it, so the settings module stays a plain list of fields;
+the test suite requires a rule for every field. :func:`curriculum_combination_problems` checks the gate against the
+stage's ``[env]`` (a gate no episode can pass).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+from dinosim.config.env_rules import SPECIES_RULES, tasks
+from dinosim.config.rules import Number, Problem, Rule, message, table_problems
+
+_STEPS = Number(1, integer=True)
+_OPTIONAL_STEPS = Number(0, integer=True)
+
+CURRICULUM_RULES: dict[str, Rule] = {
+    "timesteps": _STEPS,
+    "min_avg_reward": Number(),
+    "min_avg_episode_length": Number(0.0),
+    "min_success_rate": Number(0.0, 1.0),
+    "required_consecutive": Number(1, 1000, integer=True),
+    "eval_freq": _STEPS,
+    "eval_episodes": Number(1, 10_000, integer=True),
+    "save_freq": _STEPS,
+    "keep_checkpoints": Number(1, integer=True),
+    "warmup_timesteps": _OPTIONAL_STEPS,
+    "warmup_clip_range": Number(0.0, 1.0, lo_open=True),
+    "warmup_ent_coef": Number(0.0, 1.0),
+    "ramp_timesteps": _OPTIONAL_STEPS,
+}
+"""Rules of every ``[curriculum]`` key."""
+
+
+def curriculum_problems(values: Mapping[str, Any]) -> list[Problem]:
+    """Problems of the keys of a ``[curriculum]`` table."""
+    return table_problems("curriculum", CURRICULUM_RULES, values)
+
+
+def curriculum_combination_problems(species: str, curriculum: Mapping[str, Any],
+                                    env: Mapping[str, Any]) -> list[Problem]:
+    """A gate that no evaluation could pass with this stage's ``[env]``."""
+    out: list[Problem] = []
+    length, steps = curriculum.get("min_avg_episode_length"), env.get("max_episode_steps")
+    if isinstance(length, (int, float)) and isinstance(steps, int) and length > steps:
+        out.append(("curriculum.min_avg_episode_length", message(
+            "curriculum.min_avg_episode_length", length,
+            f"is above env.max_episode_steps = {steps}: the gate could never pass")))
+    success, task = curriculum.get("min_success_rate"), env.get("task")
+    behaviour = tasks(species)[-1] if species in SPECIES_RULES else None
+    if isinstance(success, (int, float)) and success > 0 and task is not None and task != behaviour:
+        out.append(("curriculum.min_success_rate", message(
+            "curriculum.min_success_rate", success,
+            f"needs a task with a target ({behaviour!r}); task {task!r} reports no success, so the gate could never "
+            "pass")))
+    return out

@@ -1,0 +1,111 @@
+"""Rules for the ``[env]`` values: the one check that both the config validator and the env constructors run.
+
+The env classes (:mod:`dinosim.envs.base` and one module per species) import MuJoCo, so their value rules live
+here, in a module of the standard library only: ``DinoEnv.__init__`` and each species' ``__init__`` call
+:func:`check_env_kwargs` with their own keyword arguments, and :func:`dinosim.config.resolve.resolve_run` calls
+:func:`env_problems` with the resolved ``[env]`` table of every stage (so ``--dry-run`` rejects what the env would).
+
+Sign convention (see :mod:`dinosim.envs.rewards`): every weight is a non-negative magnitude; bonuses are added and
+penalties subtracted by the reward code, so a negative weight would reward what it is meant to punish.
+``fall_penalty`` is added as given and must be <= 0.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Mapping
+
+from dinosim.config.rules import Number, OneOf, Ordered, Problem, Rule, message
+from dinosim.errors import InvalidValue
+from dinosim.species import SPECIES
+
+TASKS_COMMON: tuple[str, ...] = ("balance", "locomotion")
+"""Stage-1 and stage-2 tasks of every species; stage 3 is the species' own behaviour."""
+
+_PENALTY = Number(0.0, why="(a magnitude: the reward subtracts it)")
+_BONUS = Number(0.0, why="(a magnitude: the reward adds it)")
+
+COMMON_RULES: dict[str, Rule] = {
+    "alive_bonus": _BONUS,
+    "forward_vel_weight": _BONUS,
+    "forward_vel_max": Number(0.0, lo_open=True),
+    "posture_weight": _BONUS,
+    "nosedive_weight": _PENALTY,
+    "drift_penalty_weight": _PENALTY,
+    "speed_penalty_weight": _PENALTY,
+    "spin_penalty_weight": _PENALTY,
+    "heading_weight": _PENALTY,
+    "lateral_penalty_weight": _PENALTY,
+    "smoothness_weight": _PENALTY,
+    "energy_penalty_weight": _PENALTY,
+    "gait_symmetry_weight": _PENALTY,
+    "tail_stability_weight": _PENALTY,
+    "fall_penalty": Number(hi=0.0, why="(it is added as given: configure it negative)"),
+    "max_tilt": Number(0.0, math.pi, lo_open=True),
+    "success_hold_steps": Number(0, integer=True),
+    "min_height_fraction": Number(0.0, 1.0, lo_open=True, hi_open=True),
+    "heading": Number(-2 * math.pi, 2 * math.pi),
+    "action_scale": Number(0.0, 1.0, lo_open=True),
+    "reset_noise_scale": Number(0.0, 0.5),
+    "push_force": Number(0.0, 5.0),
+    "push_interval": Number(0.0, lo_open=True),
+    "push_duration": Number(0.0, lo_open=True),
+    "max_episode_steps": Number(1, 1_000_000, integer=True),
+}
+"""Rules of :class:`dinosim.envs.base.DinoEnv`'s keyword arguments."""
+
+_PREY_RULES: dict[str, Rule] = {
+    "prey_distance_range": Ordered(Number(0.0, 50.0, lo_open=True)),
+    "prey_lateral_range": Number(0.0, 50.0),
+}
+
+SPECIES_RULES: dict[str, dict[str, Rule]] = {
+    "velociraptor": {**_PREY_RULES, "strike_bonus": _BONUS, "strike_approach_weight": _BONUS,
+                     "strike_proximity_weight": _BONUS},
+    "trex": {**_PREY_RULES, "bite_bonus": _BONUS, "bite_approach_weight": _BONUS, "bite_proximity_weight": _BONUS},
+    "brachiosaurus": {
+        "food_pose_range": Number(0.0, 1.0, lo_open=True),
+        "food_min_offset": Number(0.0, 5.0),
+        "food_reach_threshold": Number(0.0, 5.0, lo_open=True),
+        "food_reach_bonus": _BONUS, "food_approach_weight": _BONUS, "food_proximity_weight": _BONUS,
+    },
+}
+"""Rules of each species' own keyword arguments (its stage-3 target and weights)."""
+
+
+def tasks(species: str) -> tuple[str, ...]:
+    """The ``task`` values of a species: balance, locomotion and its behaviour."""
+    return TASKS_COMMON + (SPECIES[species].behaviour,)
+
+
+def env_rules(species: str) -> dict[str, Rule]:
+    """Every rule of a species' ``[env]`` table."""
+    return {"task": OneOf(tasks(species), f"a task of {species}"), **COMMON_RULES, **SPECIES_RULES[species]}
+
+
+def env_problems(species: str, kwargs: Mapping[str, Any]) -> list[Problem]:
+    """Problems of an ``[env]`` table (only the keys it holds; a missing key takes the constructor's default)."""
+    rules = env_rules(species) if species in SPECIES else COMMON_RULES
+    out: list[Problem] = []
+    for key, value in kwargs.items():
+        rule = rules.get(key)
+        reason = rule.problem(value) if rule is not None else None
+        if reason is not None:
+            out.append((f"env.{key}", message(f"env.{key}", value, reason)))
+    return out
+
+
+def env_combination_problems(kwargs: Mapping[str, Any]) -> list[Problem]:
+    """Problems between keys of one complete ``[env]`` table."""
+    hold, steps = kwargs.get("success_hold_steps"), kwargs.get("max_episode_steps")
+    if isinstance(hold, int) and isinstance(steps, int) and hold >= steps:
+        return [("env.success_hold_steps", f"env.success_hold_steps = {hold} is not below env.max_episode_steps = "
+                 f"{steps}: no episode could last long enough to succeed")]
+    return []
+
+
+def check_env_kwargs(species: str, kwargs: Mapping[str, Any]) -> None:
+    """Raise :class:`~dinosim.errors.InvalidValue` (a ``ValueError``) for the first bad value of ``kwargs``."""
+    problems = env_problems(species, kwargs) + env_combination_problems(kwargs)
+    if problems:
+        raise InvalidValue(problems[0][1])
