@@ -17,6 +17,8 @@ from dinosim.config.overrides import extract_override_tokens, split_run_override
 from dinosim.config.resolve import ALGORITHMS, VEC_ENVS, RunConfig, resolve_run
 from dinosim.errors import DinosimError
 from dinosim.species import SPECIES, STAGES
+from dinosim.config.toml_writer import dumps
+from dinosim.training.preflight import preflight, preview
 from dinosim.training.request import RunRequest, WandbOptions
 
 DEFAULT_N_ENVS = 4  # DummyVecEnv with 4 envs: see the README's "Defaults chosen by measurement"
@@ -94,20 +96,14 @@ def _run_options(func: Any) -> Any:
 
 def _start(ctx: click.Context, command: str, stages: tuple[int, ...], opts: dict[str, Any]) -> int:
     run_settings, overrides = split_run_overrides(ctx.meta.get("dinosim.overrides", []))
+    if "seed" in run_settings and ctx.get_parameter_source("seed") is click.core.ParameterSource.COMMANDLINE:
+        raise DinosimError(f"--seed {opts['seed']} and the override seed={run_settings['seed']} both set the seed; "
+                           "give one of them")
     opts = {**opts, **run_settings}
     config = resolve_run(
         opts["species"], opts["algorithm"], stages, overrides,
-        seed=opts["seed"], n_envs=opts["n_envs"], vec_env=opts["vec_env"],
+        seed=opts["seed"], n_envs=opts["n_envs"], vec_env=opts["vec_env"], timesteps=opts["timesteps"],
     )
-    skip_reason = _skip_reason(config, opts["skip_if"], record=not opts["dry_run"])
-    if opts["dry_run"]:
-        click.echo(config.to_toml(), nl=False)
-        if skip_reason:
-            click.echo(f"# would be skipped: {skip_reason}")
-        return 0
-    if skip_reason:
-        click.echo(f"skipped: {skip_reason}")
-        return 0
     wandb = WandbOptions(
         enabled=opts["use_wandb"] or bool(os.environ.get("WANDB_SWEEP_ID")),
         project=opts["wandb_project"], group=opts["wandb_group"],
@@ -118,6 +114,18 @@ def _start(ctx: click.Context, command: str, stages: tuple[int, ...], opts: dict
         init_from=opts["init_from"], strict_gates=opts["strict_gates"], progress=opts["progress"],
         argv=list(sys.argv), wandb=wandb,
     )
+    checked = preflight(request)
+    skip_reason = _skip_reason(config, opts["skip_if"], record=not opts["dry_run"])
+    if opts["dry_run"]:
+        data = config.to_dict()
+        data["run"].update(preview(request, checked))
+        click.echo(dumps(data), nl=False)
+        if skip_reason:
+            click.echo(f"# would be skipped: {skip_reason}")
+        return 0
+    if skip_reason:
+        click.echo(f"skipped: {skip_reason}")
+        return 0
     from dinosim.training.runner import run
 
     return run(request)

@@ -133,6 +133,31 @@ def runs_root() -> Path:
     return Path(os.environ.get(RUNS_DIR_ENV) or "runs")
 
 
+RUN_NAME_PATTERN = r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}"
+"""A run name (``--name``): one path component of letters, digits, '.', '_' and '-', starting with a letter or
+digit (so never ``.`` or ``..``), at most 100 characters."""
+
+
+def check_run_name(name: str) -> None:
+    """Raise DinosimError unless ``name`` matches :data:`RUN_NAME_PATTERN`."""
+    from dinosim.errors import DinosimError
+
+    if not re.fullmatch(RUN_NAME_PATTERN, name):
+        raise DinosimError(f"--name {name!r}: use up to 100 letters, digits, '.', '_' and '-', starting with a "
+                           "letter or digit (it becomes part of one folder name)")
+
+
+def planned_run_dir(species: str, name: Optional[str], explicit: Optional[Path] = None,
+                    now: Optional[_dt.datetime] = None) -> Path:
+    """The folder :func:`new_run_dir` would create at ``now``, before any ``-2`` collision suffix."""
+    if explicit is not None:
+        return Path(explicit)
+    if name is not None:
+        check_run_name(name)
+    stamp = (now or _dt.datetime.now()).strftime("%Y%m%d-%H%M%S")
+    return runs_root() / species / (f"{stamp}-{name}" if name else stamp)
+
+
 def new_run_dir(species: str, name: Optional[str], explicit: Optional[Path] = None,
                 now: Optional[_dt.datetime] = None) -> Path:
     """The folder of a new run: ``explicit`` when given, else ``<root>/<species>/<YYYYmmdd-HHMMSS>[-NAME]``.
@@ -142,24 +167,20 @@ def new_run_dir(species: str, name: Optional[str], explicit: Optional[Path] = No
     """
     from dinosim.errors import DinosimError
 
+    base = planned_run_dir(species, name, explicit, now)
     if explicit is not None:
-        folder = Path(explicit)
-        if (folder / RUN_FILE).exists():
-            raise DinosimError(f"{folder} already holds a run; use `dinosim resume {folder}` or another --run-dir")
-        folder.mkdir(parents=True, exist_ok=True)
-        return folder
-    if name is not None and not re.fullmatch(r"[A-Za-z0-9._-]+", name):
-        raise DinosimError(f"--name {name!r}: use letters, digits, '.', '_' and '-' only")
-    stamp = (now or _dt.datetime.now()).strftime("%Y%m%d-%H%M%S")
-    base = runs_root() / species / (f"{stamp}-{name}" if name else stamp)
+        if (base / RUN_FILE).exists():
+            raise DinosimError(f"{base} already holds a run; use `dinosim resume {base}` or another --run-dir")
     folder, n = base, 1
     while True:
         try:
-            folder.mkdir(parents=True, exist_ok=False)
+            folder.mkdir(parents=True, exist_ok=explicit is not None)
             return folder
         except FileExistsError:
             n += 1
             folder = base.with_name(f"{base.name}-{n}")
+        except OSError as exc:
+            raise DinosimError(f"cannot create the run folder {folder}: {exc.strerror or exc}") from None
 
 
 def stage_dir(run_dir: Path, stage: int) -> Path:

@@ -22,8 +22,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional
 
 from dinosim.errors import DinosimError
+from dinosim.training.preflight import find_init_source, preflight, stage_policy  # noqa: F401 (re-exported)
 from dinosim.training.request import RunRequest, WandbOptions
-from dinosim.training.rundir import MODEL_FILE, process_alive, RUN_FILE, SUMMARY_FILE, VECNORM_FILE, new_run_dir, stage_dir
+from dinosim.training.rundir import (MODEL_FILE, RUN_FILE, SUMMARY_FILE, VECNORM_FILE, new_run_dir, process_alive,
+                                     stage_dir)
 from dinosim.training.state import RunSummary, StageState, read_run_file, write_run_file
 
 if TYPE_CHECKING:
@@ -33,36 +35,7 @@ if TYPE_CHECKING:
 EXIT_OK, EXIT_FAILED, EXIT_INTERRUPTED = 0, 1, 130
 
 
-# -- bad-input checks (standard library only) -----------------------------------------------------------------------
-def _stage_policy(folder: Path) -> tuple[Optional[Path], Optional[Path]]:
-    for sub in (folder / "best", folder):
-        if (sub / MODEL_FILE).exists():
-            return sub / MODEL_FILE, (sub / VECNORM_FILE) if (sub / VECNORM_FILE).exists() else None
-    return None, None
-
-
-def find_init_source(path: Path, algorithm: str) -> tuple[Path, Optional[Path], Optional[dict]]:
-    """(model, vecnormalize, [env] of that stage) to warm-start from: a run folder's last trained stage (best, else
-    final model) or a stage folder's. Raises DinosimError when there is no model or its algorithm differs."""
-    path = Path(path)
-    if (path / RUN_FILE).exists():
-        run_dir, candidates = path, sorted((p for p in path.glob("stage*") if p.is_dir()), reverse=True)
-    elif path.name.startswith("stage") and (path.parent / RUN_FILE).exists():
-        run_dir, candidates = path.parent, [path]
-    else:
-        raise DinosimError(f"--init-from {path}: not a dinosim run or stage folder (no {RUN_FILE})")
-    run_data = read_run_file(run_dir)
-    source_algorithm = run_data["config"]["run"]["algorithm"]
-    if source_algorithm != algorithm:
-        raise DinosimError(f"--init-from {path}: it holds a {source_algorithm} model, this run uses {algorithm}")
-    for folder in candidates:
-        model, vecnorm = _stage_policy(folder)
-        if model is not None:
-            env = run_data["config"].get(folder.name, {}).get("env")
-            return model, vecnorm, env
-    raise DinosimError(f"--init-from {path}: no trained model in it (best/{MODEL_FILE} or {MODEL_FILE})")
-
-
+# -- bad-input checks (standard library only; see also dinosim.training.preflight) ---------------------------------
 def check_resumable(run_dir: Path) -> tuple[dict, RunSummary]:
     run_dir = Path(run_dir)
     if not (run_dir / RUN_FILE).exists() or not (run_dir / SUMMARY_FILE).exists():
@@ -104,14 +77,9 @@ def _git_commit() -> str:
 # -- run / resume -----------------------------------------------------------------------------------------------------
 def run(request: RunRequest, hooks: Optional["RunHooks"] = None) -> int:
     """`train` (one stage) or `curriculum` (its stages in order) in a new run folder; returns the exit code."""
-    if request.command not in ("train", "curriculum"):
-        raise DinosimError(f"unknown command {request.command!r}")
     config = request.config
-    if request.command == "train" and len(config.stages) != 1:
-        raise DinosimError("train runs exactly one stage; use curriculum for several")
-    if request.timesteps is not None and request.timesteps < 1:
-        raise DinosimError(f"--timesteps must be at least 1, got {request.timesteps}")
-    init = find_init_source(request.init_from, config.algorithm) if request.init_from is not None else None
+    checked = preflight(request)  # the same checks as --dry-run, before the run folder exists
+    init = checked.init
     run_dir = new_run_dir(config.species, request.name, request.run_dir)
     run_data = {
         "command": request.command, "config": config.to_dict(), "timesteps": request.timesteps,
@@ -121,9 +89,8 @@ def run(request: RunRequest, hooks: Optional["RunHooks"] = None) -> int:
         "wandb": dataclasses.asdict(request.wandb),
     }
     write_run_file(run_dir, run_data)
-    budgets = {s: request.timesteps or config.curriculum(s).timesteps for s in config.stages}
     summary = RunSummary(command=request.command, species=config.species, algorithm=config.algorithm,
-                         stages={s: StageState(stage=s, budget=budgets[s]) for s in config.stages})
+                         stages={s: StageState(stage=s, budget=checked.budgets[s]) for s in config.stages})
     summary.save(run_dir)
     print(f"run folder: {run_dir}", flush=True)
     return _execute(run_dir, run_data, summary, request.progress, hooks)
@@ -302,7 +269,7 @@ def select_policy(folder: Path, which: str) -> tuple[Optional[Path], Optional[Pa
         model, vecnorm, _ = checkpoint_paths(folder, int(which))
         return (model, vecnorm) if model.exists() and vecnorm.exists() else (None, None)
     else:
-        model, vecnorm = _stage_policy(folder)
+        model, vecnorm = stage_policy(folder)
         if model is None and complete_checkpoints(folder):
             model, vecnorm = complete_checkpoints(folder)[-1][1:3]
         return model, vecnorm

@@ -1,0 +1,123 @@
+"""What a `train`/`curriculum` request will do, checked before anything is created (standard library only).
+
+:func:`preflight` is called by the real run (:func:`dinosim.training.runner.run`, before the run folder exists) and
+by ``--dry-run``, so both refuse the same requests: a warm-start source of another species or algorithm or without a
+model, a run name that is not a single safe path component, a ``--run-dir`` that already holds a run or cannot be
+created. :func:`preview` is the dry run's view of it: the extra keys of the printed ``[run]`` table.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, NamedTuple, Optional
+
+from dinosim.errors import DinosimError
+from dinosim.training.request import RunRequest
+from dinosim.training.rundir import MODEL_FILE, RUN_FILE, VECNORM_FILE, check_run_name, planned_run_dir
+from dinosim.training.state import read_run_file
+
+
+class InitSource(NamedTuple):
+    """The policy a run warm-starts from: model, its VecNormalize statistics, and the ``[env]`` it was trained on."""
+
+    model: Path
+    vecnorm: Optional[Path]
+    env: Optional[dict]
+
+
+@dataclass(frozen=True)
+class Preflight:
+    """A checked request: where it would write, how long each stage trains, what it warm-starts from."""
+
+    run_dir: Path  # the folder the run would create now (the automatic name holds the start time)
+    budgets: dict[int, int]  # stage -> step budget (--timesteps, else the stage's curriculum.timesteps)
+    init: Optional[InitSource]
+
+
+def stage_policy(folder: Path) -> tuple[Optional[Path], Optional[Path]]:
+    """(model, vecnormalize) of a stage folder: its ``best/`` policy, else its final one; (None, None) if none."""
+    for sub in (folder / "best", folder):
+        if (sub / MODEL_FILE).exists():
+            return sub / MODEL_FILE, (sub / VECNORM_FILE) if (sub / VECNORM_FILE).exists() else None
+    return None, None
+
+
+def find_init_source(path: Path, algorithm: str, species: Optional[str] = None) -> InitSource:
+    """The policy to warm-start from: a run folder's last trained stage (best, else final model) or a stage
+    folder's. Raises DinosimError when there is no model, or its algorithm (or, when given, species) differs."""
+    path = Path(path)
+    if (path / RUN_FILE).exists():
+        run_dir, candidates = path, sorted((p for p in path.glob("stage*") if p.is_dir()), reverse=True)
+    elif path.name.startswith("stage") and (path.parent / RUN_FILE).exists():
+        run_dir, candidates = path.parent, [path]
+    else:
+        raise DinosimError(f"--init-from {path}: not a dinosim run or stage folder (no {RUN_FILE})")
+    try:
+        run_data = read_run_file(run_dir)
+        source = run_data["config"]["run"]
+        source_algorithm, source_species = source["algorithm"], source.get("species")
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise DinosimError(f"--init-from {path}: unreadable {RUN_FILE} ({exc!r})") from None
+    if source_algorithm != algorithm:
+        raise DinosimError(f"--init-from {path}: it holds a {source_algorithm} model, this run uses {algorithm}")
+    if species is not None and source_species != species:
+        raise DinosimError(f"--init-from {path}: it holds a {source_species} policy, this run trains a {species}")
+    for folder in candidates:
+        model, vecnorm = stage_policy(folder)
+        if model is not None:
+            return InitSource(model, vecnorm, run_data["config"].get(folder.name, {}).get("env"))
+    raise DinosimError(f"--init-from {path}: no trained model in it (best/{MODEL_FILE} or {MODEL_FILE})")
+
+
+def _check_creatable(folder: Path) -> None:
+    """The nearest existing ancestor of ``folder`` must be a writable directory."""
+    probe = Path(os.path.abspath(folder))
+    while not probe.exists():
+        probe = probe.parent
+    if not probe.is_dir() or not os.access(probe, os.W_OK | os.X_OK):
+        raise DinosimError(f"cannot create the run folder {folder}: {probe} is not a writable folder")
+
+
+def preflight(request: RunRequest, now: Optional[_dt.datetime] = None) -> Preflight:
+    """Check ``request`` without creating anything; raises DinosimError (one line) on the first problem."""
+    config = request.config
+    if request.command not in ("train", "curriculum"):
+        raise DinosimError(f"unknown command {request.command!r}")
+    if request.command == "train" and len(config.stages) != 1:
+        raise DinosimError("train runs exactly one stage; use curriculum for several")
+    if request.timesteps is not None and request.timesteps < 1:
+        raise DinosimError(f"--timesteps must be at least 1, got {request.timesteps}")
+    if request.name is not None:
+        if request.run_dir is not None:
+            raise DinosimError("--name names the automatic run folder; it has no effect with --run-dir")
+        check_run_name(request.name)
+    run_dir = planned_run_dir(config.species, request.name, request.run_dir, now)
+    if request.run_dir is not None and (run_dir / RUN_FILE).exists():
+        raise DinosimError(f"{run_dir} already holds a run; use `dinosim resume {run_dir}` or another --run-dir")
+    _check_creatable(run_dir)
+    init = None
+    if request.init_from is not None:
+        init = find_init_source(request.init_from, config.algorithm, config.species)
+    budgets = {s: request.timesteps or config.curriculum(s).timesteps for s in config.stages}
+    return Preflight(run_dir, budgets, init)
+
+
+def preview(request: RunRequest, checked: Preflight) -> dict[str, Any]:
+    """The dry run's extra ``[run]`` keys: budgets, run folder, warm-start source, gate mode and name."""
+    out: dict[str, Any] = {
+        "command": request.command,
+        "budget": {f"stage{s}": b for s, b in checked.budgets.items()},
+        "timesteps": request.timesteps,
+        "run_dir": str(checked.run_dir),
+        "name": request.name,
+        "strict_gates": request.strict_gates,
+        "gate_mode": "stop when a stage's budget ends before its gate passes" if request.strict_gates
+        else "advance to the next stage when the budget ends, gate passed or not",
+        "init_from": str(request.init_from) if request.init_from is not None else None,
+        "init_model": str(checked.init.model) if checked.init is not None else None,
+        "init_vecnorm": str(checked.init.vecnorm) if checked.init is not None and checked.init.vecnorm else None,
+    }
+    return {k: v for k, v in out.items() if v is not None}
