@@ -73,7 +73,7 @@ def test_grid_sweep_through_cli_with_failure_and_skip(tmp_path):
 
 def test_random_sweep_with_hyperband(tmp_path):
     path = write(tmp_path, "real_random", "random",
-                 {"ppo.learning_rate": {"distribution": "log_uniform_values", "min": 0.00001, "max": 0.0004},
+                 {"ppo.learning_rate": {"distribution": "log_uniform_values", "min": 0.0001, "max": 0.0004},
                   "ppo.batch_size": {"value": 64}},
                  run_cap=4, early_terminate={"type": "hyperband", "min_iter": 1, "max_iter": 3, "eta": 2})
     result = run_sweep(load_sweep(path), EngineOptions(workers=2, sweep_dir=tmp_path / "sd", sampler_seed=0))

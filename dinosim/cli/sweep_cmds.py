@@ -53,17 +53,25 @@ def run_cmd(yaml_path: Path, count: Optional[int], workers: int, storage: Option
 @sweep.command("validate")
 @click.argument("yaml_paths", metavar="SWEEP.yaml...", nargs=-1, required=True,
                 type=click.Path(path_type=Path, dir_okay=False))
-def validate_cmd(yaml_paths: tuple[Path, ...]) -> int:
-    """Check sweep YAMLs against W&B's sweep schema, the offline engine and the config keys."""
-    from dinosim.sweeps.keys import check_keys
+@click.option("--random-trials", type=click.IntRange(min=0), default=20, show_default=True,
+              help="Random configurations dry-run per sweep, besides the extremes of every parameter.")
+def validate_cmd(yaml_paths: tuple[Path, ...], random_trials: int) -> int:
+    """Check sweep YAMLs against W&B's sweep schema, the offline engine, the config keys and the logged metrics,
+    then dry-run a sample of trials as the agent would run them (every extreme of every parameter included)."""
+    from dinosim.cli import dry_run_error
+    from dinosim.sweeps.dry_runs import dry_run_trials
+    from dinosim.sweeps.keys import check_keys, check_metric
     from dinosim.sweeps.yaml_spec import load_sweep
 
     for path in yaml_paths:
         spec = load_sweep(path)
         check_keys(spec)
+        check_metric(spec)
+        trials = dry_run_trials(spec, dry_run_error, random_trials)
         size = f", {spec.grid_size} grid points" if spec.grid_size else ""
+        ran = f", {trials} trials dry-run" if trials else ", trials not dry-run (the command does not run dinosim)"
         click.echo(f"{path}: ok ({spec.method}, {len(spec.parameters)} parameters{size}, "
-                   f"{len(spec.constraints)} constraints)")
+                   f"{len(spec.constraints)} constraints{ran})")
     return 0
 
 

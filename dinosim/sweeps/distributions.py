@@ -181,6 +181,40 @@ def suggest(trial: "optuna.Trial", spec: ParamSpec, grid: bool = False) -> Any:
     raise ConfigError(f"parameter {n}: distribution {d!r} is not supported")  # parse_param rejects these first
 
 
+def extreme_values(spec: ParamSpec) -> list[Any]:
+    """The values at the ends of a parameter's range as the sweep can produce them (every value of a categorical
+    parameter, the quantized ends of a ``q_`` range, ``e^min``/``e^max`` of ``log_uniform``)."""
+    d, c = spec.distribution, spec.config
+    if d == "constant":
+        return [c["value"]]
+    if d == "categorical":
+        return spec.values
+    if d == "int_uniform":
+        return [int(c["min"]), int(c["max"])]
+    if d == "log_uniform":
+        return [math.exp(c["min"]), math.exp(c["max"])]
+    ends = [c["min"], c["max"]]
+    if d in ("q_uniform", "q_log_uniform_values"):
+        return [_quantize(v, c.get("q", 1.0)) for v in ends]
+    return [float(v) for v in ends]
+
+
+def random_value(spec: ParamSpec, rng: Any) -> Any:
+    """One value drawn like the sweep would (``rng`` is a ``random.Random``), without Optuna."""
+    d, c = spec.distribution, spec.config
+    if d in ("constant", "categorical"):
+        return rng.choice(extreme_values(spec))
+    if d == "int_uniform":
+        return rng.randint(int(c["min"]), int(c["max"]))
+    if d == "log_uniform":
+        return math.exp(rng.uniform(c["min"], c["max"]))
+    if d in ("log_uniform_values", "inv_log_uniform_values", "q_log_uniform_values"):
+        value = math.exp(rng.uniform(math.log(c["min"]), math.log(c["max"])))
+    else:
+        value = rng.uniform(float(c["min"]), float(c["max"]))
+    return _quantize(value, c.get("q", 1.0)) if d.startswith("q_") else value
+
+
 def decode_params(specs: Mapping[str, ParamSpec], optuna_params: Mapping[str, Any]) -> dict[str, Any]:
     """Sweep values from a finished trial's Optuna params (constants filled in, JSON choices decoded)."""
     out: dict[str, Any] = {}

@@ -86,6 +86,9 @@ def check_keys(spec: Any) -> None:
     if "train" not in toks and "curriculum" not in toks:
         return
     species, stages = command_target(toks)
+    if species not in SPECIES:
+        raise ConfigError(f"{spec.path}: the command trains --species {species!r}, which is not a species "
+                          f"(choose from {', '.join(sorted(SPECIES))})")
     names = list(spec.parameters)
     for c in spec.constraints:
         names += sorted(c.keys)
@@ -93,3 +96,21 @@ def check_keys(spec: Any) -> None:
     if bad:
         raise ConfigError(f"{spec.path}: unknown config key(s) for {species} stage(s) "
                           f"{','.join(map(str, stages))}: {', '.join(bad)} (see `dinosim config keys`)")
+
+
+def check_metric(spec: Any) -> None:
+    """Raise ConfigError when a sweep of dinosim optimises a metric that no evaluation records (the offline engine
+    would see no value, every trial would fail). Skipped when the command does not run dinosim."""
+    from dinosim.config.validate import did_you_mean
+    from dinosim.envs.rewards import TERMS
+    from dinosim.errors import ConfigError
+    from dinosim.sweeps.dry_runs import runs_dinosim
+    from dinosim.training.metrics import EVAL_COMPONENT_PREFIX, EVAL_SCALARS, eval_metric_names
+
+    if not runs_dinosim(spec):
+        return
+    names = eval_metric_names(TERMS)
+    if spec.metric not in names:
+        raise ConfigError(f"{spec.path}: metric.name {spec.metric!r} is never logged by an evaluation"
+                          f"{did_you_mean(spec.metric, names)}; use one of {', '.join(EVAL_SCALARS)} or "
+                          f"{EVAL_COMPONENT_PREFIX}<term> (terms: {', '.join(TERMS)})")
