@@ -230,7 +230,9 @@ def _apply(config: dict[str, dict[str, Any]], override: Override, species: str) 
         if specs is not None and child is None:
             raise ConfigError(f"{where}: {unknown_key(path_so_far, part, specs)}")
         path_so_far = f"{path_so_far}.{part}"
-        if last:
+        if last and override.value is None:
+            target.pop(part, None)
+        elif last:
             plain = KeySpec(part, NO_DEFAULT, frozenset({"int", "float", "bool", "str", "list", "dict", "none"}), "")
             _store(target, part, coerce(path_so_far, child or plain, override.value), nested=True)
         else:
@@ -245,8 +247,10 @@ def _store(table: dict[str, Any], key: str, value: Any, nested: bool) -> None:
     ``None`` inside a table removes the key (its consumer's default applies)."""
     if value is None and nested:
         table.pop(key, None)
-    elif isinstance(value, dict) and isinstance(table.get(key), dict):
-        merged = table[key]
+    elif isinstance(value, dict):
+        merged = table[key] if isinstance(table.get(key), dict) else table.setdefault(key, {})
+        if not isinstance(merged, dict):
+            merged = table[key] = {}
         for k, v in value.items():
             _store(merged, k, v, nested=True)
     else:

@@ -76,7 +76,7 @@ def coerce_table(where: str, spec: KeySpec, table: dict) -> dict:
     for key, value in table.items():
         if not isinstance(key, str):
             raise ConfigError(f"{where} has a non-string key {key!r}")
-        if spec.children is None:
+        if spec.children is None or value is None:  # None removes the key when the table is stored
             out[key] = _check_plain(f"{where}.{key}", value)
             continue
         child = spec.children.get(key)

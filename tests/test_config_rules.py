@@ -1,0 +1,147 @@
+"""Value and combination rules: every case of issue 12 is one `error:` line, exit 2, before a run folder exists;
+the env constructors apply the same rules; every key has a rule; the dry run shows the whole run."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from dinosim.config.algo_rules import ALGORITHM_RULES, POLICY_RULES
+from dinosim.config.curriculum_rules import CURRICULUM_RULES
+from dinosim.config.env_rules import env_rules
+from dinosim.config.resolve import resolve_run
+from dinosim.config.schema import algorithm_keys, curriculum_keys, env_keys
+from dinosim.errors import ConfigError
+from dinosim.species import SPECIES
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def cli(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
+    """The CLI in a subprocess with its runs folder in ``tmp_path/runs``; reports heavy imports on stderr."""
+    probe = ("import sys\nsys.argv = ['dinosim'] + sys.argv[1:]\ntry:\n    from dinosim.cli import main\n    main()\n"
+             "except SystemExit:\n    heavy = [m for m in ('torch', 'stable_baselines3', 'mujoco', 'wandb') "
+             "if m in sys.modules]\n    print('HEAVY:' + ','.join(heavy), file=sys.stderr)\n    raise\n")
+    env = {"DINOSIM_RUNS_DIR": str(tmp_path / "runs"), "PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT),
+           "HOME": str(tmp_path)}
+    return subprocess.run([sys.executable, "-c", probe, *args], capture_output=True, text=True, cwd=ROOT,
+                          timeout=120, env=env)
+
+
+ISSUE_CASES = [
+    (["train", "--stage", "1", "--override", "env.task=fly"], "not a task of velociraptor"),
+    (["train", "--species", "velociraptor", "--stage", "3", "--override", "env.task=bite"], "not a task"),
+    (["train", "--stage", "1", "--override", "env.max_episode_steps=0"], "env.max_episode_steps = 0"),
+    (["train", "--stage", "1", "--override", "env.prey_distance_range=[1]"], "[min, max]"),
+    (["train", "--stage", "1", "--override", "env.prey_distance_range=[2, 1]"], "min <= max"),
+    (["train", "--stage", "1", "--seed", "-1"], "--seed -1"),
+    (["train", "--stage", "1", "--override", "ppo.gamma=1.5"], "ppo.gamma = 1.5 must be in (0, 1]"),
+    (["train", "--stage", "1", "--override", "ppo.learning_rate=-1"], "ppo.learning_rate"),
+    (["train", "--stage", "1", "--override", "env.push_force=-1"], "env.push_force"),
+    (["train", "--stage", "1", "--override", "ppo.policy_kwargs.net_arch=[-5]"], "layer width -5"),
+    (["train", "--stage", "1", "--algorithm", "sac", "--override", "sac.ent_coef=banana"], "sac.ent_coef"),
+    (["train", "--stage", "1", "--algorithm", "sac", "--override", 'sac.train_freq=[4,"minute"]'], "train_freq"),
+    (["train", "--stage", "1", "--override", "ppo.learning_rate=3e-05"], "the schedule would rise"),
+    (["train", "--stage", "1", "--algorithm", "sac", "--timesteps", "5000"], "no gradient step would run"),
+    (["train", "--stage", "1", "--timesteps", "1000"], "below one PPO rollout"),
+    (["train", "--stage", "1", "--name", "a/../b"], "--name 'a/../b'"),
+    (["train", "--stage", "1", "--seed", "7", "--override", "seed=3"], "both set the seed"),
+    (["train", "--stage", "1", "--n-envs", "300"], "--n-envs 300"),
+    (["train", "--stage", "1", "--override", "env.fall_penalty=5"], "configure it negative"),
+    (["train", "--stage", "1", "--override", "ppo.policy_kwargs.optimizer_kwargs={'foo': 1}"], "torch.optim.Adam"),
+    (["train", "--stage", "1", "--override", "ppo.policy_kwargs.squash_output=true"], "squash_output"),
+    (["train", "--stage", "1", "--override", "curriculum.min_success_rate=0.5"], "reports no success"),
+    (["train", "--stage", "1", "--override", "curriculum.min_avg_episode_length=600"], "could never pass"),
+    (["train", "--stage", "3", "--override", "env.success_hold_steps=2000"], "no episode could last"),
+    (["train", "--stage", "1", "--algorithm", "sac", "--override", "sac.optimize_memory_usage=true"],
+     "handle_timeout_termination"),
+    (["train", "--stage", "1", "--algorithm", "sac", "--override", 'sac.train_freq=[1, "episode"]'], "one env"),
+    (["train", "--stage", "1", "--algorithm", "tqc", "--override", "tqc.top_quantiles_to_drop_per_net=25"],
+     "no quantile would be left"),
+    (["train", "--stage", "1", "--run-dir", "x", "--name", "y"], "no effect with --run-dir"),
+]
+
+
+@pytest.mark.parametrize("args, words", ISSUE_CASES, ids=[" ".join(a[2:]) for a, _ in ISSUE_CASES])
+def test_real_run_refuses_before_a_run_folder_exists(tmp_path, args, words):
+    result = cli(tmp_path, *args)  # no --dry-run: the real run must refuse as early
+    lines = [line for line in result.stderr.splitlines() if not line.startswith("HEAVY:")]
+    assert result.returncode == 2, result.stderr
+    assert len(lines) == 1 and lines[0].startswith("error: ") and words in lines[0], result.stderr
+    assert result.stderr.rstrip().endswith("HEAVY:"), result.stderr  # nothing heavy imported
+    assert not (tmp_path / "runs").exists() and not (ROOT / "x").exists()
+
+
+def test_env_constructor_applies_the_same_rules():
+    from dinosim.envs import make_env
+
+    with pytest.raises(ConfigError) as dry:
+        resolve_run("trex", "ppo", (3,), ["env.prey_distance_range=[5.0, 4.0]"])
+    with pytest.raises(ValueError) as built:
+        make_env("trex", {"task": "bite", "prey_distance_range": [5.0, 4.0]})
+    assert str(built.value) in str(dry.value)
+    with pytest.raises(ValueError, match="not a task of trex"):
+        make_env("trex", {"task": "fly"})
+
+
+@pytest.mark.parametrize("species", sorted(SPECIES))
+def test_every_key_has_a_rule(species):
+    assert set(env_keys(species)) <= set(env_rules(species)), set(env_keys(species)) - set(env_rules(species))
+    assert set(curriculum_keys()) == set(CURRICULUM_RULES)
+    for algorithm, rules in ALGORITHM_RULES.items():
+        keys = algorithm_keys(algorithm)
+        missing = set(keys) - set(rules) - {"policy_kwargs"}
+        assert not missing, (algorithm, missing)
+        policy_missing = set(keys["policy_kwargs"].children) - set(POLICY_RULES[algorithm])
+        assert not policy_missing, (algorithm, policy_missing)
+
+
+def test_table_override_merges_and_none_removes_a_key():
+    config = resolve_run("velociraptor", "ppo", (1,), ["ppo.policy_kwargs={'net_arch': [64]}"])
+    assert config.section(1, "ppo")["policy_kwargs"] == {"net_arch": [64], "log_std_init": -0.5}
+    config = resolve_run("velociraptor", "ppo", (1,), ["ppo.policy_kwargs.log_std_init=None"])
+    assert config.section(1, "ppo")["policy_kwargs"] == {"net_arch": [256, 256]}
+    config = resolve_run("velociraptor", "ppo", (1,), ["ppo.learning_rate=3e-5", "ppo.learning_rate_end=None"])
+    assert config.schedule(1).learning_rate_end is None
+
+
+def test_errors_name_the_file_line_of_a_bad_committed_value(tmp_path):
+    import shutil
+
+    shutil.copytree(ROOT / "configs", tmp_path / "configs")
+    path = tmp_path / "configs" / "velociraptor" / "stage1_balance.toml"
+    path.write_text(path.read_text().replace("gamma = 0.99", "gamma = 1.01", 1))
+    with pytest.raises(ConfigError, match=r"stage1_balance.toml:\d+: stage 1: ppo.gamma = 1.01"):
+        resolve_run("velociraptor", "ppo", (1,), config_dir=tmp_path / "configs")
+
+
+def _fake_run(folder: Path, species: str) -> None:
+    (folder / "stage1" / "best").mkdir(parents=True)
+    (folder / "stage1" / "best" / "model.zip").write_bytes(b"x")
+    (folder / "run.json").write_text(json.dumps({"config": {"run": {"species": species, "algorithm": "ppo",
+                                                                   "stages": [1]}}}))
+
+
+def test_dry_run_shows_the_whole_run_and_checks_the_warm_start_species(tmp_path):
+    _fake_run(tmp_path / "raptor", "velociraptor")
+    result = cli(tmp_path, "curriculum", "--stages", "1-2", "--timesteps", "20000", "--name", "demo",
+                 "--init-from", str(tmp_path / "raptor"), "--strict-gates", "--seed", "5", "--dry-run")
+    assert result.returncode == 0, result.stderr
+    run = tomllib.loads(result.stdout)["run"]
+    assert run["budget"] == {"stage1": 20000, "stage2": 20000} and run["timesteps"] == 20000
+    assert run["run_dir"].startswith(str(tmp_path / "runs" / "velociraptor")) and run["run_dir"].endswith("-demo")
+    assert run["init_model"] == str(tmp_path / "raptor" / "stage1" / "best" / "model.zip")
+    assert run["strict_gates"] is True and run["seed"] == 5 and run["name"] == "demo"
+    assert not (tmp_path / "runs").exists()
+    other = cli(tmp_path, "train", "--species", "trex", "--stage", "1", "--init-from", str(tmp_path / "raptor"))
+    assert other.returncode == 2 and "holds a velociraptor policy, this run trains a trex" in other.stderr
+    assert not (tmp_path / "runs").exists()
