@@ -23,12 +23,17 @@ CURRICULUM_RULES: dict[str, Rule] = {
     "required_consecutive": Number(1, 1000, integer=True),
     "eval_freq": _STEPS,
     "eval_episodes": Number(1, 10_000, integer=True),
+    "gate_episodes": Number(1, 100_000, integer=True),
+    "gate_confidence": Number(0.5, 1.0, hi_open=True),
+    "eval_envs": Number(1, 256, integer=True),
     "save_freq": _STEPS,
     "keep_checkpoints": Number(1, integer=True),
     "warmup_timesteps": _OPTIONAL_STEPS,
     "warmup_clip_range": Number(0.0, 1.0, lo_open=True),
     "warmup_ent_coef": Number(0.0, 1.0),
     "ramp_timesteps": _OPTIONAL_STEPS,
+    "critic_warmup_timesteps": _OPTIONAL_STEPS,
+    "obs_norm_count": Number(0.0, lo_open=True),
 }
 """Rules of every ``[curriculum]`` key."""
 
