@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import copy
 import re
 import sys
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +19,25 @@ else:  # pragma: no cover
 
 
 def read_toml(path: Path) -> dict[str, Any]:
-    """Parse a TOML file. Raises ConfigError ``<path>:<line>: <reason>`` on a missing file or bad syntax."""
+    """Parse a TOML file. Raises ConfigError ``<path>:<line>: <reason>`` on a missing file or bad syntax.
+
+    The parse is cached per (path, modification time, size) for in-process repeats (``sweep validate`` dry-runs
+    dozens of trials); callers get a fresh copy they may change."""
+    try:
+        stat = path.stat()
+    except OSError:
+        stat = None
+    if stat is None:
+        return _parse_toml(path)
+    return copy.deepcopy(_cached_parse(path, stat.st_mtime_ns, stat.st_size))
+
+
+@lru_cache(maxsize=64)
+def _cached_parse(path: Path, mtime_ns: int, size: int) -> dict[str, Any]:
+    return _parse_toml(path)
+
+
+def _parse_toml(path: Path) -> dict[str, Any]:
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
