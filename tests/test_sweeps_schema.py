@@ -43,7 +43,7 @@ def test_sweep_yaml_is_valid(path):
 def test_unified_sweep_contents():
     spec = load_sweep(next(p for p in SWEEPS if p.stem == "velociraptor_unified_bayes"))
     p = spec.parameters
-    assert p["ppo.learning_rate"].config == {"distribution": "log_uniform_values", "min": 1e-5, "max": 1e-3}
+    assert p["ppo.learning_rate"].config == {"distribution": "log_uniform_values", "min": 1e-4, "max": 1e-3}
     assert p["ppo.ent_coef"].config == {"distribution": "log_uniform_values", "min": 1e-4, "max": 1e-2}
     assert p["ppo.n_epochs"].values == [4, 5, 6, 8, 10]
     assert p["ppo.policy_kwargs.net_arch"].values == [[128, 64], [256, 128, 64], [512, 256, 128], [256, 256, 256]]

@@ -6,6 +6,8 @@ from typing import Optional
 
 import click
 
+from dinosim.config.checks import section_rules
+from dinosim.config.rules import Rule
 from dinosim.config.schema import NO_DEFAULT, SECTIONS, KeySpec, section_keys
 from dinosim.config.toml_writer import value_text
 from dinosim.species import SPECIES
@@ -31,11 +33,17 @@ def keys(species: str, section: Optional[str]) -> None:
     """List every valid key: section.key, types, default, description (read from the consuming code)."""
     for name in [section] if section else SECTIONS:
         click.echo(f"[{name}]")
+        rules, policy_rules = section_rules(name, species)
         for key, spec in sorted(section_keys(name, species).items()):
             types = "|".join(sorted(spec.types))
-            click.echo(f"  {name}.{key}  ({types}, default {_default_text(spec)})  {spec.description}")
+            click.echo(f"  {name}.{key}  ({types}, default {_default_text(spec)}{_rule_text(rules.get(key))})  "
+                       f"{spec.description}")
             for child_key, child in sorted((spec.children or {}).items()):
                 child_types = "|".join(sorted(child.types))
-                click.echo(f"    {name}.{key}.{child_key}  ({child_types}, default {_default_text(child)})  "
-                           f"{child.description}")
+                click.echo(f"    {name}.{key}.{child_key}  ({child_types}, default {_default_text(child)}"
+                           f"{_rule_text(policy_rules.get(child_key))})  {child.description}")
         click.echo("")
+
+
+def _rule_text(rule: Optional[Rule]) -> str:
+    return f"; {rule.describe()}" if rule is not None else ""

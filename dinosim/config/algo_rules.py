@@ -205,6 +205,7 @@ def _rising(section: str, key: str, values: Mapping[str, Any], default: float) -
     start, end = values.get(key, default), values.get(f"{key}_end")
     if isinstance(start, (int, float)) and isinstance(end, (int, float)) and end > start:
         dotted = f"{section}.{key}_end"
-        return [(f"{section}.{key}|{dotted}", message(dotted, end, f"is above {section}.{key} = {start!r}: the schedule would rise "
-                                 f"during training; set {dotted} <= {key} (or None for a constant {key})"))]
+        reason = (f"is above {section}.{key} = {start!r}: the schedule would rise during training; set {dotted} "
+                  f"<= {key} (or None for a constant {key})")
+        return [(f"{section}.{key}|{dotted}", message(dotted, end, reason))]
     return []

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from typing import Any, Optional
 
-from dinosim.config.algo_rules import algo_combination_problems, algo_problems
-from dinosim.config.curriculum_rules import curriculum_combination_problems, curriculum_problems
-from dinosim.config.env_rules import env_combination_problems, env_problems
-from dinosim.config.rules import Number, Problem
+from dinosim.config.algo_rules import ALGORITHM_RULES, POLICY_RULES, algo_combination_problems, algo_problems
+from dinosim.config.curriculum_rules import CURRICULUM_RULES, curriculum_combination_problems, curriculum_problems
+from dinosim.config.env_rules import env_combination_problems, env_problems, env_rules
+from dinosim.config.rules import Number, Problem, Rule
 
 MAX_SEED = 2**31 - 1  # seeds of the eval envs are seed + 10_000 + i; numpy refuses seeds >= 2**32
 SEED_RULE = Number(0, MAX_SEED, integer=True)
@@ -25,6 +25,15 @@ def algorithm_values(config: dict[str, dict[str, Any]], algorithm: str) -> tuple
     if algorithm in ("tqc", "crossq"):
         return algorithm, {**config.get("sac", {}), **config.get(algorithm, {})}
     return algorithm, dict(config.get(algorithm, {}))
+
+
+def section_rules(section: str, species: str) -> tuple[dict[str, Rule], dict[str, Rule]]:
+    """(rules of a section's keys, rules of its ``policy_kwargs`` keys) as ``dinosim config keys`` shows them."""
+    if section in ALGORITHM_RULES:
+        return ALGORITHM_RULES[section], POLICY_RULES[section]
+    if section == "env":
+        return env_rules(species), {}
+    return dict(CURRICULUM_RULES), {}
 
 
 def run_option_problems(seed: Any, n_envs: Any) -> list[Problem]:

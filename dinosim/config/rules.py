@@ -87,10 +87,13 @@ class OneOf(Rule):
     def problem(self, value: Any) -> Optional[str]:
         if value in self.choices and type(value) in {type(c) for c in self.choices}:
             return None
-        return f"is not {self.what or 'allowed'}: choose from {self.describe()}"
+        return f"is not {self.what or 'allowed'}: choose from {self._choices()}"
+
+    def _choices(self) -> str:
+        return ", ".join(repr(c) for c in self.choices)
 
     def describe(self) -> str:
-        return ", ".join(repr(c) for c in self.choices)
+        return f"one of {self._choices()}"
 
 
 @dataclass(frozen=True)
@@ -194,7 +197,8 @@ class Table(Rule):
             rule = self.rules.get(key)
             if rule is None:
                 allowed = f"allowed: {', '.join(self.rules)}" if self.rules else "it takes no keys"
-                return f"has the key {key!r}, which its consumer does not take ({allowed}{'; ' + self.why if self.why else ''})"
+                why = f"; {self.why}" if self.why else ""
+                return f"has the key {key!r}, which its consumer does not take ({allowed}{why})"
             bad = rule.problem(item)
             if bad is not None:
                 return f"[{key!r}] = {item!r} {bad}"
