@@ -68,6 +68,8 @@ ISSUE_CASES = [
     (["train", "--stage", "1", "--algorithm", "tqc", "--override", "tqc.top_quantiles_to_drop_per_net=25"],
      "no quantile would be left"),
     (["train", "--stage", "1", "--run-dir", "x", "--name", "y"], "no effect with --run-dir"),
+    (["train", "--stage", "1", "--timesteps", "10000"], "the stage would never evaluate"),
+    (["audit", "--species", "trex", "--stage", "1", "--seeds", "0,-1"], "seeds must be >= 0"),
 ]
 
 

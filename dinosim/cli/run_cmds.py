@@ -221,6 +221,8 @@ def audit(species: Optional[str], stage: Optional[int], episodes: int, seeds: st
         seed_list = tuple(int(s) for s in seeds.split(","))
     except ValueError:
         raise DinosimError(f"--seeds {seeds!r}: expected comma-separated integers") from None
+    if any(s < 0 for s in seed_list):
+        raise DinosimError(f"--seeds {seeds!r}: seeds must be >= 0")
     species_list = [species] if species else list(SPECIES)
     stages = [stage] if stage else list(STAGES)
     configs = {s: resolve_run(s, "ppo", stages) for s in species_list}

@@ -59,7 +59,13 @@ def stage_problems(config: dict[str, dict[str, Any]], species: str, algorithm: s
         return out
     out += algo_combination_problems(algorithm, section, algo, n_envs)
     out += env_combination_problems(env) + curriculum_combination_problems(species, curriculum, env)
-    out += budget_problems(algorithm, section, algo, n_envs, budget or int(curriculum.get("timesteps", 1)))
+    budget = budget or int(curriculum.get("timesteps", 1))
+    out += budget_problems(algorithm, section, algo, n_envs, budget)
+    eval_freq = curriculum.get("eval_freq")
+    if isinstance(eval_freq, int) and eval_freq > budget:
+        out.append(("budget|curriculum.eval_freq", f"curriculum.eval_freq = {eval_freq} is above the budget of {budget} "
+                    "steps: the stage would never evaluate, so its gate could not pass and no best/ policy would "
+                    "be kept; lower curriculum.eval_freq"))
     return out
 
 
