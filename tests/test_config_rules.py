@@ -136,7 +136,8 @@ def _fake_run(folder: Path, species: str) -> None:
 def test_dry_run_shows_the_whole_run_and_checks_the_warm_start_species(tmp_path):
     _fake_run(tmp_path / "raptor", "velociraptor")
     result = cli(tmp_path, "curriculum", "--stages", "1-2", "--timesteps", "20000", "--name", "demo",
-                 "--init-from", str(tmp_path / "raptor"), "--strict-gates", "--seed", "5", "--dry-run")
+                 "--init-from", str(tmp_path / "raptor"), "--strict-gates", "--seed", "5", "--dry-run",
+                 "--override", "curriculum.eval_freq=5000")
     assert result.returncode == 0, result.stderr
     run = tomllib.loads(result.stdout)["run"]
     assert run["budget"] == {"stage1": 20000, "stage2": 20000} and run["timesteps"] == 20000
