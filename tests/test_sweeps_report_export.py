@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from dinosim.errors import ConfigError
 from dinosim.species import CONFIGS_DIR
 from dinosim.sweeps.engine import EngineOptions, run_sweep
 from dinosim.sweeps.export import apply_to_toml, export_best
@@ -28,7 +29,7 @@ def make_sweep(tmp_path: Path, command_tail: list[str], params: dict, run_cap: i
            "run_cap": run_cap, "program": str(prog),
            "command": ["${env}", "${interpreter}", "${program}", "train", *command_tail, "--override",
                        "${args_no_hyphens}"],
-           "parameters": {"ppo.learning_rate": {"distribution": "log_uniform_values", "min": 1e-5, "max": 1e-2},
+           "parameters": {"ppo.learning_rate": {"distribution": "log_uniform_values", "min": 1e-4, "max": 1e-2},
                           "ppo.ent_coef": {"values": [0.0, 0.01]}, **params}}
     path = tmp_path / "fake_velo.yaml"
     path.write_text(yaml.safe_dump(cfg, sort_keys=False))
@@ -134,3 +135,15 @@ def test_apply_to_toml_types_and_new_keys():
     assert data["ppo"] == {"n_epochs": 5, "gamma": 1.0, "target_kl": 0.02}
     assert "n_epochs = 5  # epochs | sweep s (was 10)" in new
     assert [c[0] for c in changed] == ["ppo.n_epochs", "ppo.gamma", "ppo.target_kl"]
+
+
+def test_export_refuses_values_that_make_the_stage_config_invalid(tmp_path):
+    # stage 1 decays learning_rate to 1e-4: a winning learning rate below it would make the schedule rise
+    path = make_sweep(tmp_path, ["--species", "velociraptor", "--stage", "1"],
+                      {"ppo.learning_rate": {"values": [0.00002, 0.00003]}, "fake.evals": {"value": 1}}, run_cap=2)
+    target = tmp_path / "stage1_balance.toml"
+    shutil.copy(CONFIGS_DIR / "velociraptor" / "stage1_balance.toml", target)
+    before = target.read_text()
+    with pytest.raises(ConfigError, match="nothing was written: .*the schedule would rise"):
+        export_best(load_study(path, sweep_dir=tmp_path / "sd"), to=target)
+    assert target.read_text() == before

@@ -130,13 +130,16 @@ def export_best(loaded: LoadedSweep, to: Optional[Path] = None, out: Optional[Pa
     note = f"sweep {loaded.spec.name} #{trial.number}: {loaded.spec.metric}={trial.value:.6g}"
     if out is not None and len(plan) > 1 and out.suffix == ".toml":
         raise ConfigError(f"--out {out}: {len(plan)} stage files change; give a folder")
-    changes: list[Change] = []
+    edited: dict[Path, tuple[str, list[tuple[str, Any, Any]]]] = {}
     for src, values in plan.items():
         try:
             text = src.read_text(encoding="utf-8")
         except FileNotFoundError:
             raise ConfigError(f"{src}: config file not found") from None
-        new_text, changed = apply_to_toml(text, values, note)
+        edited[src] = apply_to_toml(text, values, note)
+    _check_exported(loaded.spec.command, to, {src: new_text for src, (new_text, _) in edited.items()})
+    changes: list[Change] = []
+    for src, (new_text, changed) in edited.items():
         if out is None:
             dest = src
         elif out.suffix == ".toml":
@@ -148,3 +151,33 @@ def export_best(loaded: LoadedSweep, to: Optional[Path] = None, out: Optional[Pa
             dest.write_text(new_text, encoding="utf-8")
         changes += [Change(dest, k, o, n) for k, o, n in changed]
     return changes
+
+
+def _check_exported(command: list[Any], to: Optional[Path], texts: dict[Path, str]) -> None:
+    """Resolve every edited stage file with the sweep command's species, algorithm and n_envs; ConfigError (and
+    nothing written) when the winning values make a stage config invalid, e.g. a learning rate below the file's
+    ``learning_rate_end``."""
+    import shutil
+    import tempfile
+
+    from dinosim.config.resolve import resolve_run
+    from dinosim.sweeps.macros import option_values
+
+    species, stages = command_target(command)
+    files = SPECIES[species].stage_files
+    algorithm = (option_values(command, "--algorithm") or ["ppo"])[0]
+    n_envs = (option_values(command, "--n-envs") or ["4"])[0]
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp) / species
+        shutil.copytree(CONFIGS_DIR / species, folder)
+        checked = []
+        for src, text in texts.items():
+            stage = stages[0] if to is not None and src == to else files.index(src.name) + 1
+            (folder / files[stage - 1]).write_text(text, encoding="utf-8")
+            checked.append(stage)
+        try:
+            resolve_run(species, algorithm, tuple(sorted(checked)), n_envs=int(n_envs), config_dir=Path(tmp))
+        except (ConfigError, ValueError) as exc:
+            message = str(exc).replace(str(folder), "<exported>")
+            raise ConfigError(f"the best trial's values would make the stage config invalid, nothing was written: "
+                              f"{message}") from None
