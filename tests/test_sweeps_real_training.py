@@ -22,7 +22,7 @@ pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parent.parent
 TINY = {"curriculum.timesteps": 384, "ppo.n_steps": 64, "ppo.n_epochs": 1, "curriculum.eval_freq": 128,
         "curriculum.eval_episodes": 1, "curriculum.min_avg_reward": 1.0e9, "curriculum.save_freq": 100000,
-        "env.max_episode_steps": 50, "ppo.policy_kwargs.net_arch": [16]}
+        "env.max_episode_steps": 50, "ppo.policy_kwargs.net_arch": [16], "curriculum.min_avg_episode_length": 0}
 
 
 def write(tmp_path: Path, name: str, method: str, params: dict, **extra) -> Path:

@@ -25,7 +25,8 @@ pytestmark = pytest.mark.slow
 
 TINY = [
     "ppo.n_steps=64", "ppo.batch_size=64", "ppo.n_epochs=1", "ppo.policy_kwargs.net_arch=[16,16]",
-    "env.max_episode_steps=50", "curriculum.eval_freq=256", "curriculum.eval_episodes=2",
+    "env.max_episode_steps=50", "curriculum.min_avg_episode_length=0", "curriculum.eval_freq=256",
+    "curriculum.eval_episodes=2",
     "curriculum.save_freq=256", "curriculum.keep_checkpoints=2", "curriculum.required_consecutive=100",
 ]
 N_ENVS = 2  # rollout = 64 * 2 = 128 steps
@@ -359,7 +360,7 @@ def test_off_policy_algorithms_train_and_warm_start(tmp_path: Path, algorithm: s
     from dinosim.training.curriculum import RunHooks
     from dinosim.training.runner import run
 
-    overrides = TINY + ["sac.buffer_size=2000", "sac.learning_starts=64", "sac.batch_size=32", "sac.train_freq=8",
+    overrides = [o for o in TINY if not o.startswith("ppo.")] + ["sac.buffer_size=2000", "sac.learning_starts=64", "sac.batch_size=32", "sac.train_freq=8",
                         "sac.gradient_steps=1", "sac.policy_kwargs.net_arch=[16,16]", "curriculum.eval_freq=128"]
     config = resolve_run("velociraptor", algorithm, [1, 2], overrides, n_envs=N_ENVS)
     request = RunRequest(command="curriculum", config=config, timesteps=256, run_dir=tmp_path / "run",

@@ -20,10 +20,25 @@ SEED_RULE = Number(0, MAX_SEED, integer=True)
 N_ENVS_RULE = Number(1, 256, integer=True)
 
 
+INHERITS_SAC = ("tqc", "crossq")
+"""Algorithms that read ``[sac]`` first, then their own section."""
+
+
+def inherit(base: dict[str, Any], own: dict[str, Any]) -> dict[str, Any]:
+    """``own`` over ``base``; a table in both (``policy_kwargs``) merges key by key, like a table override."""
+    merged = dict(base)
+    for key, value in own.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = inherit(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
 def algorithm_values(config: dict[str, dict[str, Any]], algorithm: str) -> tuple[str, dict[str, Any]]:
     """(section named in messages, constructor + schedule values): tqc/crossq read ``[sac]``, then their own."""
-    if algorithm in ("tqc", "crossq"):
-        return algorithm, {**config.get("sac", {}), **config.get(algorithm, {})}
+    if algorithm in INHERITS_SAC:
+        return algorithm, inherit(config.get("sac", {}), config.get(algorithm, {}))
     return algorithm, dict(config.get(algorithm, {}))
 
 

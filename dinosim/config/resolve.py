@@ -20,7 +20,7 @@ from dinosim.config.toml_writer import dumps
 from dinosim.config.validate import coerce, did_you_mean, unknown_key
 from dinosim.errors import ConfigError
 from dinosim.species import CONFIGS_DIR, SPECIES, STAGES
-from dinosim.config.checks import run_option_problems, stage_problems
+from dinosim.config.checks import INHERITS_SAC, inherit, run_option_problems, stage_problems
 from dinosim.config.settings import CurriculumSettings, ScheduleSettings
 
 ALGORITHMS = ALGORITHM_SECTIONS
@@ -50,9 +50,7 @@ class RunConfig:
         own = self.section(stage, self.algorithm)
         if self.algorithm in ("tqc", "crossq"):
             valid = section_keys(self.algorithm, self.species)
-            merged = {k: v for k, v in self.section(stage, "sac").items() if k in valid}
-            merged.update(own)
-            own = merged
+            own = inherit({k: v for k, v in self.section(stage, "sac").items() if k in valid}, own)
         return {k: copy.deepcopy(v) for k, v in own.items() if k not in _SCHEDULE_KEYS and v is not None}
 
     def schedule(self, stage: int) -> ScheduleSettings:
@@ -133,7 +131,7 @@ def resolve_run(
         if stage not in STAGES:
             raise ConfigError(f"stage {stage} is out of range: stages are {STAGES[0]}-{STAGES[-1]}")
     parsed = parse_overrides(list(overrides))
-    _check_override_targets(parsed, species, tuple(stages))
+    _check_override_targets(parsed, species, tuple(stages), algorithm)
     configs = {}
     for stage in stages:
         path = stage_file(species, stage, config_dir)
@@ -153,8 +151,18 @@ def resolve_run(
     return RunConfig(species, algorithm, tuple(stages), seed, n_envs, vec_env, configs, tuple(overrides))
 
 
-def _check_override_targets(parsed: list[Override], species: str, stages: tuple[int, ...]) -> None:
+def _reads(algorithm: str) -> tuple[str, ...]:
+    """The algorithm sections a run of ``algorithm`` reads."""
+    return ("sac", algorithm) if algorithm in INHERITS_SAC else (algorithm,)
+
+
+def _check_override_targets(parsed: list[Override], species: str, stages: tuple[int, ...], algorithm: str) -> None:
     for override in parsed:
+        if override.section in ALGORITHM_SECTIONS and override.section not in _reads(algorithm):
+            raise ConfigError(
+                f"override {override.raw!r} sets [{override.section}], which --algorithm {algorithm} does not read "
+                f"(it reads {', '.join(f'[{s}]' for s in _reads(algorithm))})"
+            )
         if override.stage is not None:
             if override.stage not in STAGES:
                 raise ConfigError(
