@@ -11,6 +11,8 @@ from typing import Optional
 
 import click
 
+from dinosim.errors import ConfigError
+
 
 @click.group()
 def sweep() -> None:
@@ -33,12 +35,19 @@ def sweep() -> None:
 def run_cmd(yaml_path: Path, count: Optional[int], workers: int, storage: Optional[str], seeds: int,
             sweep_dir: Optional[Path], sampler_seed: Optional[int]) -> int:
     """Run (or resume) SWEEP.yaml with Optuna: grid/random/bayes, hyperband pruning, --skip-if constraints."""
+    from dinosim.cli import dry_run_error
+    from dinosim.sweeps.dry_runs import dry_run_trials
     from dinosim.sweeps.engine import EngineOptions, run_sweep
-    from dinosim.sweeps.keys import check_keys
+    from dinosim.sweeps.keys import check_keys, check_metric
     from dinosim.sweeps.yaml_spec import load_sweep
 
     spec = load_sweep(yaml_path)
     check_keys(spec)
+    check_metric(spec)
+    try:  # the extremes, as `sweep validate` does, in seconds; a failing trial is worth a warning, not a refusal
+        dry_run_trials(spec, dry_run_error, random_draws=0)
+    except ConfigError as exc:
+        click.echo(f"warning: {exc} (`dinosim sweep validate` checks the whole sample)", err=True)
     result = run_sweep(spec, EngineOptions(count=count, workers=workers, storage=storage, seeds=seeds,
                                            sweep_dir=sweep_dir, sampler_seed=sampler_seed))
     if result.best_value is not None:
