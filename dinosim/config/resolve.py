@@ -1,8 +1,9 @@
 """Resolve the configuration of a run: committed TOML per stage + overrides -> validated :class:`RunConfig`.
 
 Data flow: ``read_toml`` each stage file -> check every section/key/type against :mod:`dinosim.config.schema` ->
-apply overrides (global first, then stage-scoped) -> fill defaults from the consuming code -> cross-field checks.
-Every problem raises :class:`ConfigError` with one line naming the file/override and key.
+apply overrides (global first, then stage-scoped; a table merges into the table there) -> fill defaults from the
+consuming code -> each consumer's value rules and the combinations (:mod:`dinosim.config.checks`). Every problem
+raises :class:`ConfigError` with one line naming the override or file line that set the value, and the key.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
+from dinosim.config.checks import INHERITS_SAC, inherit, run_option_problems, stage_problems
 from dinosim.config.loader import read_toml, stage_file
 from dinosim.config.overrides import Override, ordered_for_application, parse_overrides
 from dinosim.config.schema import ALGORITHM_SECTIONS, NO_DEFAULT, SECTIONS, KeySpec, section_keys
@@ -20,7 +22,6 @@ from dinosim.config.toml_writer import dumps
 from dinosim.config.validate import coerce, did_you_mean, unknown_key
 from dinosim.errors import ConfigError
 from dinosim.species import CONFIGS_DIR, SPECIES, STAGES
-from dinosim.config.checks import INHERITS_SAC, inherit, run_option_problems, stage_problems
 from dinosim.config.settings import CurriculumSettings, ScheduleSettings
 
 ALGORITHMS = ALGORITHM_SECTIONS
@@ -48,14 +49,14 @@ class RunConfig:
         """Constructor kwargs of the chosen algorithm: its section (for tqc/crossq, ``[sac]`` keys that the
         constructor accepts, then their own section) without schedule keys and unset values."""
         own = self.section(stage, self.algorithm)
-        if self.algorithm in ("tqc", "crossq"):
+        if self.algorithm in INHERITS_SAC:
             valid = section_keys(self.algorithm, self.species)
             own = inherit({k: v for k, v in self.section(stage, "sac").items() if k in valid}, own)
         return {k: copy.deepcopy(v) for k, v in own.items() if k not in _SCHEDULE_KEYS and v is not None}
 
     def schedule(self, stage: int) -> ScheduleSettings:
         own = self.section(stage, self.algorithm if self.algorithm == "ppo" else "sac")
-        if self.algorithm in ("tqc", "crossq"):
+        if self.algorithm in INHERITS_SAC:
             own = {**own, **self.section(stage, self.algorithm)}
         return ScheduleSettings(**{k: own[k] for k in _SCHEDULE_KEYS if k in own})
 
@@ -123,8 +124,9 @@ def resolve_run(
         raise ConfigError(f"unknown algorithm {algorithm!r}{did_you_mean(algorithm, ALGORITHMS)}")
     if vec_env not in VEC_ENVS:
         raise ConfigError(f"unknown vec env {vec_env!r}: choose from {', '.join(VEC_ENVS)}")
-    for _, text in run_option_problems(seed, n_envs):
-        raise ConfigError(text)
+    option_problems = run_option_problems(seed, n_envs)
+    if option_problems:
+        raise ConfigError(option_problems[0][1])
     if timesteps is not None and (isinstance(timesteps, bool) or not isinstance(timesteps, int) or timesteps < 1):
         raise ConfigError(f"--timesteps {timesteps!r} must be an integer >= 1")
     for stage in stages:
@@ -256,18 +258,17 @@ def _store(table: dict[str, Any], key: str, value: Any, nested: bool) -> None:
     if value is None and nested:
         table.pop(key, None)
     elif isinstance(value, dict):
-        merged = table[key] if isinstance(table.get(key), dict) else table.setdefault(key, {})
-        if not isinstance(merged, dict):
-            merged = table[key] = {}
+        if not isinstance(table.get(key), dict):
+            table[key] = {}
         for k, v in value.items():
-            _store(merged, k, v, nested=True)
+            _store(table[key], k, v, nested=True)
     else:
         table[key] = value
 
 
 def _fill_defaults(config: dict[str, dict[str, Any]], species: str, algorithm: str) -> None:
     """Complete the sections the run uses with the consuming code's literal defaults."""
-    inherits_sac = algorithm in ("tqc", "crossq")  # tqc/crossq take [sac] values, then their own section's
+    inherits_sac = algorithm in INHERITS_SAC  # tqc/crossq take [sac] values, then their own section's
     used = ["env", "curriculum"] + (["sac"] if inherits_sac else []) + [algorithm]
     for section in used:
         table = config.setdefault(section, {})
