@@ -59,18 +59,22 @@ _PREY_RULES: dict[str, Rule] = {
     "prey_lateral_range": Number(0.0, 50.0),
 }
 
-SPECIES_RULES: dict[str, dict[str, Rule]] = {
-    "velociraptor": {**_PREY_RULES, "strike_bonus": _BONUS, "strike_approach_weight": _BONUS,
-                     "strike_proximity_weight": _BONUS},
-    "trex": {**_PREY_RULES, "bite_bonus": _BONUS, "bite_approach_weight": _BONUS, "bite_proximity_weight": _BONUS},
+_TARGET_RULES: dict[str, dict[str, Rule]] = {
+    "velociraptor": _PREY_RULES,
+    "trex": _PREY_RULES,
     "brachiosaurus": {
         "food_pose_range": Number(0.0, 1.0, lo_open=True),
         "food_min_offset": Number(0.0, 5.0),
         "food_reach_threshold": Number(0.0, 5.0, lo_open=True),
-        "food_reach_bonus": _BONUS, "food_approach_weight": _BONUS, "food_proximity_weight": _BONUS,
     },
 }
-"""Rules of each species' own keyword arguments (its stage-3 target and weights)."""
+
+SPECIES_RULES: dict[str, dict[str, Rule]] = {
+    name: {**_TARGET_RULES[name], **{weight: _BONUS for weight in info.target_weights}}
+    for name, info in SPECIES.items()
+}
+"""Rules of each species' own keyword arguments: its stage-3 target placement, and its bonus, approach and
+proximity weights (named in :data:`dinosim.species.SPECIES`)."""
 
 
 def tasks(species: str) -> tuple[str, ...]:
