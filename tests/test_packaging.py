@@ -1,0 +1,63 @@
+"""Installing and importing dinosim the way Gymnasium, rl-zoo3 and pip users do (issue 14, points 1-3)."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from dinosim.species import SPECIES
+
+ROOT = Path(__file__).resolve().parent.parent
+HEAVY = ("mujoco", "torch", "stable_baselines3", "wandb", "dinosim.envs")
+
+
+def _clean_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DINOSIM_")}
+    env.update(WANDB_MODE="offline", WANDB_SILENT="true", MUJOCO_GL=os.environ.get("MUJOCO_GL", "egl"), **extra)
+    return env
+
+
+def test_import_dinosim_registers_every_id_lazily():
+    code = ("import sys, dinosim\nfrom gymnasium.envs.registration import registry\n"
+            f"ids = {sorted(s.env_id for s in SPECIES.values())!r}\n"
+            "print([registry[i].entry_point for i in ids])\n"
+            f"print([m for m in {HEAVY!r} if m in sys.modules])\n"
+            "import gymnasium as gym\nenv = gym.make('dinosim/TRex-v0')\nprint(type(env.unwrapped).__name__)\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120,
+                          env=_clean_env())
+    assert proc.returncode == 0, proc.stderr
+    entry_points, heavy, env_class = proc.stdout.splitlines()
+    assert entry_points == str(sorted(f"{s.env_module}:{s.env_class}" for s in SPECIES.values()))
+    assert heavy == "[]"
+    assert env_class == "TRexEnv"
+
+
+def test_tomllib_is_imported_only_by_the_config_loader():
+    """Python 3.10 has no tomllib: every other module parses TOML through dinosim.config.loader."""
+    pattern = re.compile(r"^\s*(import\s+(tomllib|tomli)\b|from\s+(tomllib|tomli)\s+import)", re.MULTILINE)
+    offenders = [str(p.relative_to(ROOT)) for p in (ROOT / "dinosim").rglob("*.py")
+                 if pattern.search(p.read_text(encoding="utf-8")) and p != ROOT / "dinosim" / "config" / "loader.py"]
+    assert offenders == []
+    assert pattern.search((ROOT / "dinosim" / "config" / "loader.py").read_text())  # the grep itself matches
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(importlib.util.find_spec("rl_zoo3") is None,
+                    reason="rl_zoo3 is not installed (pip install -e '.[bench]'; .ci/run installs it)")
+def test_rl_zoo3_trains_with_gym_packages_dinosim(tmp_path):
+    cmd = [sys.executable, "-m", "rl_zoo3.train", "--gym-packages", "dinosim", "--env", "dinosim/TRex-v0",
+           "--algo", "ppo", "-n", "2000", "-f", str(tmp_path / "logs"), "--eval-freq", "-1", "--device", "cpu",
+           "--seed", "0", "--hyperparams", "n_envs:1", "policy:'MlpPolicy'", "n_timesteps:2000", "n_steps:256",
+           "batch_size:64"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, timeout=600, env=_clean_env())
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    models = list((tmp_path / "logs" / "ppo").glob("dinosim-TRex-v0_*/dinosim-TRex-v0.zip"))
+    assert len(models) == 1
+    monitor = next(models[0].parent.glob("*.monitor.csv")).read_text().splitlines()
+    assert len(monitor) > 2  # header lines + at least one finished episode of the real env
