@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -61,3 +63,53 @@ def test_rl_zoo3_trains_with_gym_packages_dinosim(tmp_path):
     assert len(models) == 1
     monitor = next(models[0].parent.glob("*.monitor.csv")).read_text().splitlines()
     assert len(monitor) > 2  # header lines + at least one finished episode of the real env
+
+
+def _copy_sources(target: Path) -> Path:
+    """The files a build reads (pyproject, setup.py, README, the package, configs/), so building leaves no build/
+    or egg-info in the checkout."""
+    target.mkdir(parents=True)
+    for name in ("pyproject.toml", "setup.py", "README.md"):
+        shutil.copy2(ROOT / name, target / name)
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
+    shutil.copytree(ROOT / "dinosim", target / "dinosim", ignore=ignore)
+    shutil.copytree(ROOT / "configs", target / "configs", ignore=ignore)
+    return target
+
+
+@pytest.mark.slow
+def test_wheel_installed_outside_the_checkout_has_configs_and_trains(tmp_path):
+    """A wheel built from the repo, installed into a fresh venv (reusing the installed torch/SB3 through
+    --system-site-packages, dinosim itself from the wheel), dry-runs, exports configs and trains from /tmp."""
+    source = _copy_sources(tmp_path / "src")
+    dist, venv, work = tmp_path / "dist", tmp_path / "venv", tmp_path / "work"
+    work.mkdir()
+    env = {k: v for k, v in _clean_env(DINOSIM_RUNS_DIR=str(work / "runs")).items() if k != "PYTHONPATH"}
+
+    def run(*cmd: str) -> subprocess.CompletedProcess:
+        proc = subprocess.run(list(cmd), capture_output=True, text=True, cwd=work, timeout=900, env=env)
+        assert proc.returncode == 0, f"{' '.join(cmd)}\n{proc.stdout[-2000:]}\n{proc.stderr[-3000:]}"
+        return proc
+
+    run(sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(dist),
+        str(source))
+    wheel = next(dist.glob("dinosim-*.whl"))
+    run(sys.executable, "-m", "venv", "--system-site-packages", str(venv))
+    python, cli = str(venv / "bin" / "python"), str(venv / "bin" / "dinosim")
+    run(python, "-m", "pip", "install", "-q", "--no-deps", "--no-index", str(wheel))
+    where = run(python, "-c", "import dinosim, dinosim.species as s; print(dinosim.__file__); "
+                              "print(s.BUILTIN_CONFIGS_DIR)").stdout.split()
+    assert Path(where[0]).is_relative_to(venv), where  # dinosim comes from the wheel, not the checkout
+    assert where[1] == str(Path(where[0]).parent / "configs"), where  # and reads the configs shipped inside it
+    dry = run(cli, "curriculum", "--species", "trex", "--dry-run").stdout
+    assert "[stage3.curriculum]" in dry and 'species = "trex"' in dry
+    run(cli, "config", "export", "--species", "trex", str(work / "mine"))
+    for name in SPECIES["trex"].stage_files:
+        assert (work / "mine" / "trex" / name).read_text() == (ROOT / "configs" / "trex" / name).read_text()
+    out = run(cli, "train", "--species", "trex", "--stage", "1", "--timesteps", "256", "--n-envs", "1", "-q",
+              "--run-dir", str(work / "runs" / "t"), "--config-dir", str(work / "mine"), "--override",
+              "ppo.n_steps=128", "ppo.batch_size=64", "curriculum.eval_freq=128", "curriculum.eval_episodes=1",
+              "env.max_episode_steps=50").stdout
+    assert out.startswith(f"run finished: {work / 'runs' / 't'}")
+    summary = json.loads((work / "runs" / "t" / "summary.json").read_text())
+    assert summary["status"] == "finished" and summary["stages"]["1"]["timesteps_used"] >= 256
