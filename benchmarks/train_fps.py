@@ -76,7 +76,7 @@ def run_zoo(species: str, stage: int, timesteps: int, n_envs: int, vec_env: str,
              "normalize": {"norm_obs": True, "norm_reward": True, "gamma": kwargs.get("gamma", 0.99)}, **kwargs}
     if vec_env == "subproc":
         hyper["vec_env_wrapper"] = None
-    cmd = [sys.executable, "-m", "rl_zoo3.train", "--gym-packages", "dinosim.envs", "--env", SPECIES[species].env_id,
+    cmd = [sys.executable, "-m", "rl_zoo3.train", "--gym-packages", "dinosim", "--env", SPECIES[species].env_id,
            "--algo", "ppo", "-n", str(timesteps), "--seed", str(config.seed), "-f", str(workdir / "zoo"),
            "--tensorboard-log", str(workdir / "zoo-tb"), "--eval-freq", str(cur.eval_freq),
            "--eval-episodes", str(cur.eval_episodes), "--n-eval-envs", str(max(1, min(cur.eval_episodes, n_envs))),

@@ -132,11 +132,13 @@ def xvfb_display():
         if os.environ.get("CI"):
             pytest.fail(message)
         pytest.skip(message)
-    display = f":{90 + os.getpid() % 100}"
-    server = subprocess.Popen(["Xvfb", display, "-screen", "0", "800x600x24"], stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL)
+    read_end, write_end = os.pipe()  # Xvfb picks a free display number and writes it there once it is ready
+    server = subprocess.Popen(["Xvfb", "-displayfd", str(write_end), "-screen", "0", "800x600x24"],
+                              pass_fds=(write_end,), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    os.close(write_end)
     try:
-        yield display
+        with os.fdopen(read_end) as pipe:
+            yield f":{pipe.readline().strip()}"
     finally:
         server.terminate()
         server.wait(timeout=10)
