@@ -9,6 +9,8 @@ Tracker hooks: ``run(request, hooks=RunHooks(...))`` / ``resume(..., hooks=...)`
 :class:`dinosim.training.curriculum.RunHooks` (``extra_output_formats``: SB3 ``KVWriter`` objects receiving every
 logger record at the global step; ``extra_callbacks``; ``eval_sinks`` receiving each metrics.jsonl record;
 ``on_stage_start`` / ``on_stage_end``). With ``request.wandb.enabled`` the W&B tracker is attached this way.
+Without hooks the terminal output follows ``request.output`` (see :mod:`dinosim.training.console`); with hooks the
+caller's ``log_stdout`` and eval sinks stand (``QUIET`` still turns the progress bar and the "run folder" line off).
 """
 
 from __future__ import annotations
@@ -179,8 +181,9 @@ def _execute(run_dir: Path, run_data: dict, summary: RunSummary, progress: bool,
 
     configure_torch_threads()
     plan = _plan(run_data)
-    hooks = hooks or RunHooks()
-    _attach_console(hooks, summary, plan.config, output)
+    if hooks is None:  # the CLI's path; callers passing hooks choose log_stdout and their eval sinks themselves
+        hooks = RunHooks()
+        _attach_console(hooks, summary, plan.config, output)
     progress = progress and output > QUIET
     tracker = _start_wandb(run_dir, run_data, plan.config, hooks)
     code, summary.status, summary.message = EXIT_OK, "running", None
