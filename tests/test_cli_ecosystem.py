@@ -99,23 +99,39 @@ def test_cuda_without_a_gpu_is_one_line_before_the_run_folder_exists(tmp_path):
 @pytest.mark.slow
 @pytest.mark.parametrize("level", ["default", "-q", "-v"])
 def test_output_levels_of_a_real_run(tmp_path, level):
+    """TINY's stage-1 gate passes its first screening (streak 1/1), then a 4-episode gate check ends the stage."""
     flags = [] if level == "default" else [level]
     proc = dinosim("train", "--species", "velociraptor", "--stage", "1", "--timesteps", "512", "--n-envs", "2",
                    "--run-dir", str(tmp_path / "run"), *flags, "--override",
-                   *[o for o in TINY if not o.startswith("2.")], "1.curriculum.min_avg_reward=1000.0")
+                   *[o for o in TINY if not o.startswith("2.")], "curriculum.gate_episodes=4")
     assert proc.returncode == 0, proc.stderr[-3000:]
     lines = proc.stdout.strip().splitlines()
-    evals = [line for line in lines if " eval return " in line]
-    table = "| eval/" in proc.stdout
-    assert lines[-1 if level == "-q" else -2].startswith(f"run finished: {tmp_path / 'run'}")
+    finished = f"run finished: {tmp_path / 'run'} (global step 256)"
     if level == "-q":
-        assert lines == [lines[-1]] and proc.stderr == ""
+        assert lines == [finished] and proc.stderr == ""
         return
     assert lines[0] == f"run folder: {tmp_path / 'run'}"
-    assert [line.split("  ")[1] for line in evals] == ["step 256", "step 512"]
-    assert all(line.startswith("stage 1  ") and line.endswith("gate streak 0/1") for line in evals), evals
-    assert table == (level == "-v")
+    assert lines[-2:] == [finished, lines[-1]] and "gate passed at step 256" in lines[-1]
+    evals = [line for line in lines if " eval return " in line or " gate check " in line]
+    assert len(evals) == 2, lines
+    assert evals[0].startswith("stage 1  step 256  eval return ") and evals[0].endswith("gate streak 1/1")
+    assert evals[1].startswith("stage 1  step 256  gate check (4 episodes): return ") and "lower bound" in evals[1]
+    assert ("| eval/" in proc.stdout) == (level == "-v")  # SB3's table
     assert json.loads((tmp_path / "run" / "run.json").read_text())["device"] == "cpu"  # PPO's default
+
+
+def test_eval_lines_of_screenings_and_gate_checks():
+    from dinosim.training.console import eval_line
+
+    record = {"stage": 3, "global_step": 20000, "eval/mean_reward": 512.34, "eval/std_reward": 40.1,
+              "eval/mean_ep_length": 480.2, "eval/success_rate": 0.667, "eval_kind": "screen"}
+    assert eval_line(record, 1, 3) == ("stage 3  step 20,000  eval return 512.3 ± 40.1  length 480  success 0.67  "
+                                       "gate streak 1/3")
+    gate = {**record, "eval_kind": "gate", "eval/episodes": 100, "eval/return_lb": 500.81, "eval/success_lb": 0.581}
+    assert eval_line(gate, 3, 3) == ("stage 3  step 20,000  gate check (100 episodes): return 512.3 ± 40.1 "
+                                     "(lower bound 500.8)  length 480  success 0.67 (lower bound 0.58)")
+    no_success = {k: v for k, v in record.items() if k != "eval/success_rate"}
+    assert "success" not in eval_line(no_success, 0, 2) and eval_line(no_success, 0, 2).endswith("streak 0/2")
 
 
 def test_watch_without_a_display_points_to_evaluate_gif(tmp_path):
