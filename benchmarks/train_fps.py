@@ -1,7 +1,8 @@
 """Training throughput: dinosim's `train` vs rl-zoo3 on the same env, hyperparameters and steps; vec-env sweep.
 
     python benchmarks/train_fps.py --species velociraptor --stage 1 --timesteps 65536
-        runs `dinosim train` (all logging on: stdout + TensorBoard, evaluations, checkpoints, metrics.jsonl) and
+        runs `dinosim train -v` (all logging on: SB3's tables on stdout, TensorBoard, evaluations, checkpoints,
+        metrics.jsonl) and
         `python -m rl_zoo3.train` (its own eval + checkpoints + TensorBoard, same eval/save frequency) one after
         the other, each in its own process, and prints both fps and the ratio dinosim / rl-zoo3.
     python benchmarks/train_fps.py --vec-envs dummy,subproc --n-envs 1,2,4,8 --timesteps 65536 --only dinosim
@@ -41,7 +42,7 @@ def run_dinosim(species: str, stage: int, timesteps: int, n_envs: int, vec_env: 
                 workdir: Path) -> dict[str, Any]:
     run_dir = workdir / f"dinosim-{vec_env}-{n_envs}-{time.time_ns()}"
     cmd = [sys.executable, "-m", "dinosim", "train", "--species", species, "--stage", str(stage), "--timesteps",
-           str(timesteps), "--n-envs", str(n_envs), "--vec-env", vec_env, "--run-dir", str(run_dir), "--no-progress"]
+           str(timesteps), "--n-envs", str(n_envs), "--vec-env", vec_env, "--run-dir", str(run_dir), "--no-progress", "-v"]
     if overrides:
         cmd += ["--override", *overrides]
     t0 = time.time()
@@ -76,7 +77,7 @@ def run_zoo(species: str, stage: int, timesteps: int, n_envs: int, vec_env: str,
              "normalize": {"norm_obs": True, "norm_reward": True, "gamma": kwargs.get("gamma", 0.99)}, **kwargs}
     if vec_env == "subproc":
         hyper["vec_env_wrapper"] = None
-    cmd = [sys.executable, "-m", "rl_zoo3.train", "--gym-packages", "dinosim.envs", "--env", SPECIES[species].env_id,
+    cmd = [sys.executable, "-m", "rl_zoo3.train", "--gym-packages", "dinosim", "--env", SPECIES[species].env_id,
            "--algo", "ppo", "-n", str(timesteps), "--seed", str(config.seed), "-f", str(workdir / "zoo"),
            "--tensorboard-log", str(workdir / "zoo-tb"), "--eval-freq", str(cur.eval_freq),
            "--eval-episodes", str(cur.eval_episodes), "--n-eval-envs", str(max(1, min(cur.eval_episodes, n_envs))),

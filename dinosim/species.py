@@ -1,5 +1,8 @@
 """The species dinosim knows and where each one's code and configs live.
 
+Configs are read from ``$DINOSIM_CONFIG_DIR`` when set, else from the committed ones (:data:`BUILTIN_CONFIGS_DIR`);
+``--config-dir`` of `train`/`curriculum` wins over both.
+
 This module is import-light (standard library only): the CLI and the config validator read it on every call.
 """
 
@@ -42,7 +45,18 @@ SPECIES: dict[str, Species] = {
 STAGES: tuple[int, ...] = (1, 2, 3)
 
 PACKAGE_DIR = Path(__file__).resolve().parent
-CONFIGS_DIR = Path(os.environ.get("DINOSIM_CONFIG_DIR", PACKAGE_DIR.parent / "configs"))  # the checkout's configs/
+CONFIG_DIR_ENV = "DINOSIM_CONFIG_DIR"  # a folder laid out like configs/ (<species>/stage*.toml) to use instead
+
+
+def _builtin_configs_dir() -> Path:
+    """The committed configs: ``dinosim/configs/`` in an installed wheel (the build maps the repository's top-level
+    ``configs/`` there, see setup.py), else the checkout's ``configs/`` (source tree, editable install)."""
+    packaged = PACKAGE_DIR / "configs"
+    return packaged if packaged.is_dir() else PACKAGE_DIR.parent / "configs"
+
+
+BUILTIN_CONFIGS_DIR = _builtin_configs_dir()
+CONFIGS_DIR = Path(os.environ[CONFIG_DIR_ENV]) if os.environ.get(CONFIG_DIR_ENV) else BUILTIN_CONFIGS_DIR
 
 
 def module_source_path(dotted: str) -> Path:

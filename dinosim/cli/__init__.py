@@ -16,6 +16,7 @@ from dinosim.cli.config_cmds import config
 from dinosim.cli.results_cmds import plot, summary
 from dinosim.cli.run_cmds import audit, curriculum, evaluate, resume, train
 from dinosim.cli.sweep_cmds import sweep
+from dinosim.cli.watch_cmd import watch
 from dinosim.errors import DinosimError
 
 
@@ -29,7 +30,7 @@ def cli() -> None:
     """
 
 
-for _command in (train, curriculum, resume, evaluate, audit, plot, summary, config, sweep):
+for _command in (train, curriculum, resume, evaluate, watch, audit, plot, summary, config, sweep):
     cli.add_command(_command)
 
 

@@ -16,10 +16,12 @@ import click
 from dinosim.config.overrides import extract_override_tokens, split_run_overrides
 from dinosim.config.resolve import ALGORITHMS, VEC_ENVS, RunConfig, resolve_run
 from dinosim.errors import DinosimError
-from dinosim.species import SPECIES, STAGES
+from dinosim.species import CONFIG_DIR_ENV, CONFIGS_DIR, SPECIES, STAGES
 from dinosim.config.toml_writer import dumps
 from dinosim.training.preflight import preflight, preview
-from dinosim.training.request import RunRequest, WandbOptions
+from dinosim.training.request import (
+    DEVICES, NORMAL, OFF_POLICY_DEVICE, ON_POLICY_DEVICE, QUIET, VERBOSE, RunRequest, WandbOptions, default_device,
+)
 
 DEFAULT_N_ENVS = 4  # DummyVecEnv with 4 envs: see the README's "Defaults chosen by measurement"
 
@@ -63,6 +65,21 @@ def parse_stages(text: str) -> tuple[int, ...]:
     return stages
 
 
+def _output_options(func: Any) -> Any:
+    """``-v/--verbose`` and ``-q/--quiet``: the terminal output level (see :mod:`dinosim.training.console`)."""
+    func = click.option("-q", "--quiet", is_flag=True,
+                        help="Print nothing but errors and the final summary line.")(func)
+    return click.option("-v", "--verbose", is_flag=True,
+                        help="Also print SB3's table of training statistics at every log step.")(func)
+
+
+def output_level(verbose: bool, quiet: bool) -> int:
+    """The output level of ``-v``/``-q`` (default: progress bar and one line per evaluation)."""
+    if verbose and quiet:
+        raise DinosimError("-v/--verbose and -q/--quiet exclude each other")
+    return VERBOSE if verbose else QUIET if quiet else NORMAL
+
+
 def _run_options(func: Any) -> Any:
     options = [
         click.option("--species", type=click.Choice(sorted(SPECIES)), default="velociraptor", show_default=True),
@@ -74,6 +91,13 @@ def _run_options(func: Any) -> Any:
         click.option("--vec-env", type=click.Choice(VEC_ENVS), default="dummy", show_default=True,
                      help="dummy: one process; subproc: one process per env."),
         click.option("--seed", type=int, default=0, show_default=True),
+        click.option("--device", type=click.Choice(DEVICES), default=None,
+                     help=f"Torch device [default: {ON_POLICY_DEVICE} for ppo, {OFF_POLICY_DEVICE} for sac, tqc "
+                          "and crossq]; auto uses a CUDA GPU when torch sees one."),
+        click.option("--config-dir", type=click.Path(path_type=Path, exists=True, file_okay=False), default=None,
+                     help=f"Folder of <species>/stage*.toml files to use instead of the committed configs "
+                          f"[default: ${CONFIG_DIR_ENV} if set, else the committed configs]; "
+                          "`dinosim config export DIR` writes a copy to start from."),
         click.option("--run-dir", type=click.Path(path_type=Path, file_okay=False), default=None,
                      help="Run folder [default: runs/<species>/<YYYYmmdd-HHMMSS>[-NAME]]."),
         click.option("--name", default=None, help="Suffix of the run folder's name."),
@@ -83,12 +107,14 @@ def _run_options(func: Any) -> Any:
         click.option("--skip-if", "skip_if", multiple=True, metavar="EXPR",
                      help='Skip the run (exit 0) when EXPR holds, e.g. "ppo.learning_rate > 5e-4 and ppo.n_epochs > 8".'),
         click.option("--dry-run", is_flag=True, help="Print the resolved config as TOML and exit."),
-        click.option("--progress/--no-progress", default=True, show_default=True, help="Progress bar on a TTY."),
+        click.option("--progress/--no-progress", default=True, show_default=True,
+                     help="Progress bar on a TTY (plain progress lines otherwise)."),
         click.option("--wandb", "use_wandb", is_flag=True, help="Log to Weights & Biases (offline without login)."),
         click.option("--wandb-project", default="dinosim", show_default=True),
         click.option("--wandb-group", default=None),
         click.option("--wandb-tags", default="", help="Comma-separated tags."),
     ]
+    func = _output_options(func)  # listed last in --help
     for option in reversed(options):
         func = option(func)
     return func
@@ -100,9 +126,11 @@ def _start(ctx: click.Context, command: str, stages: tuple[int, ...], opts: dict
         raise DinosimError(f"--seed {opts['seed']} and the override seed={run_settings['seed']} both set the seed; "
                            "give one of them")
     opts = {**opts, **run_settings}
+    output = output_level(opts["verbose"], opts["quiet"])
     config = resolve_run(
         opts["species"], opts["algorithm"], stages, overrides,
         seed=opts["seed"], n_envs=opts["n_envs"], vec_env=opts["vec_env"], timesteps=opts["timesteps"],
+        config_dir=opts["config_dir"] or CONFIGS_DIR,
     )
     wandb = WandbOptions(
         enabled=opts["use_wandb"] or bool(os.environ.get("WANDB_SWEEP_ID")),
@@ -112,7 +140,7 @@ def _start(ctx: click.Context, command: str, stages: tuple[int, ...], opts: dict
     request = RunRequest(
         command=command, config=config, timesteps=opts["timesteps"], run_dir=opts["run_dir"], name=opts["name"],
         init_from=opts["init_from"], strict_gates=opts["strict_gates"], progress=opts["progress"],
-        argv=list(sys.argv), wandb=wandb,
+        argv=list(sys.argv), wandb=wandb, output=output, device=opts["device"] or default_device(config.algorithm),
     )
     checked = preflight(request)
     skip_reason = _skip_reason(config, opts["skip_if"], record=not opts["dry_run"])
@@ -157,7 +185,8 @@ def train(ctx: click.Context, stage: int, **opts: Any) -> int:
 
 
 @click.command(cls=OverrideCommand)
-@click.option("--stages", "stages_text", default="1-3", show_default=True, help="Stages to run, e.g. 1-3 or 2-3.")
+@click.option("--stages", "stages_text", default="1-3", show_default=True,
+              help="Stages to run in order: a range (1-3, 2-3) or a list (1,3: skips stage 2).")
 @_run_options
 @click.pass_context
 def curriculum(ctx: click.Context, stages_text: str, **opts: Any) -> int:
@@ -167,12 +196,15 @@ def curriculum(ctx: click.Context, stages_text: str, **opts: Any) -> int:
 
 @click.command()
 @click.argument("run_dir", type=click.Path(path_type=Path))
-@click.option("--progress/--no-progress", default=True, show_default=True)
-def resume(run_dir: Path, progress: bool) -> int:
-    """Continue an interrupted `train` or `curriculum` run from its last checkpoint."""
+@click.option("--progress/--no-progress", default=True, show_default=True,
+              help="Progress bar on a TTY (plain progress lines otherwise).")
+@_output_options
+def resume(run_dir: Path, progress: bool, verbose: bool, quiet: bool) -> int:
+    """Continue an interrupted `train` or `curriculum` run from its last checkpoint (same config and device)."""
+    output = output_level(verbose, quiet)
     from dinosim.training.runner import resume as resume_run
 
-    return resume_run(run_dir, progress=progress)
+    return resume_run(run_dir, progress=progress, output=output)
 
 
 @click.command()
@@ -216,7 +248,8 @@ def _model_choice(value: str) -> str:
               help="Episodes per policy and seed.")
 @click.option("--seeds", default="0,1,2", show_default=True, help="Comma-separated seeds.")
 def audit(species: Optional[str], stage: Optional[int], episodes: int, seeds: str) -> int:
-    """Check that a zero-action and a random policy pass no stage gate (exit 1 if one does)."""
+    """Check that trivial policies pass no stage gate: zero action, random, and the best one-joint constant
+    ("statue") policy (exit 1 if one does)."""
     try:
         seed_list = tuple(int(s) for s in seeds.split(","))
     except ValueError:

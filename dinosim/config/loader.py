@@ -1,4 +1,8 @@
-"""Read a stage's TOML file; syntax errors name the file and line."""
+"""Read a stage's TOML file; syntax errors name the file and line.
+
+This is the one module that imports ``tomllib`` (``tomli`` on Python 3.10): everything else parses TOML through
+:func:`loads_toml` and catches :data:`TOMLDecodeError` from here (a test greps the package for other imports).
+"""
 
 from __future__ import annotations
 
@@ -16,6 +20,13 @@ if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover
     import tomli as tomllib
+
+TOMLDecodeError = tomllib.TOMLDecodeError
+
+
+def loads_toml(text: str) -> dict[str, Any]:
+    """``tomllib.loads`` on every supported Python (``tomli`` before 3.11). Raises :data:`TOMLDecodeError`."""
+    return tomllib.loads(text)
 
 
 def read_toml(path: Path) -> dict[str, Any]:
@@ -45,8 +56,8 @@ def _parse_toml(path: Path) -> dict[str, Any]:
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: cannot read config file ({exc})") from None
     try:
-        return tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
+        return loads_toml(text)
+    except TOMLDecodeError as exc:
         message = str(exc)
         match = re.search(r"\(at line (\d+), column (\d+)\)", message)
         reason = message[: match.start()].strip() if match else message

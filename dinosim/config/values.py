@@ -1,18 +1,14 @@
 """Parse override values: TOML literals, then Python literals as `wandb agent` renders them, else a plain string.
 
-Parsing uses ``tomllib`` and ``ast.literal_eval`` only, never ``eval``.
+Parsing uses ``tomllib`` (via :mod:`dinosim.config.loader`) and ``ast.literal_eval`` only, never ``eval``.
 """
 
 from __future__ import annotations
 
 import ast
-import sys
 from typing import Any
 
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
+from dinosim.config.loader import TOMLDecodeError, loads_toml
 
 
 def parse_value(text: str) -> Any:
@@ -21,8 +17,8 @@ def parse_value(text: str) -> Any:
     stripped = text.strip()
     if "\n" not in stripped:
         try:
-            return _lists(tomllib.loads(f"v = {stripped}")["v"])
-        except tomllib.TOMLDecodeError:
+            return _lists(loads_toml(f"v = {stripped}")["v"])
+        except TOMLDecodeError:
             pass
     try:
         return _lists(ast.literal_eval(stripped))

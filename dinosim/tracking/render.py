@@ -262,14 +262,15 @@ def stage_env_spec(stage_dir: Path) -> tuple[str, str, dict[str, Any]]:
     """(species, algorithm, env kwargs) of a stage: its ``config.toml`` (``[run]``, ``[env]`` or ``[stageN.env]``),
     else the run's ``run.json`` (``config.run`` and ``config.stageN.env``)."""
     import json
-    import tomllib
+
+    from dinosim.config.loader import loads_toml
 
     stage_dir = Path(stage_dir)
     match = re.fullmatch(r"stage(\d+)", stage_dir.name)
     stage = int(match.group(1)) if match else None
     config: dict[str, Any] = {}
     if (stage_dir / "config.toml").exists():
-        config = tomllib.loads((stage_dir / "config.toml").read_text())
+        config = loads_toml((stage_dir / "config.toml").read_text())
     run_file = stage_dir.parent / "run.json"
     run_config = json.loads(run_file.read_text()).get("config", {}) if run_file.exists() else {}
     run = dict(config.get("run") or run_config.get("run") or {})

@@ -19,11 +19,11 @@ from __future__ import annotations
 import json
 import math
 import re
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Optional
 
+from dinosim.config.loader import TOMLDecodeError, loads_toml
 from dinosim.errors import DinosimError
 
 EVENTS_GLOB = "events.out.tfevents.*"
@@ -180,8 +180,8 @@ def read_gate(stage_dir: Path, stage: int) -> Gate:
     if not file.exists():
         return Gate()
     try:
-        data = tomllib.loads(file.read_text())
-    except tomllib.TOMLDecodeError as exc:
+        data = loads_toml(file.read_text())
+    except TOMLDecodeError as exc:
         raise DinosimError(f"{file}: not valid TOML ({exc})") from None
     table = data.get("curriculum") or data.get(f"stage{stage}", {}).get("curriculum") or {}
     return Gate(

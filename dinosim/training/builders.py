@@ -153,14 +153,16 @@ def stage_schedules(config: "RunConfig", stage: int, clock: StageClock) -> dict[
     return out
 
 
-def build_model(config: "RunConfig", stage: int, env: "VecEnv", clock: StageClock, seed: int) -> "BaseAlgorithm":
-    """A fresh model of ``config.algorithm`` with the stage's hyperparameters and stage-local schedules."""
+def build_model(config: "RunConfig", stage: int, env: "VecEnv", clock: StageClock, seed: int,
+                device: str = "cpu") -> "BaseAlgorithm":
+    """A fresh model of ``config.algorithm`` with the stage's hyperparameters and stage-local schedules, on the
+    torch ``device`` ("auto": cuda when available)."""
     cls = algorithm_class(config.algorithm)
     kwargs = config.algo_kwargs(stage)
     kwargs.update(stage_schedules(config, stage, clock))
     policy = "MlpPolicy"
     try:
-        return cls(policy, env, seed=seed, verbose=0, device="cpu", **kwargs)
+        return cls(policy, env, seed=seed, verbose=0, device=device, **kwargs)
     except (TypeError, ValueError, AssertionError) as exc:
         raise DinosimError(f"stage {stage}: cannot build {config.algorithm} with the resolved config: {exc}") from None
 

@@ -78,6 +78,7 @@ class RunPlan:
     init_vecnorm: Optional[Path] = None
     init_env_kwargs: Optional[dict] = None  # [env] of the init_from stage, for the ramp of the first stage
     provenance: dict[str, Any] = field(default_factory=dict)  # argv, git commit, versions: written to config.toml
+    device: str = "cpu"  # torch device of the models ("auto", "cpu", "cuda"), from run.json
 
 
 def policy_files(folder: Path) -> tuple[Optional[Path], Optional[Path]]:
@@ -189,7 +190,7 @@ def _train_stage(run_dir: Path, plan: RunPlan, summary: RunSummary, hooks: RunHo
         train_env = VecNormalize.load(str(vecnorm_path), train_venv)
         train_env.training = True
         cls = algorithm_class(config.algorithm)
-        model = cls.load(str(model_path), env=train_env, device="cpu",
+        model = cls.load(str(model_path), env=train_env, device=plan.device,
                          custom_objects=stage_schedules(config, stage, clock))
         if hasattr(model, "learning_starts"):  # the replay buffer is not checkpointed: refill a batch first
             model.learning_starts = max(model.learning_starts, model.num_timesteps + int(kwargs.get("batch_size", 256)))
@@ -197,7 +198,7 @@ def _train_stage(run_dir: Path, plan: RunPlan, summary: RunSummary, hooks: RunHo
         history = load_evaluations(folder, step)
     else:
         train_env = wrap_normalize(train_venv, config.algorithm, gamma)
-        model = build_model(config, stage, train_env, clock, seed=config.seed)
+        model = build_model(config, stage, train_env, clock, seed=config.seed, device=plan.device)
         if source_model is not None:
             keep_log_std = "log_std_init" in (kwargs.get("policy_kwargs") or {})
             warm_start(model, source_model, source_vecnorm, train_env, config.algorithm, keep_log_std,

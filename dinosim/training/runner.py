@@ -9,6 +9,8 @@ Tracker hooks: ``run(request, hooks=RunHooks(...))`` / ``resume(..., hooks=...)`
 :class:`dinosim.training.curriculum.RunHooks` (``extra_output_formats``: SB3 ``KVWriter`` objects receiving every
 logger record at the global step; ``extra_callbacks``; ``eval_sinks`` receiving each metrics.jsonl record;
 ``on_stage_start`` / ``on_stage_end``). With ``request.wandb.enabled`` the W&B tracker is attached this way.
+Without hooks the terminal output follows ``request.output`` (see :mod:`dinosim.training.console`); with hooks the
+caller's ``log_stdout`` and eval sinks stand (``QUIET`` still turns the progress bar and the "run folder" line off).
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from typing import TYPE_CHECKING, Any, Optional
 
 from dinosim.errors import DinosimError
 from dinosim.training.preflight import find_init_source, preflight, stage_policy  # noqa: F401 (re-exported)
-from dinosim.training.request import RunRequest, WandbOptions
+from dinosim.training.request import NORMAL, QUIET, VERBOSE, RunRequest, WandbOptions
 from dinosim.training.rundir import (MODEL_FILE, RUN_FILE, SUMMARY_FILE, VECNORM_FILE, new_run_dir, process_alive,
                                      stage_dir)
 from dinosim.training.state import RunSummary, StageState, read_run_file, write_run_file
@@ -80,30 +82,46 @@ def run(request: RunRequest, hooks: Optional["RunHooks"] = None) -> int:
     config = request.config
     checked = preflight(request)  # the same checks as --dry-run, before the run folder exists
     init = checked.init
+    check_device(request.device)
     run_dir = new_run_dir(config.species, request.name, request.run_dir)
     run_data = {
         "command": request.command, "config": config.to_dict(), "timesteps": request.timesteps,
         "name": request.name, "init_from": str(request.init_from) if request.init_from else None,
         "init_model": str(init[0]) if init else None, "init_vecnorm": str(init[1]) if init and init[1] else None,
         "init_env": init[2] if init else None, "strict_gates": request.strict_gates, "argv": list(request.argv),
-        "wandb": dataclasses.asdict(request.wandb),
+        "wandb": dataclasses.asdict(request.wandb), "device": request.device,
     }
     write_run_file(run_dir, run_data)
     summary = RunSummary(command=request.command, species=config.species, algorithm=config.algorithm,
                          stages={s: StageState(stage=s, budget=checked.budgets[s]) for s in config.stages})
     summary.save(run_dir)
-    print(f"run folder: {run_dir}", flush=True)
-    return _execute(run_dir, run_data, summary, request.progress, hooks)
+    if request.output > QUIET:
+        print(f"run folder: {run_dir}", flush=True)
+    return _execute(run_dir, run_data, summary, request.progress, hooks, request.output)
 
 
-def resume(run_dir: Path, progress: bool = True, hooks: Optional["RunHooks"] = None) -> int:
-    """Continue an interrupted run from its newest checkpoint: same config, finished stages kept."""
+def check_device(device: str) -> None:
+    """Raise DinosimError (one line) when ``device`` is cuda and torch sees no CUDA GPU; imports torch only then."""
+    if device != "cuda":
+        return
+    import torch
+
+    if not torch.cuda.is_available():
+        build = "a CPU-only build" if torch.version.cuda is None else f"built for CUDA {torch.version.cuda}"
+        raise DinosimError(f"--device cuda: torch {torch.__version__} ({build}) sees no CUDA GPU; use --device cpu "
+                           "or auto, or install a CUDA build of torch (README: Set-up)")
+
+
+def resume(run_dir: Path, progress: bool = True, hooks: Optional["RunHooks"] = None, output: int = NORMAL) -> int:
+    """Continue an interrupted run from its newest checkpoint: same config and device, finished stages kept."""
     run_dir = Path(run_dir)
     run_data, summary = check_resumable(run_dir)
+    check_device(run_data.get("device", "cpu"))
     done = [str(s.stage) for s in summary.stages.values() if s.status == "finished"]
-    print(f"resuming {run_dir} at step {summary.global_step}"
-          + (f" (finished stages: {', '.join(done)})" if done else ""), flush=True)
-    return _execute(run_dir, run_data, summary, progress, hooks)
+    if output > QUIET:
+        print(f"resuming {run_dir} at step {summary.global_step}"
+              + (f" (finished stages: {', '.join(done)})" if done else ""), flush=True)
+    return _execute(run_dir, run_data, summary, progress, hooks, output)
 
 
 def _plan(run_data: dict) -> "RunPlan":
@@ -115,14 +133,14 @@ def _plan(run_data: dict) -> "RunPlan":
         timesteps=run_data.get("timesteps"), strict_gates=bool(run_data.get("strict_gates")),
         init_model=Path(run_data["init_model"]) if run_data.get("init_model") else None,
         init_vecnorm=Path(run_data["init_vecnorm"]) if run_data.get("init_vecnorm") else None,
-        init_env_kwargs=run_data.get("init_env"),
+        init_env_kwargs=run_data.get("init_env"), device=run_data.get("device", "cpu"),
         provenance={"argv": run_data.get("argv", []), "init_from": run_data.get("init_from"),
                     "git_commit": _git_commit(), "versions": _versions()},
     )
 
 
 def _execute(run_dir: Path, run_data: dict, summary: RunSummary, progress: bool,
-             hooks: Optional["RunHooks"]) -> int:
+             hooks: Optional["RunHooks"], output: int = NORMAL) -> int:
     from dinosim.training.curriculum import GateNotPassed, RunHooks, RunInterrupted, execute
     from dinosim.training.faults import TrainingFault
 
@@ -130,7 +148,10 @@ def _execute(run_dir: Path, run_data: dict, summary: RunSummary, progress: bool,
 
     configure_torch_threads()
     plan = _plan(run_data)
-    hooks = hooks or RunHooks()
+    if hooks is None:  # the CLI's path; callers passing hooks choose log_stdout and their eval sinks themselves
+        hooks = RunHooks()
+        _attach_console(hooks, summary, plan.config, output)
+    progress = progress and output > QUIET
     tracker = _start_wandb(run_dir, run_data, plan.config, hooks)
     code, summary.status, summary.message = EXIT_OK, "running", None
     try:
@@ -158,8 +179,20 @@ def _execute(run_dir: Path, run_data: dict, summary: RunSummary, progress: bool,
         print(f"warning: {message}", file=sys.stderr)
     if tracker is not None:
         tracker.finish(exit_code=code)
-    _print_summary(run_dir, summary)
+    _print_summary(run_dir, summary, brief=output == QUIET)
     return code
+
+
+def _attach_console(hooks: "RunHooks", summary: RunSummary, config: "RunConfig", output: int) -> None:
+    """SB3's tables on stdout only with ``VERBOSE``; one line per evaluation unless ``QUIET``."""
+    from dinosim.training.console import eval_printer
+
+    hooks.log_stdout = output >= VERBOSE
+    if output > QUIET:
+        def streak_of(stage: int) -> tuple[int, int]:
+            return summary.stages[stage].gate_streak, config.curriculum(stage).required_consecutive
+
+        hooks.eval_sinks = [*hooks.eval_sinks, eval_printer(streak_of)]
 
 
 def _start_wandb(run_dir: Path, run_data: dict, config: "RunConfig", hooks: "RunHooks") -> Any:
@@ -207,8 +240,11 @@ def _log_stage_video(tracker: Any, run_dir: Path, stage: int, step: int, hooks: 
         hooks.messages.append(f"stage {stage}: no video for W&B ({exc})")
 
 
-def _print_summary(run_dir: Path, summary: RunSummary) -> None:
+def _print_summary(run_dir: Path, summary: RunSummary, brief: bool = False) -> None:
+    """``run <status>: <run_dir> (global step N)``, then (unless ``brief``) one line per stage."""
     print(f"run {summary.status}: {run_dir} (global step {summary.global_step})")
+    if brief:
+        return
     for stage, s in sorted(summary.stages.items()):
         last = s.last_eval or {}
         gate = f"gate passed at step {s.gate_passed_at}" if s.gate_passed else "gate not passed"
