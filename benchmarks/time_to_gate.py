@@ -42,7 +42,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     from dinosim.config.resolve import resolve_run
     from dinosim.training.curriculum import RunHooks
     from dinosim.training.request import RunRequest
-    from dinosim.training.rundir import new_run_dir
+    from dinosim.runfolder import new_run_dir
     from dinosim.training.runner import run
 
     stages = [args.stage] if args.stages is None else list(parse_stages(args.stages))

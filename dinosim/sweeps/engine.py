@@ -37,7 +37,7 @@ from dinosim.sweeps.progress import Progress
 from dinosim.sweeps.storage import make_storage, storage_url
 from dinosim.sweeps.trial import ProcessRegistry, run_process, trial_env
 from dinosim.sweeps.yaml_spec import SweepSpec
-from dinosim.training.rundir import process_alive
+from dinosim.runfolder import process_alive
 
 SPEC_COPY = "sweep.yaml"
 

@@ -54,7 +54,7 @@ class MetricsTail:
         self._offset += len(chunk)
         data = self._partial + chunk
         *lines, self._partial = data.split(b"\n")
-        from dinosim.training.rundir import parse_json_lines
+        from dinosim.runfolder import parse_json_lines
 
         return parse_json_lines(lines)
 

@@ -35,9 +35,9 @@ from dinosim.training.callbacks import (
 )
 from dinosim.training.faults import FiniteCheckVecEnv, FiniteLossCallback
 from dinosim.training.progress import ProgressCallback, ProgressReporter
-from dinosim.training.rundir import (
-    MODEL_FILE, VECNORM_FILE, complete_checkpoints, remove_stale_temp_files, save_model_atomic,
-    save_vecnormalize_atomic, stage_dir,
+from dinosim.runfolder import (
+    BEST_DIR, MODEL_FILE, STAGE_CONFIG_FILE, TENSORBOARD_DIR, VECNORM_FILE, atomic_write_text, complete_checkpoints,
+    policy_files, read_json, remove_stale_temp_files, save_model_atomic, save_vecnormalize_atomic, stage_dir,
 )
 from dinosim.training.schedules import StageClock, changed_numeric_weights
 from dinosim.training.state import RunSummary, StageState
@@ -78,15 +78,6 @@ class RunPlan:
     init_vecnorm: Optional[Path] = None
     init_env_kwargs: Optional[dict] = None  # [env] of the init_from stage, for the ramp of the first stage
     provenance: dict[str, Any] = field(default_factory=dict)  # argv, git commit, versions: written to config.toml
-
-
-def policy_files(folder: Path) -> tuple[Optional[Path], Optional[Path]]:
-    """(model, vecnormalize) of a finished stage: ``best/`` when it exists, else the final files."""
-    for sub in (folder / "best", folder):
-        if (sub / MODEL_FILE).exists():
-            vecnorm = sub / VECNORM_FILE
-            return sub / MODEL_FILE, vecnorm if vecnorm.exists() else None
-    return None, None
 
 
 def _stage_config_toml(plan: RunPlan, stage: int) -> str:
@@ -148,7 +139,6 @@ def _train_stage(run_dir: Path, plan: RunPlan, summary: RunSummary, hooks: RunHo
     from stable_baselines3.common.vec_env import VecNormalize
 
     from dinosim.training.builders import algorithm_class
-    from dinosim.training.rundir import atomic_write_text
 
     config, state = plan.config, summary.stages[stage]
     folder = stage_dir(run_dir, stage)
@@ -162,10 +152,10 @@ def _train_stage(run_dir: Path, plan: RunPlan, summary: RunSummary, hooks: RunHo
     if state.status != "running" or not checkpoints:  # fresh start (also after a kill before the first checkpoint)
         start = state.start_step if state.status == "running" and state.start_step is not None else summary.global_step
         state = summary.stages[stage] = StageState(stage=stage, status="running", budget=budget, start_step=start)
-        shutil.rmtree(folder / "best", ignore_errors=True)  # left by a killed attempt of this stage
+        shutil.rmtree(folder / BEST_DIR, ignore_errors=True)  # left by a killed attempt of this stage
     state.budget = budget
-    if not (folder / "config.toml").exists():
-        atomic_write_text(folder / "config.toml", _stage_config_toml(plan, stage))
+    if not (folder / STAGE_CONFIG_FILE).exists():
+        atomic_write_text(folder / STAGE_CONFIG_FILE, _stage_config_toml(plan, stage))
     where_step = {"step": state.start_step or 0}
 
     def where() -> str:
@@ -181,8 +171,6 @@ def _train_stage(run_dir: Path, plan: RunPlan, summary: RunSummary, hooks: RunHo
     resumed_from: Optional[int] = None
     if state.status == "running" and checkpoints:
         step, model_path, vecnorm_path, meta_path = checkpoints[-1]
-        from dinosim.training.rundir import read_json
-
         saved = StageState.from_dict(read_json(meta_path)["state"])
         saved.budget, saved.status = budget, "running"
         state = summary.stages[stage] = saved
@@ -213,7 +201,7 @@ def _train_stage(run_dir: Path, plan: RunPlan, summary: RunSummary, hooks: RunHo
                        curriculum=cur, train_env=train_env, eval_envs=eval_envs, run_seed=config.seed, eval_sinks=list(hooks.eval_sinks),
                        history=history, wall_time_before=state.wall_time)
     write_evaluations(ctx)
-    logger, own_formats = _make_logger(folder / "tb", hooks)
+    logger, own_formats = _make_logger(folder / TENSORBOARD_DIR, hooks)
     model.set_logger(logger)
     summary.status = "running"
     ctx.persist(model.num_timesteps)

@@ -23,7 +23,10 @@ from typing import TYPE_CHECKING, Any, Optional
 
 from dinosim.errors import DinosimError
 from dinosim.training.request import RunRequest, WandbOptions
-from dinosim.training.rundir import MODEL_FILE, process_alive, RUN_FILE, SUMMARY_FILE, VECNORM_FILE, new_run_dir, stage_dir
+from dinosim.runfolder import (
+    BEST_DIR, MODEL_FILE, RUN_FILE, SUMMARY_FILE, new_run_dir, policy_files, process_alive, select_policy,
+    stage_dir, stage_dirs, stage_number,
+)
 from dinosim.training.state import RunSummary, StageState, read_run_file, write_run_file
 
 if TYPE_CHECKING:
@@ -34,20 +37,13 @@ EXIT_OK, EXIT_FAILED, EXIT_INTERRUPTED = 0, 1, 130
 
 
 # -- bad-input checks (standard library only) -----------------------------------------------------------------------
-def _stage_policy(folder: Path) -> tuple[Optional[Path], Optional[Path]]:
-    for sub in (folder / "best", folder):
-        if (sub / MODEL_FILE).exists():
-            return sub / MODEL_FILE, (sub / VECNORM_FILE) if (sub / VECNORM_FILE).exists() else None
-    return None, None
-
-
 def find_init_source(path: Path, algorithm: str) -> tuple[Path, Optional[Path], Optional[dict]]:
     """(model, vecnormalize, [env] of that stage) to warm-start from: a run folder's last trained stage (best, else
     final model) or a stage folder's. Raises DinosimError when there is no model or its algorithm differs."""
     path = Path(path)
     if (path / RUN_FILE).exists():
-        run_dir, candidates = path, sorted((p for p in path.glob("stage*") if p.is_dir()), reverse=True)
-    elif path.name.startswith("stage") and (path.parent / RUN_FILE).exists():
+        run_dir, candidates = path, list(reversed(stage_dirs(path).values()))
+    elif stage_number(path) is not None and (path.parent / RUN_FILE).exists():
         run_dir, candidates = path.parent, [path]
     else:
         raise DinosimError(f"--init-from {path}: not a dinosim run or stage folder (no {RUN_FILE})")
@@ -56,11 +52,11 @@ def find_init_source(path: Path, algorithm: str) -> tuple[Path, Optional[Path], 
     if source_algorithm != algorithm:
         raise DinosimError(f"--init-from {path}: it holds a {source_algorithm} model, this run uses {algorithm}")
     for folder in candidates:
-        model, vecnorm = _stage_policy(folder)
+        model, vecnorm = policy_files(folder)
         if model is not None:
             env = run_data["config"].get(folder.name, {}).get("env")
             return model, vecnorm, env
-    raise DinosimError(f"--init-from {path}: no trained model in it (best/{MODEL_FILE} or {MODEL_FILE})")
+    raise DinosimError(f"--init-from {path}: no trained model in it ({BEST_DIR}/{MODEL_FILE} or {MODEL_FILE})")
 
 
 def check_resumable(run_dir: Path) -> tuple[dict, RunSummary]:
@@ -230,11 +226,12 @@ def _log_stage_video(tracker: Any, run_dir: Path, stage: int, step: int, hooks: 
     """Render one episode of the stage's best policy and attach it to the W&B run (skipped with a message when
     no policy was saved or no GL backend works)."""
     from dinosim.tracking.render import preferred_video_suffix, render_best_policy
+    from dinosim.training.builders import load_model
 
     folder = stage_dir(run_dir, stage)
     path = folder / f"best_policy{preferred_video_suffix()}"
     try:
-        render_best_policy(folder, path, episodes=1, max_frames=300, width=320, frame_every=2)
+        render_best_policy(folder, path, load_model=load_model, episodes=1, max_frames=300, width=320, frame_every=2)
         tracker.log_video(path, stage, step)
     except DinosimError as exc:
         hooks.messages.append(f"stage {stage}: no video for W&B ({exc})")
@@ -288,27 +285,6 @@ def evaluate(run_dir: Path, stage: Optional[int], episodes: int, deterministic: 
         ensure_gl_backend()  # before mujoco is imported: EGL, else OSMesa, else a one-line error
     options = EvalOptions(episodes, deterministic, seed, n_envs, gif, gif_width, gif_every)
     return _evaluate_model(run_data, int(stage), model_path, vecnorm_path, options)
-
-
-def select_policy(folder: Path, which: str) -> tuple[Optional[Path], Optional[Path]]:
-    """(model, vecnormalize) of a stage folder: ``best``, ``final``, a checkpoint's global step, or ``auto``."""
-    from dinosim.training.rundir import checkpoint_paths, complete_checkpoints
-
-    if which == "best":
-        sub = folder / "best"
-    elif which == "final":
-        sub = folder
-    elif which.isdigit():
-        model, vecnorm, _ = checkpoint_paths(folder, int(which))
-        return (model, vecnorm) if model.exists() and vecnorm.exists() else (None, None)
-    else:
-        model, vecnorm = _stage_policy(folder)
-        if model is None and complete_checkpoints(folder):
-            model, vecnorm = complete_checkpoints(folder)[-1][1:3]
-        return model, vecnorm
-    if not (sub / MODEL_FILE).exists():
-        return None, None
-    return sub / MODEL_FILE, (sub / VECNORM_FILE) if (sub / VECNORM_FILE).exists() else None
 
 
 @dataclass(frozen=True)
