@@ -17,7 +17,7 @@ import pytest
 from dinosim.envs import make_env
 from dinosim.config.settings import CurriculumSettings
 from dinosim.envs.audit import format_audit_table, gate_passed, run_audit
-from dinosim.envs.rewards import REWARD_KEYS
+from dinosim.envs.rewards import REWARD_KEYS, TERMS, StepSignals, reward_terms
 from dinosim.species import CONFIGS_DIR, SPECIES
 
 SPECIES_NAMES = tuple(SPECIES)
@@ -27,6 +27,14 @@ RAW_KEYS = ("forward_velocity", "tilt", "height", "target_distance", "terminatio
 def stage_config(species: str, stage: int) -> dict:
     path = CONFIGS_DIR / species / SPECIES[species].stage_files[stage - 1]
     return tomllib.loads(path.read_text())
+
+
+@pytest.mark.parametrize("has_target", (False, True))
+def test_reward_terms_are_named_once_each(has_target):
+    env = make_env("velociraptor", {"task": "strike" if has_target else "balance"}).unwrapped
+    terms = reward_terms(env, StepSignals(has_target=has_target, fell=True, success=True))
+    assert tuple(terms) == TERMS  # every term, by name, in summation order
+    assert terms["fall"] == env.fall_penalty and terms["alive"] == 0.0
 
 
 @pytest.mark.parametrize("species", SPECIES_NAMES)
