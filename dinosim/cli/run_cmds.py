@@ -79,7 +79,8 @@ def _run_options(func: Any) -> Any:
                      help="Warm-start from a previous run (or stage) folder's best model."),
         click.option("--strict-gates", is_flag=True, help="Stop when a stage's budget ends before its gate passes."),
         click.option("--skip-if", "skip_if", multiple=True, metavar="EXPR",
-                     help='Skip the run (exit 0) when EXPR holds, e.g. "ppo.learning_rate > 5e-4 and ppo.n_epochs > 8".'),
+                     help='Skip the run (exit 0) when EXPR holds, '
+                          'e.g. "ppo.learning_rate > 5e-4 and ppo.n_epochs > 8".'),
         click.option("--dry-run", is_flag=True, help="Print the resolved config as TOML and exit."),
         click.option("--progress/--no-progress", default=True, show_default=True, help="Progress bar on a TTY."),
         click.option("--wandb", "use_wandb", is_flag=True, help="Log to Weights & Biases (offline without login)."),
@@ -130,8 +131,8 @@ def _skip_reason(config: RunConfig, expressions: tuple[str, ...], *, record: boo
     """
     if not expressions:
         return None
+    from dinosim.config.flatten import flatten_config
     from dinosim.sweeps.constraints import enforce_skip_if, first_violated, parse_constraint
-    from dinosim.tracking.flatten import flatten_config
 
     if record:
         return enforce_skip_if(expressions, config)

@@ -2,15 +2,26 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import dataclasses
+from typing import Any
 
 import gymnasium as gym
 
 from dinosim.species import SPECIES
 
 ENV_IDS: dict[str, str] = {name: spec.env_id for name, spec in SPECIES.items()}
+
+
+def register_envs() -> None:
+    """Register the Gymnasium id of every species (idempotent; importing :mod:`dinosim.envs` calls it, and
+    importing this module imports that package first)."""
+    from gymnasium.envs.registration import register, registry
+
+    for spec in SPECIES.values():
+        if spec.env_id not in registry:
+            # The env truncates episodes itself (kwarg max_episode_steps), so no TimeLimit wrapper is added.
+            register(id=spec.env_id, entry_point=f"{spec.env_module}:{spec.env_class}", max_episode_steps=None,
+                     disable_env_checker=False)
 
 
 def make_env(
@@ -29,8 +40,6 @@ def make_env(
     ``max_episode_steps`` itself (adding a ``TimeLimit`` wrapper) instead of passing it to the env, which truncates
     its episodes on its own.
     """
-    import dinosim.envs  # noqa: F401  (registers the ids)
-
     if species not in ENV_IDS:
         raise KeyError(f"unknown species {species!r}; known: {sorted(ENV_IDS)}")
     kwargs = dict(env_kwargs)

@@ -15,7 +15,7 @@ Use::
   fails. Offline files go under ``<run_dir>/wandb`` and the ``wandb sync <path>`` command is printed.
 * One W&B run per invocation; its id is stored in ``<run_dir>/wandb.json`` so ``resume`` continues it
   (``resume="allow"`` with the stored id).
-* Config = :func:`dinosim.tracking.flatten.flatten_config` + ``git_commit``. Every history row carries
+* Config = :func:`dinosim.config.flatten.flatten_config` + ``git_commit``. Every history row carries
   ``global_step`` (the x-axis of every metric, via ``define_metric``) and ``curriculum/stage``.
 * Summary: ``final/<eval key>``, ``best/<eval key>`` (max) and ``gate/stageN/passed``/``gate/stageN/global_step``;
   the plain ``eval/...`` summary keeps W&B's default (last value), which is what a sweep's metric reads.
@@ -33,8 +33,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping, Optional
 from urllib.parse import urlparse
 
+from dinosim.config.flatten import flatten_config, git_commit
 from dinosim.runfolder import WANDB_FILE, atomic_write_json, read_json
-from dinosim.tracking.flatten import flatten_config, git_commit
 
 if TYPE_CHECKING:
     from dinosim.config.resolve import RunConfig
