@@ -22,11 +22,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional
 
 from dinosim.errors import DinosimError
-from dinosim.training.request import RunRequest, WandbOptions
 from dinosim.runfolder import (
     BEST_DIR, MODEL_FILE, RUN_FILE, SUMMARY_FILE, new_run_dir, policy_files, process_alive, select_policy,
     stage_dir, stage_dirs, stage_number,
 )
+from dinosim.training.request import RunRequest, WandbOptions
 from dinosim.training.state import RunSummary, StageState, read_run_file, write_run_file
 
 if TYPE_CHECKING:
@@ -92,7 +92,7 @@ def _versions() -> dict[str, str]:
 
 
 def _git_commit() -> str:
-    from dinosim.tracking.flatten import git_commit
+    from dinosim.config.flatten import git_commit
 
     return git_commit() or "unknown"
 
@@ -152,10 +152,9 @@ def _plan(run_data: dict) -> "RunPlan":
 
 def _execute(run_dir: Path, run_data: dict, summary: RunSummary, progress: bool,
              hooks: Optional["RunHooks"]) -> int:
+    from dinosim.training.builders import configure_torch_threads
     from dinosim.training.curriculum import GateNotPassed, RunHooks, RunInterrupted, execute
     from dinosim.training.faults import TrainingFault
-
-    from dinosim.training.builders import configure_torch_threads
 
     configure_torch_threads()
     plan = _plan(run_data)
