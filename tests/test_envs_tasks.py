@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+
 import tomllib
 
 if not os.environ.get("DISPLAY"):

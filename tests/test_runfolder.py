@@ -14,7 +14,7 @@ from dinosim import runfolder
 from dinosim.errors import DinosimError
 
 
-# -- atomic writes and JSON lines ------------------------------------------------------------------------------------------------------
+# -- atomic writes and JSON lines -----------------------------------------------------------------------------------
 def test_atomic_write_replaces_whole_file_and_leaves_no_temp_on_error(tmp_path: Path) -> None:
     target = tmp_path / "a" / "x.json"
     runfolder.atomic_write_json(target, {"v": 1})

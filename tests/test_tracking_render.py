@@ -10,7 +10,6 @@ import sys
 from pathlib import Path
 
 import pytest
-from test_tracking_plots import cli, make_tiny_run
 
 from dinosim.errors import DinosimError
 from dinosim.tracking.render import check_video_path, render_best_policy, render_episodes
@@ -18,11 +17,6 @@ from dinosim.training.builders import load_model
 from dinosim.training.evaluation import EvalResult
 
 GIF_FPS = 25  # 40 ms a frame: a whole number of GIF centiseconds
-
-
-@pytest.fixture(scope="session")
-def run_a(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return make_tiny_run(tmp_path_factory.getbasetemp() / "tracking", "A")
 
 
 def gif_frames(path: Path) -> tuple[int, tuple[int, int], int]:
@@ -36,7 +30,8 @@ def gif_frames(path: Path) -> tuple[int, tuple[int, int], int]:
 
 def test_best_policy_gif_has_the_rendered_frames_at_the_requested_size(run_a, tmp_path):
     out = tmp_path / "stage1.gif"
-    result = render_best_policy(run_a / "stage1", out, load_model=load_model, episodes=2, max_frames=30, width=160, fps=GIF_FPS)
+    result = render_best_policy(run_a / "stage1", out, load_model=load_model, episodes=2, max_frames=30, width=160,
+                                fps=GIF_FPS)
     full = sum(length + 1 for length in result.episode_lengths)  # reset frame + one per step, per episode
     assert len(result.episode_lengths) == 2 and all(n > 0 for n in result.episode_lengths)
     assert result.frames == min(30, full) and result.frames_capped == (full > 30)
@@ -94,7 +89,8 @@ def test_mp4_holds_exactly_the_rendered_frames(run_a, tmp_path):
     import imageio.v3 as iio
 
     out = tmp_path / "stage1.mp4"
-    result = render_best_policy(run_a / "stage1", out, load_model=load_model, episodes=1, max_frames=24, width=160, fps=GIF_FPS)
+    result = render_best_policy(run_a / "stage1", out, load_model=load_model, episodes=1, max_frames=24, width=160,
+                                fps=GIF_FPS)
     frames = iio.imread(out, index=None)
     assert frames.shape == (result.frames, 120, 160, 3)
 
@@ -128,18 +124,18 @@ def test_gl_backend_choice_in_a_fresh_process(backend):
         assert proc.stdout.strip() in ("egl", "osmesa")
 
 
-def test_cli_evaluate_gif_prints_metrics_and_writes_the_gif(run_a, tmp_path):
+def test_cli_evaluate_gif_prints_metrics_and_writes_the_gif(run_a, tmp_path, dinosim_cli):
     out = tmp_path / "eval.gif"
-    proc = cli("evaluate", str(run_a), "--stage", "1", "--episodes", "1", "--gif", str(out))
+    proc = dinosim_cli("evaluate", str(run_a), "--stage", "1", "--episodes", "1", "--gif", str(out))
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "return" in proc.stdout and "reward components" in proc.stdout
     assert out.exists() and gif_frames(out)[0] >= 2
     small = tmp_path / "small.gif"
-    proc = cli("evaluate", str(run_a), "--stage", "1", "--episodes", "1", "--gif", str(small), "--gif-width", "96",
-               "--gif-every", "2")
+    proc = dinosim_cli("evaluate", str(run_a), "--stage", "1", "--episodes", "1", "--gif", str(small),
+                       "--gif-width", "96", "--gif-every", "2")
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert gif_frames(small)[1] == (96, 72)
-    bad = cli("evaluate", str(run_a), "--gif", str(tmp_path / "eval.avi"))
+    bad = dinosim_cli("evaluate", str(run_a), "--gif", str(tmp_path / "eval.avi"))
     assert bad.returncode == 2 and bad.stderr.startswith("error: ") and len(bad.stderr.splitlines()) == 1
 
 

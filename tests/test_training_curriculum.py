@@ -57,7 +57,6 @@ def digest(path: Path) -> str:
 def assert_every_file_loads(run_dir: Path) -> None:
     """Every run file parses: .zip as a PPO model, .pkl as a VecNormalize, .json/.jsonl, .npz, .toml."""
     import tomllib
-
     from stable_baselines3 import PPO
 
     counts = {".zip": 0, ".pkl": 0, ".json": 0, ".npz": 0}

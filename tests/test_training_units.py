@@ -59,7 +59,7 @@ def test_ramp_moves_every_changed_numeric_value_linearly() -> None:
     assert ramp_typed(500, 1000, 50, 100) == 750 and isinstance(ramp_typed(500, 1000, 33, 100), int)
 
 
-# -- evaluation statistics and the gate ---------------------------------------------------------------------------------
+# -- evaluation statistics and the gate -----------------------------------------------------------------------------
 def test_eval_result_statistics() -> None:
     from dinosim.training.evaluation import EvalResult, format_report
 
@@ -115,7 +115,9 @@ def test_resume_refuses_non_run_and_finished_runs_without_torch(tmp_path: Path) 
         from pathlib import Path
         from dinosim.errors import DinosimError
         from dinosim.training.runner import resume
-        for folder, words in (({str(tmp_path / 'empty')!r}, "not a dinosim run"), ({str(tmp_path / 'done')!r}, "already finished"), ({str(tmp_path / 'nope')!r}, "not a dinosim run")):
+        for folder, words in (({str(tmp_path / 'empty')!r}, "not a dinosim run"),
+                              ({str(tmp_path / 'done')!r}, "already finished"),
+                              ({str(tmp_path / 'nope')!r}, "not a dinosim run")):
             try:
                 resume(Path(folder))
             except DinosimError as exc:
