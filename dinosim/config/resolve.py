@@ -16,11 +16,11 @@ from typing import Any, Optional, Sequence
 from dinosim.config.loader import read_toml, stage_file
 from dinosim.config.overrides import Override, ordered_for_application, parse_overrides
 from dinosim.config.schema import ALGORITHM_SECTIONS, NO_DEFAULT, SECTIONS, KeySpec, section_keys
+from dinosim.config.settings import LR_SCHEDULES, CurriculumSettings, ScheduleSettings
 from dinosim.config.toml_writer import dumps
 from dinosim.config.validate import coerce, did_you_mean, unknown_key
 from dinosim.errors import ConfigError
 from dinosim.species import CONFIGS_DIR, SPECIES, STAGES
-from dinosim.config.settings import LR_SCHEDULES, CurriculumSettings, ScheduleSettings
 
 ALGORITHMS = ALGORITHM_SECTIONS
 VEC_ENVS = ("dummy", "subproc")

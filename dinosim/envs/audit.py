@@ -114,7 +114,7 @@ def best_constant_action(species: str, env_kwargs: dict[str, Any], seed: int = 0
     try:
         names = [env.unwrapped.model.actuator(i).name for i in range(env.action_space.shape[0])]
         candidates = []
-        for joint, name in enumerate(names):
+        for joint in range(len(names)):
             for value in (-1.0, 1.0):
                 action = np.zeros(len(names), dtype=np.float32)
                 action[joint] = value

@@ -19,14 +19,21 @@ from __future__ import annotations
 import json
 import math
 import re
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Optional
 
+import tomllib
+
 from dinosim.errors import DinosimError
 from dinosim.runfolder import (
-    METRICS_FILE, STAGE_CONFIG_FILE, SUMMARY_FILE, read_json, read_json_lines, stage_dirs, stage_number,
+    METRICS_FILE,
+    STAGE_CONFIG_FILE,
+    SUMMARY_FILE,
+    read_json,
+    read_json_lines,
+    stage_dirs,
+    stage_number,
 )
 
 EVENTS_GLOB = "events.out.tfevents.*"

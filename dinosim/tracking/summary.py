@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from dinosim.errors import DinosimError
+from dinosim.runfolder import METRICS_FILE, read_json_lines, stage_dirs
 from dinosim.tracking.run_logs import (
     EVAL_LENGTH,
     EVAL_REWARD,
@@ -24,7 +25,6 @@ from dinosim.tracking.run_logs import (
     read_summary,
     stage_summaries,
 )
-from dinosim.runfolder import METRICS_FILE, read_json_lines, stage_dirs
 
 TOP_COMPONENTS = 3
 

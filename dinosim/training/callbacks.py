@@ -20,16 +20,32 @@ from typing import Any, Callable, Optional
 import numpy as np
 from stable_baselines3.common.callbacks import BaseCallback
 
-from dinosim.training.evaluation import (
-    REWARD_PREFIX, EvalResult, gate_seeds, model_policy, obs_normalizer, run_seeded_episodes,
-)
+from dinosim.config.settings import CurriculumSettings
 from dinosim.runfolder import (
-    BEST_DIR, BEST_META_FILE, EVALUATIONS_FILE, METRICS_FILE, MODEL_FILE, TRIAL_METRICS_ENV, VECNORM_FILE,
-    append_json_line, atomic_write_bytes, atomic_write_json, checkpoint_paths, prune_checkpoints, save_model_atomic,
+    BEST_DIR,
+    BEST_META_FILE,
+    EVALUATIONS_FILE,
+    METRICS_FILE,
+    MODEL_FILE,
+    TRIAL_METRICS_ENV,
+    VECNORM_FILE,
+    append_json_line,
+    atomic_write_bytes,
+    atomic_write_json,
+    checkpoint_paths,
+    prune_checkpoints,
+    save_model_atomic,
     save_vecnormalize_atomic,
 )
+from dinosim.training.evaluation import (
+    REWARD_PREFIX,
+    EvalResult,
+    gate_seeds,
+    model_policy,
+    obs_normalizer,
+    run_seeded_episodes,
+)
 from dinosim.training.schedules import ramp_typed
-from dinosim.config.settings import CurriculumSettings
 from dinosim.training.state import RunSummary, StageState
 
 EvalSink = Callable[[dict[str, Any]], None]
