@@ -28,11 +28,7 @@ COMMON = {
     "lateral_penalty_weight": 0.2, "gait_symmetry_weight": 0.5, "tail_stability_weight": 0.01,
     "push_force": 0.3, "push_interval": 0.4, "push_duration": 0.1, "heading": 0.4, "max_episode_steps": 60,
 }
-BEHAVIOUR_WEIGHTS = {
-    "strike": {"strike_bonus": 50.0, "strike_approach_weight": 1.0, "strike_proximity_weight": 0.5},
-    "bite": {"bite_bonus": 50.0, "bite_approach_weight": 1.0, "bite_proximity_weight": 0.5},
-    "food_reach": {"food_reach_bonus": 50.0, "food_approach_weight": 1.0, "food_proximity_weight": 0.5},
-}
+TARGET_WEIGHTS = (50.0, 1.0, 0.5)  # stage-3 bonus, approach and proximity weights (kwarg names: species.py)
 
 
 def cases() -> list[tuple[str, str]]:
@@ -43,7 +39,9 @@ def cases() -> list[tuple[str, str]]:
 def rollout(species: str, task: str) -> dict[str, Any]:
     """Episodes of seeded uniform random actions: per episode length, end reason, return, component sums, and
     the last observation of the rollout."""
-    kwargs = {**COMMON, "task": task, **BEHAVIOUR_WEIGHTS.get(task, {})}
+    spec = SPECIES[species]
+    behaviour = dict(zip(spec.target_weights, TARGET_WEIGHTS)) if task == spec.behaviour else {}
+    kwargs = {**COMMON, "task": task, **behaviour}
     env = make_env(species, kwargs)
     rng = np.random.default_rng(1234)
     obs, _ = env.reset(seed=7)

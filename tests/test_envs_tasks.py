@@ -15,8 +15,8 @@ import mujoco
 import numpy as np
 import pytest
 
-from dinosim.envs import make_env
 from dinosim.config.settings import CurriculumSettings
+from dinosim.envs import make_env
 from dinosim.envs.audit import format_audit_table, gate_passed, run_audit
 from dinosim.envs.rewards import REWARD_KEYS, TERMS, StepSignals, reward_terms
 from dinosim.species import CONFIGS_DIR, SPECIES

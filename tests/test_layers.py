@@ -2,8 +2,9 @@
 
 Every ``import`` / ``from ... import`` of a ``dinosim`` module is read with :mod:`ast`, at any depth (function-level
 imports included, ``TYPE_CHECKING`` blocks excluded: they never run). A module may import its own layer and the
-layers :data:`ALLOWED` lists for it (``config`` and ``envs`` are siblings: neither imports the other); modules never
-import each other in a cycle.
+layers :data:`ALLOWED` lists for it; modules never import each other in a cycle. ``envs`` may read ``config`` (the
+audit judges baselines with the curriculum's gate rule); ``config`` never imports ``envs`` (it reads the env
+constructors' source with ``ast``).
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ ALLOWED: dict[str, set[str]] = {  # layer -> the other layers it may import (LAY
     "base": set(),
     "runfolder": {"base"},
     "config": {"base"},
-    "envs": {"base"},
+    "envs": {"config", "base"},
     "tracking": {"envs", "config", "runfolder", "base"},
     "training": {"tracking", "envs", "config", "runfolder", "base"},
     "sweeps": {"training", "tracking", "config", "runfolder", "base"},

@@ -3,8 +3,9 @@
 :func:`run_audit` runs, on one species/stage with the stage's ``[env]`` kwargs, a zero-action policy, a
 uniform-random policy and the best open-loop "statue" policy -- one joint held at -1 or +1, every other joint at 0,
 whatever the animal senses (each of the 2 x nu candidates is screened on one episode, the best is then run like the
-others) -- and checks each against the stage's gate rule (:meth:`CurriculumSettings.screen_passes`: mean return, mean length
-and, where set, success rate against the thresholds). A passing row means the gate can be met without learning anything.
+others) -- and checks each against the stage's gate rule (:meth:`CurriculumSettings.screen_passes`: mean return, mean
+length and, where set, success rate against the thresholds). A passing row means the gate can be met without learning
+anything.
 """
 
 from __future__ import annotations

@@ -147,7 +147,8 @@ def standby_value(env_kwargs: Mapping[str, Any], proximity_key: str, gamma: floa
     committed-config tests use this rule).
     """
     per_step = sum(max(0.0, float(env_kwargs.get(key, 0.0))) for key in ("alive_bonus", "posture_weight"))
-    per_step += max(0.0, float(env_kwargs.get("forward_vel_weight", 0.0)) * float(env_kwargs.get("forward_vel_max", 1.0)))
+    forward_max = float(env_kwargs.get("forward_vel_weight", 0.0)) * float(env_kwargs.get("forward_vel_max", 1.0))
+    per_step += max(0.0, forward_max)
     per_step += max(0.0, float(env_kwargs.get(proximity_key, 0.0)))
     steps = int(env_kwargs.get("max_episode_steps", 1000))
     horizon = steps if gamma >= 1.0 else (1.0 - gamma**steps) / (1.0 - gamma)

@@ -13,8 +13,8 @@ from typing import Any, ClassVar
 import numpy as np
 
 from dinosim.envs.base import DinoEnv
-from dinosim.species import SPECIES
 from dinosim.envs.prey import ground_prey_position
+from dinosim.species import SPECIES
 
 
 class TRexEnv(DinoEnv):

@@ -23,8 +23,17 @@ from typing import TYPE_CHECKING, Any, Optional
 
 from dinosim.errors import DinosimError
 from dinosim.runfolder import (
-    BEST_DIR, MODEL_FILE, RUN_FILE, SUMMARY_FILE, new_run_dir, policy_files, process_alive, select_policy,
-    stage_dir, stage_dirs, stage_number,
+    BEST_DIR,
+    MODEL_FILE,
+    RUN_FILE,
+    SUMMARY_FILE,
+    new_run_dir,
+    policy_files,
+    process_alive,
+    select_policy,
+    stage_dir,
+    stage_dirs,
+    stage_number,
 )
 from dinosim.training.request import RunRequest, WandbOptions
 from dinosim.training.state import RunSummary, StageState, read_run_file, write_run_file
@@ -306,7 +315,11 @@ def _evaluate_model(run_data: dict, stage: int, model_path: Path, vecnorm_path: 
     from dinosim.envs import make_env
     from dinosim.training.builders import configure_torch_threads, load_model
     from dinosim.training.evaluation import (
-        format_report, model_policy, obs_normalizer, run_seeded_episodes, heldout_seeds,
+        format_report,
+        heldout_seeds,
+        model_policy,
+        obs_normalizer,
+        run_seeded_episodes,
     )
 
     configure_torch_threads()
