@@ -123,3 +123,19 @@ def test_process_alive(tmp_path: Path) -> None:
     child = subprocess.Popen([sys.executable, "-c", "pass"])
     child.wait()
     assert not runfolder.process_alive(child.pid)  # reaped: gone
+
+
+def test_select_policy_by_name_checkpoint_step_or_auto(tmp_path: Path) -> None:
+    stage = tmp_path / "stage2"
+    model, vecnorm, meta = runfolder.checkpoint_paths(stage, 512)
+    model.parent.mkdir(parents=True)
+    model.write_bytes(b"m")
+    vecnorm.write_bytes(b"v")
+    meta.write_text("{}")
+    assert runfolder.select_policy(stage, "best") == (None, None)
+    assert runfolder.select_policy(stage, "final") == (None, None)
+    assert runfolder.select_policy(stage, "512") == (model, vecnorm)
+    assert runfolder.select_policy(stage, "256") == (None, None)
+    assert runfolder.select_policy(stage, "auto") == (model, vecnorm)  # no best/ or final: newest checkpoint
+    (stage / runfolder.MODEL_FILE).write_bytes(b"final")
+    assert runfolder.select_policy(stage, "auto") == (stage / runfolder.MODEL_FILE, None)
