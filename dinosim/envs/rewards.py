@@ -41,7 +41,8 @@ TERMS: tuple[str, ...] = (
 )
 """Names of the reward terms, in summation order; ``info`` carries each as ``reward_<name>``."""
 
-REWARD_KEYS: tuple[str, ...] = tuple(f"reward_{t}" for t in TERMS)
+INFO_PREFIX = "reward_"  # info["reward_<term>"] carries each term
+REWARD_KEYS: tuple[str, ...] = tuple(INFO_PREFIX + t for t in TERMS)
 _TERM_KEYS: tuple[tuple[str, str], ...] = tuple(zip(TERMS, REWARD_KEYS))
 
 POSTURE_TILT_SCALE = 0.35  # rad: tilt at which the posture term has dropped to 1/e

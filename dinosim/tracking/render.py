@@ -152,6 +152,8 @@ def render_episodes(
     ensure_gl_backend()
     import numpy as np
 
+    from dinosim.envs.rewards import INFO_PREFIX
+
     env = env_factory()
     if fps is None:
         fps = max(1, int(round((env.metadata.get("render_fps") or 30) / frame_every)))
@@ -170,8 +172,9 @@ def render_episodes(
                 total += float(reward)
                 length += 1
                 for key, value in info.items():
-                    if key.startswith("reward_") and np.isscalar(value):
-                        sums[key[len("reward_"):]] = sums.get(key[len("reward_"):], 0.0) + float(value)
+                    if key.startswith(INFO_PREFIX) and np.isscalar(value):
+                        term = key[len(INFO_PREFIX):]
+                        sums[term] = sums.get(term, 0.0) + float(value)
                 done = bool(terminated or truncated)
                 if length % frame_every:
                     continue
