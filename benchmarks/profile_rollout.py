@@ -66,12 +66,12 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--n-envs", type=int, default=4)
     args = parser.parse_args(argv)
 
+    import dinosim.envs  # noqa: F401
+    import dinosim.training.curriculum  # noqa: F401  (torch, SB3 and the envs imported before profiling)
     from dinosim.config.resolve import resolve_run
     from dinosim.training.curriculum import RunHooks
     from dinosim.training.request import RunRequest
     from dinosim.training.runner import run
-    import dinosim.training.curriculum  # noqa: F401  (torch, SB3 and the envs imported before profiling)
-    import dinosim.envs  # noqa: F401
 
     overrides = [f"curriculum.eval_freq={args.timesteps + 1}"]
     config = resolve_run(args.species, "ppo", [args.stage], overrides, n_envs=args.n_envs)
@@ -100,8 +100,8 @@ def main(argv: Optional[list[str]] = None) -> int:
         "PPO update": update,
     }
     parts["other"] = wall - sum(parts.values())
-    print(f"{args.species} stage {args.stage}: {args.timesteps} steps, {args.n_envs} envs: {wall:.1f} s under cProfile ({args.timesteps / wall:.0f} steps/s; cProfile "
-          "slows Python-heavy parts more than torch/MuJoCo)")
+    print(f"{args.species} stage {args.stage}: {args.timesteps} steps, {args.n_envs} envs: {wall:.1f} s under cProfile "
+          f"({args.timesteps / wall:.0f} steps/s; cProfile slows Python-heavy parts more than torch/MuJoCo)")
     for name, seconds in parts.items():
         print(f"  {name:<30} {seconds:8.1f} s  {100 * seconds / wall:5.1f} %")
     floor = physics_floor(args.species)
