@@ -32,9 +32,9 @@ def stage_result(run_dir: Path, stage: int) -> Optional[dict]:
 
 def train(species: str, stages: list[int], seed: int, name: str, overrides: list[str]) -> Path:
     from dinosim.config.resolve import resolve_run
+    from dinosim.runfolder import new_run_dir
     from dinosim.training.curriculum import RunHooks
     from dinosim.training.request import RunRequest
-    from dinosim.training.rundir import new_run_dir
     from dinosim.training.runner import run
 
     config = resolve_run(species, "ppo", stages, overrides, seed=seed)

@@ -2,7 +2,8 @@
 
     python benchmarks/profile_rollout.py [--species velociraptor] [--stage 1] [--timesteps 32768] [--n-envs 4]
 
-Trains one stage in this process (the real runner, committed config, logging and checkpoints on, no evaluation:
+Trains one stage in this process (the real runner, committed config, logging and checkpoints on, one 1-episode
+evaluation at the end:
 ``benchmarks/eval_speed.py`` measures that) under cProfile and splits
 the wall time into the parts below, from the profile's cumulative times (each part excludes the parts nested in
 it), as seconds and shares of the total; then measures the physical floor, the raw ``mj_step`` rate of the
@@ -66,14 +67,15 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--n-envs", type=int, default=4)
     args = parser.parse_args(argv)
 
+    import dinosim.envs  # noqa: F401
+    import dinosim.training.curriculum  # noqa: F401  (torch, SB3 and the envs imported before profiling)
     from dinosim.config.resolve import resolve_run
     from dinosim.training.curriculum import RunHooks
     from dinosim.training.request import RunRequest
     from dinosim.training.runner import run
-    import dinosim.training.curriculum  # noqa: F401  (torch, SB3 and the envs imported before profiling)
-    import dinosim.envs  # noqa: F401
 
-    overrides = [f"curriculum.eval_freq={args.timesteps + 1}"]
+    # one evaluation of one episode at the very end (an eval_freq above the budget is refused)
+    overrides = [f"curriculum.eval_freq={args.timesteps}", "curriculum.eval_episodes=1", "curriculum.gate_episodes=1"]
     config = resolve_run(args.species, "ppo", [args.stage], overrides, n_envs=args.n_envs)
     run_dir = Path(tempfile.mkdtemp(prefix="dinosim-profile-")) / "run"
     request = RunRequest(command="train", config=config, timesteps=args.timesteps, run_dir=run_dir, progress=False)
@@ -100,8 +102,8 @@ def main(argv: Optional[list[str]] = None) -> int:
         "PPO update": update,
     }
     parts["other"] = wall - sum(parts.values())
-    print(f"{args.species} stage {args.stage}: {args.timesteps} steps, {args.n_envs} envs: {wall:.1f} s under cProfile ({args.timesteps / wall:.0f} steps/s; cProfile "
-          "slows Python-heavy parts more than torch/MuJoCo)")
+    print(f"{args.species} stage {args.stage}: {args.timesteps} steps, {args.n_envs} envs: {wall:.1f} s under cProfile "
+          f"({args.timesteps / wall:.0f} steps/s; cProfile slows Python-heavy parts more than torch/MuJoCo)")
     for name, seconds in parts.items():
         print(f"  {name:<30} {seconds:8.1f} s  {100 * seconds / wall:5.1f} %")
     floor = physics_floor(args.species)

@@ -93,7 +93,8 @@ def main() -> None:
             if done != args.trials:
                 raise SystemExit(f"{workers} worker(s): only {done} of {args.trials} trials completed")
             rates[workers] = done / seconds * 3600
-            print(f"{workers} worker(s): {done} trials in {seconds:.1f} s = {rates[workers]:.0f} trials/hour", flush=True)
+            print(f"{workers} worker(s): {done} trials in {seconds:.1f} s = {rates[workers]:.0f} trials/hour",
+                  flush=True)
     ratio = rates[args.workers] / rates[1]
     load = os.getloadavg()[0]
     print(f"scaling {args.workers} workers / 1 worker = {ratio:.2f} (goal >= 1.6) on {os.cpu_count()} CPUs, "

@@ -40,9 +40,9 @@ def main(argv: Optional[list[str]] = None) -> int:
 
     from dinosim.cli.run_cmds import parse_stages
     from dinosim.config.resolve import resolve_run
+    from dinosim.runfolder import new_run_dir
     from dinosim.training.curriculum import RunHooks
     from dinosim.training.request import RunRequest
-    from dinosim.training.rundir import new_run_dir
     from dinosim.training.runner import run
 
     stages = [args.stage] if args.stages is None else list(parse_stages(args.stages))
@@ -62,7 +62,8 @@ def main(argv: Optional[list[str]] = None) -> int:
         success = record.get("eval/success_rate")
         print(f"  step {record['global_step']:>9}  {time.time() - t0:7.0f}s  {record.get('eval_kind', ''):6}"
               f"  reward {record['eval/mean_reward']:9.2f}"
-              f"  length {record['eval/mean_ep_length']:7.1f}" + ("" if success is None else f"  success {success:.2f}"),
+              f"  length {record['eval/mean_ep_length']:7.1f}"
+              + ("" if success is None else f"  success {success:.2f}"),
               flush=True)
 
     hooks = RunHooks(eval_sinks=[show], log_stdout=args.progress)

@@ -42,7 +42,8 @@ def run_dinosim(species: str, stage: int, timesteps: int, n_envs: int, vec_env: 
                 workdir: Path) -> dict[str, Any]:
     run_dir = workdir / f"dinosim-{vec_env}-{n_envs}-{time.time_ns()}"
     cmd = [sys.executable, "-m", "dinosim", "train", "--species", species, "--stage", str(stage), "--timesteps",
-           str(timesteps), "--n-envs", str(n_envs), "--vec-env", vec_env, "--run-dir", str(run_dir), "--no-progress", "-v"]
+           str(timesteps), "--n-envs", str(n_envs), "--vec-env", vec_env, "--run-dir", str(run_dir),
+           "--no-progress", "-v"]
     if overrides:
         cmd += ["--override", *overrides]
     t0 = time.time()

@@ -8,8 +8,8 @@ This module is import-light (standard library only): the CLI and the config vali
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 

@@ -41,6 +41,7 @@ def main() -> int:
     args = parser.parse_args()
 
     from dinosim.tracking.render import render_best_policy
+    from dinosim.training.builders import load_model
 
     args.out.mkdir(parents=True, exist_ok=True)
     for species in SPECIES:
@@ -50,7 +51,8 @@ def main() -> int:
         run_dir, stage = _split(spec)
         stage = stage or _last_stage(run_dir)
         out = args.out / f"{species}_stage{stage}.gif"
-        result = render_best_policy(run_dir / f"stage{stage}", out, episodes=args.episodes, max_frames=100,
+        result = render_best_policy(run_dir / f"stage{stage}", out, load_model=load_model, episodes=args.episodes,
+                                    max_frames=100,
                                     width=200, frame_every=2)
         returns = ", ".join(f"{r:.1f}" for r in result.episode_returns)
         print(f"{out}: {result.frames} frames, {out.stat().st_size / 1e6:.2f} MB, episode lengths "

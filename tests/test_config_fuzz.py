@@ -45,7 +45,7 @@ def _number(rule: Number, rng: random.Random, inside: bool) -> Any:
     return rng.choice(edges) if rng.random() < 0.5 else rng.uniform(lo_in, hi_in)
 
 
-def rule_value(rule: Rule, rng: random.Random, inside: bool) -> Any:
+def rule_value(rule: Rule, rng: random.Random, inside: bool) -> Any:  # noqa: C901 - one branch per rule kind
     """A value for ``rule``: one of its extremes or an interior value; unless ``inside``, sometimes one it must
     refuse (beyond a range end, non-finite, of another type)."""
     if not inside and rng.random() < 0.15:

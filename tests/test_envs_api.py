@@ -6,11 +6,11 @@ import ast
 import inspect
 import subprocess
 import sys
-import tomllib
 
 import gymnasium as gym
 import numpy as np
 import pytest
+import tomllib
 
 import dinosim.envs
 from dinosim.envs import make_env

@@ -32,5 +32,5 @@ def test_every_base_kwarg_is_documented_in_its_signature():
     for name in inspect.signature(DinoEnv.__init__).parameters:
         if name == "self":
             continue
-        line = next(l for l in source.splitlines() if l.strip().startswith(f"{name}:"))
+        line = next(text for text in source.splitlines() if text.strip().startswith(f"{name}:"))
         assert "#" in line, f"{name} has no trailing description comment"

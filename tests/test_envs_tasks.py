@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+
 import tomllib
 
 if not os.environ.get("DISPLAY"):
@@ -14,10 +15,10 @@ import mujoco
 import numpy as np
 import pytest
 
-from dinosim.envs import make_env
 from dinosim.config.settings import CurriculumSettings
+from dinosim.envs import make_env
 from dinosim.envs.audit import format_audit_table, gate_passed, run_audit
-from dinosim.envs.rewards import REWARD_KEYS
+from dinosim.envs.rewards import REWARD_KEYS, TERMS, StepSignals, reward_terms
 from dinosim.species import CONFIGS_DIR, SPECIES
 
 SPECIES_NAMES = tuple(SPECIES)
@@ -27,6 +28,14 @@ RAW_KEYS = ("forward_velocity", "tilt", "height", "target_distance", "terminatio
 def stage_config(species: str, stage: int) -> dict:
     path = CONFIGS_DIR / species / SPECIES[species].stage_files[stage - 1]
     return tomllib.loads(path.read_text())
+
+
+@pytest.mark.parametrize("has_target", (False, True))
+def test_reward_terms_are_named_once_each(has_target):
+    env = make_env("velociraptor", {"task": "strike" if has_target else "balance"}).unwrapped
+    terms = reward_terms(env, StepSignals(has_target=has_target, fell=True, success=True))
+    assert tuple(terms) == TERMS  # every term, by name, in summation order
+    assert terms["fall"] == env.fall_penalty and terms["alive"] == 0.0
 
 
 @pytest.mark.parametrize("species", SPECIES_NAMES)
@@ -60,7 +69,8 @@ def test_reward_terms_sum_to_reward_every_step(species, stage):
         env.reset()
     weights = {"reward_alive": "alive_bonus", "reward_posture": "posture_weight", "reward_fall": "fall_penalty",
                "reward_energy": "energy_penalty_weight"}
-    active = {term for term, key in weights.items() if kwargs.get(key, 1.0) != 0.0}  # (the walking raptor: no alive/fall)
+    active = {term for term, key in weights.items() if kwargs.get(key, 1.0) != 0.0}
+    # (the walking raptor has no alive/fall pay)
     assert len(active) >= 2 and active <= nonzero
     if stage == 3:
         assert {"reward_approach", "reward_proximity"} <= nonzero

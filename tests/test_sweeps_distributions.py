@@ -82,7 +82,8 @@ def test_grid_values_follow_wandb():
 @pytest.mark.parametrize("cfg", [
     {"distribution": "normal", "mu": 0, "sigma": 1}, {"values": [1, 2], "probabilities": [0.5, 0.5]},
     {"parameters": {"x": {"value": 1}}}, {"distribution": "uniform", "min": 2.0, "max": 1.0},
-    {"distribution": "log_uniform_values", "min": 0.0, "max": 1.0}, {"distribution": "uniform", "min": "1e-5", "max": 1.0},
+    {"distribution": "log_uniform_values", "min": 0.0, "max": 1.0},
+    {"distribution": "uniform", "min": "1e-5", "max": 1.0},
     {"values": []}, {"foo": 1},
 ])
 def test_rejected(cfg):

@@ -7,77 +7,18 @@ Real-CLI sweeps are in test_sweeps_real_training.py.
 from __future__ import annotations
 
 import json
-import math
 import os
 import signal
 import subprocess
 import sys
-import textwrap
 import time
 from pathlib import Path
 
 import optuna
 import pytest
-import yaml
 
 from dinosim.sweeps.engine import EngineOptions, run_sweep
 from dinosim.sweeps.yaml_spec import load_sweep
-
-PROGRAM = textwrap.dedent('''
-    import json, math, os, sys, time
-    args = sys.argv[1:]
-    assert args[0] == "train", args
-    params = {}
-    rest = args[args.index("--override") + 1:]
-    if "--seed" in rest:  # the engine's --seeds appends "--seed K"
-        params["seed"] = rest.pop(rest.index("--seed") + 1)
-        rest.remove("--seed")
-    for tok in rest:
-        key, _, value = tok.partition("=")
-        params[key] = value
-    lr = float(params["ppo.learning_rate"])
-    ent = float(params.get("ppo.ent_coef", "0"))
-    seed = int(params.get("seed", "0"))
-    mode = params.get("fake.mode", "ok")
-    if mode == "crash" and lr > 1e-3:
-        sys.exit(3)
-    path = os.environ["DINOSIM_TRIAL_METRICS"]
-    with open(os.environ.get("FAKE_LOG", os.devnull), "a") as log:
-        log.write(json.dumps({"pid": os.getpid(), "start": time.time(), "params": params}) + "\\n")
-    n_evals = int(os.environ.get("FAKE_EVALS", params.get("fake.evals", "6")))
-    for i in range(1, n_evals + 1):
-        quality = -abs(math.log10(lr) + 4.0)          # best at lr = 1e-4
-        value = 10 * quality + i - 100 * ent + seed
-        if mode == "nan" and lr > 1e-3 and i == 2:
-            value = float("nan")
-        with open(path, "a") as f:
-            f.write(json.dumps({"global_step": 64 * i, "stage": 1, "eval/mean_reward": value}) + "\\n")
-        time.sleep(float(os.environ.get("FAKE_SLEEP", params.get("fake.sleep", "0.05"))))
-''')
-
-
-def write_sweep(tmp_path: Path, **overrides) -> Path:
-    prog = tmp_path / "fake_train.py"
-    prog.write_text(PROGRAM)
-    cfg = {
-        "method": "random",
-        "metric": {"name": "eval/mean_reward", "goal": "maximize"},
-        "run_cap": 6,
-        "program": str(prog),
-        "command": ["${env}", "${interpreter}", "${program}", "train", "--override", "${args_no_hyphens}"],
-        "parameters": {
-            "ppo.learning_rate": {"distribution": "log_uniform_values", "min": 1e-5, "max": 1e-2},
-            "ppo.ent_coef": {"values": [0.0, 0.01]},
-        },
-    }
-    for key, value in overrides.items():
-        if key == "params":
-            cfg["parameters"].update(value)
-        else:
-            cfg[key] = value
-    path = tmp_path / f"{overrides.get('name', 'fake')}.yaml"
-    path.write_text(yaml.safe_dump(cfg))
-    return path
 
 
 def run(path: Path, tmp_path: Path, **opts):
@@ -92,11 +33,7 @@ def trials(tmp_path: Path, name: str = "fake"):
     return optuna.load_study(study_name=name, storage=storage).get_trials()
 
 
-def expected_value(params: dict, n_evals: int = 6) -> float:
-    return 10 * -abs(math.log10(params["ppo.learning_rate"]) + 4.0) + n_evals - 100 * params["ppo.ent_coef"]
-
-
-def test_random_sweep_values_and_run_cap(tmp_path):
+def test_random_sweep_values_and_run_cap(tmp_path, write_sweep, expected_value):
     path = write_sweep(tmp_path)
     result = run(path, tmp_path, workers=2)
     ts = trials(tmp_path)
@@ -113,7 +50,7 @@ def test_random_sweep_values_and_run_cap(tmp_path):
     assert len(trials(tmp_path)) == 6
 
 
-def test_grid_sweep_visits_every_point_once(tmp_path):
+def test_grid_sweep_visits_every_point_once(tmp_path, write_sweep):
     path = write_sweep(tmp_path, method="grid", run_cap=20, params={
         "ppo.learning_rate": {"values": [1e-5, 1e-4, 1e-3]}, "ppo.ent_coef": {"values": [0.0, 0.01]},
         "fake.evals": {"value": 2}})
@@ -124,7 +61,7 @@ def test_grid_sweep_visits_every_point_once(tmp_path):
     assert result.best_params["ppo.learning_rate"] == 1e-4 and result.best_params["ppo.ent_coef"] == 0.0
 
 
-def test_bayes_sweep_with_list_values_and_count(tmp_path):
+def test_bayes_sweep_with_list_values_and_count(tmp_path, write_sweep):
     path = write_sweep(tmp_path, method="bayes", run_cap=50, params={
         "ppo.policy_kwargs.net_arch": {"values": [[64, 64], [128, 64, 32]]}, "fake.evals": {"value": 2}})
     run(path, tmp_path, workers=1, count=8)
@@ -136,7 +73,7 @@ def test_bayes_sweep_with_list_values_and_count(tmp_path):
         any("ppo.policy_kwargs.net_arch=[64, 64]" in t.user_attrs["argv"] for t in ts)
 
 
-def test_hyperband_prunes_and_failures_do_not_stop_sweep(tmp_path):
+def test_hyperband_prunes_and_failures_do_not_stop_sweep(tmp_path, write_sweep):
     path = write_sweep(tmp_path, run_cap=14, params={"fake.mode": {"value": "crash"}, "fake.evals": {"value": 9}},
                        early_terminate={"type": "hyperband", "min_iter": 1, "max_iter": 9, "eta": 3})
     run(path, tmp_path, workers=2)
@@ -155,7 +92,7 @@ def test_hyperband_prunes_and_failures_do_not_stop_sweep(tmp_path):
     assert all(t.user_attrs["params"]["ppo.learning_rate"] <= 1e-3 for t in ts if t.state.name == "COMPLETE")
 
 
-def test_nan_metric_is_a_failed_trial(tmp_path):
+def test_nan_metric_is_a_failed_trial(tmp_path, write_sweep):
     # a grid, so both a NaN-reporting (lr > 1e-3) and a finite configuration run whatever the thread timing
     path = write_sweep(tmp_path, method="grid", run_cap=6, params={"fake.mode": {"value": "nan"},
                                                                     "ppo.learning_rate": {"values": [1e-4, 1e-2]}})
@@ -166,12 +103,13 @@ def test_nan_metric_is_a_failed_trial(tmp_path):
     assert any(t.state.name == "COMPLETE" for t in ts)
 
 
-def test_constraints_skip_before_running(tmp_path):
+def test_constraints_skip_before_running(tmp_path, write_sweep):
     log = tmp_path / "starts.jsonl"
     os.environ["FAKE_LOG"] = str(log)
     try:
         path = write_sweep(tmp_path, run_cap=10, command=[
-            "${env}", "${interpreter}", "${program}", "train", "--skip-if", "ppo.learning_rate > 1e-3 and ppo.ent_coef > 0.005",
+            "${env}", "${interpreter}", "${program}", "train",
+            "--skip-if", "ppo.learning_rate > 1e-3 and ppo.ent_coef > 0.005",
             "--override", "${args_no_hyphens}"])
         run(path, tmp_path, workers=1)
     finally:
@@ -185,7 +123,7 @@ def test_constraints_skip_before_running(tmp_path):
     assert len(started) == len(ts) - len(skipped)  # skipped trials never started a process
 
 
-def test_program_reported_skip(tmp_path):
+def test_program_reported_skip(tmp_path, write_sweep):
     prog = tmp_path / "skipper.py"
     prog.write_text("import json, os\nopen(os.environ['DINOSIM_TRIAL_METRICS'], 'a').write("
                     "json.dumps({'skipped': True, 'reason': 'skip-if: x > 1'}) + '\\n')\n")
@@ -196,22 +134,23 @@ def test_program_reported_skip(tmp_path):
     assert all(t.state.name == "PRUNED" for t in ts)
 
 
-def test_target_stops_sweep(tmp_path):
+def test_target_stops_sweep(tmp_path, write_sweep):
     path = write_sweep(tmp_path, run_cap=30, metric={"name": "eval/mean_reward", "goal": "maximize", "target": -1e9})
     result = run(path, tmp_path, workers=1)
     assert result.target_reached and len(trials(tmp_path)) == 1
 
 
-def test_seeds_average(tmp_path):
+def test_seeds_average(tmp_path, write_sweep, expected_value):
     path = write_sweep(tmp_path, run_cap=2)
     run(path, tmp_path, seeds=3)
     for t in trials(tmp_path):
-        assert t.user_attrs["seed_values"] == pytest.approx([expected_value(t.user_attrs["params"]) + s for s in (0, 1, 2)])
+        expected = [expected_value(t.user_attrs["params"]) + s for s in (0, 1, 2)]
+        assert t.user_attrs["seed_values"] == pytest.approx(expected)
         assert t.value == pytest.approx(expected_value(t.user_attrs["params"]) + 1)
         assert t.user_attrs["argv-seed2"][-2:] == ["--seed", "2"]
 
 
-def test_interrupted_sweep_resumes(tmp_path):
+def test_interrupted_sweep_resumes(tmp_path, write_sweep):
     path = write_sweep(tmp_path, run_cap=3)
     log = tmp_path / "starts.jsonl"
     code = ("from pathlib import Path; from dinosim.sweeps.engine import EngineOptions, run_sweep; "
@@ -244,7 +183,7 @@ def test_interrupted_sweep_resumes(tmp_path):
     assert len(trials(tmp_path)) == 4
 
 
-def test_changed_yaml_is_refused(tmp_path):
+def test_changed_yaml_is_refused(tmp_path, write_sweep):
     path = write_sweep(tmp_path, run_cap=1)
     run(path, tmp_path)
     path.write_text(path.read_text().replace("run_cap: 1", "run_cap: 2"))
@@ -254,7 +193,7 @@ def test_changed_yaml_is_refused(tmp_path):
         run(path, tmp_path)
 
 
-def test_rdb_storage_url_and_shared_study(tmp_path):
+def test_rdb_storage_url_and_shared_study(tmp_path, write_sweep):
     """--storage URL: two engine invocations (think: two machines) share one study and its run_cap."""
     path = write_sweep(tmp_path, run_cap=5)
     url = f"sqlite:///{tmp_path / 'shared.db'}"
@@ -265,7 +204,7 @@ def test_rdb_storage_url_and_shared_study(tmp_path):
     assert not (tmp_path / "sweepdir" / "study.journal").exists()
 
 
-def test_rich_progress_on_a_terminal(tmp_path):
+def test_rich_progress_on_a_terminal(tmp_path, write_sweep):
     import io
 
     from dinosim.sweeps.progress import Progress, RichProgress

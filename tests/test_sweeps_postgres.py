@@ -22,8 +22,6 @@ from typing import Iterator
 import optuna
 import pytest
 
-from test_sweeps_engine import expected_value, write_sweep  # tests/ is on sys.path (pytest rootdir-less import)
-
 
 def _pg_bin(name: str) -> str | None:
     found = shutil.which(name) or sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"))
@@ -64,7 +62,7 @@ def postgres_url() -> Iterator[str]:
         shutil.rmtree(root, ignore_errors=True)
 
 
-def test_two_engines_share_a_postgres_study(tmp_path, postgres_url):
+def test_two_engines_share_a_postgres_study(tmp_path, postgres_url, write_sweep, expected_value):
     path = write_sweep(tmp_path, run_cap=6)
     engines = [
         subprocess.Popen([sys.executable, "-m", "dinosim", "sweep", "run", str(path), "--storage", postgres_url,
@@ -96,7 +94,7 @@ def test_two_engines_share_a_postgres_study(tmp_path, postgres_url):
     ("not a url", "not a database URL"),
     ("mysql://someone:secret@127.0.0.1:{port}/nowhere", "the database driver for mysql is not installed"),
 ])
-def test_bad_storage_is_a_one_line_error_before_any_trial(tmp_path, url, message):
+def test_bad_storage_is_a_one_line_error_before_any_trial(tmp_path, url, message, write_sweep):
     if "mysql" in url and importlib.util.find_spec("MySQLdb") is not None:
         pytest.skip("a MySQL driver is installed here")
     path = write_sweep(tmp_path, run_cap=1)

@@ -8,11 +8,11 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import tomllib
 from pathlib import Path
 
 import optuna
 import pytest
+import tomllib
 import yaml
 
 from dinosim.sweeps.engine import EngineOptions, run_sweep
@@ -42,7 +42,8 @@ def write(tmp_path: Path, name: str, method: str, params: dict, **extra) -> Path
 def study(sweep_dir: Path, name: str):
     from optuna.storages.journal import JournalFileBackend, JournalStorage
 
-    return optuna.load_study(study_name=name, storage=JournalStorage(JournalFileBackend(str(sweep_dir / "study.journal"))))
+    storage = JournalStorage(JournalFileBackend(str(sweep_dir / "study.journal")))
+    return optuna.load_study(study_name=name, storage=storage)
 
 
 def last_eval(trial) -> float:

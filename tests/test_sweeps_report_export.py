@@ -5,10 +5,11 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
-import tomllib
 from pathlib import Path
+from typing import Callable
 
 import pytest
+import tomllib
 import yaml
 
 from dinosim.errors import ConfigError
@@ -17,28 +18,33 @@ from dinosim.sweeps.engine import EngineOptions, run_sweep
 from dinosim.sweeps.export import apply_to_toml, export_best
 from dinosim.sweeps.report import build_report, load_study
 from dinosim.sweeps.yaml_spec import load_sweep
-from test_sweeps_engine import PROGRAM, expected_value  # tests/ is on sys.path (pytest rootdir-less import)
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def make_sweep(tmp_path: Path, command_tail: list[str], params: dict, run_cap: int = 8, workers: int = 2) -> Path:
-    prog = tmp_path / "fake_train.py"
-    prog.write_text(PROGRAM)
-    cfg = {"name": "fake_velo", "method": "random", "metric": {"name": "eval/mean_reward", "goal": "maximize"},
-           "run_cap": run_cap, "program": str(prog),
-           "command": ["${env}", "${interpreter}", "${program}", "train", *command_tail, "--override",
-                       "${args_no_hyphens}"],
-           "parameters": {"ppo.learning_rate": {"distribution": "log_uniform_values", "min": 1e-4, "max": 1e-2},
-                          "ppo.ent_coef": {"values": [0.0, 0.01]}, **params}}
-    path = tmp_path / "fake_velo.yaml"
-    path.write_text(yaml.safe_dump(cfg, sort_keys=False))
-    run_sweep(load_sweep(path), EngineOptions(sweep_dir=tmp_path / "sd", poll_interval=0.05, sampler_seed=1,
-                                              workers=workers))
-    return path
+@pytest.fixture(scope="session")
+def make_sweep(sweep_program: str) -> Callable[..., Path]:
+    """Run a small random sweep of the fake program through the real engine; returns its YAML path."""
+
+    def make_sweep(tmp_path: Path, command_tail: list[str], params: dict, run_cap: int = 8, workers: int = 2) -> Path:
+        prog = tmp_path / "fake_train.py"
+        prog.write_text(sweep_program)
+        cfg = {"name": "fake_velo", "method": "random", "metric": {"name": "eval/mean_reward", "goal": "maximize"},
+               "run_cap": run_cap, "program": str(prog),
+               "command": ["${env}", "${interpreter}", "${program}", "train", *command_tail, "--override",
+                           "${args_no_hyphens}"],
+               "parameters": {"ppo.learning_rate": {"distribution": "log_uniform_values", "min": 1e-4, "max": 1e-2},
+                              "ppo.ent_coef": {"values": [0.0, 0.01]}, **params}}
+        path = tmp_path / "fake_velo.yaml"
+        path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+        run_sweep(load_sweep(path), EngineOptions(sweep_dir=tmp_path / "sd", poll_interval=0.05, sampler_seed=1,
+                                                  workers=workers))
+        return path
+
+    return make_sweep
 
 
-def test_report_top_k_importance_and_plots(tmp_path):
+def test_report_top_k_importance_and_plots(tmp_path, expected_value, make_sweep):
     path = make_sweep(tmp_path, ["--species", "velociraptor", "--stage", "1"],
                       {"env.alive_bonus": {"distribution": "uniform", "min": 0.5, "max": 3.0},
                        "fake.evals": {"value": 1}}, run_cap=24, workers=1)  # sequential: same trials every time
@@ -59,7 +65,7 @@ def test_report_top_k_importance_and_plots(tmp_path):
     assert "sweep fake_velo" in r.stdout and f"#{report.top[0]['number']}" in r.stdout
 
 
-def test_export_best_round_trip_keeps_comments(tmp_path):
+def test_export_best_round_trip_keeps_comments(tmp_path, make_sweep):
     path = make_sweep(tmp_path, ["--species", "velociraptor", "--stage", "1"],
                       {"ppo.policy_kwargs.net_arch": {"values": [[128, 64], [256, 128, 64]]},
                        "env.fall_penalty": {"values": [-10.0, -100.0]},
@@ -107,7 +113,7 @@ def test_export_best_round_trip_keeps_comments(tmp_path):
     assert export_best(loaded, to=target) == []
 
 
-def test_export_stage_scoped_keys_go_to_their_stage_file(tmp_path):
+def test_export_stage_scoped_keys_go_to_their_stage_file(tmp_path, make_sweep):
     path = make_sweep(tmp_path, ["--species", "velociraptor", "curriculum", "--stages", "1-3"],
                       {"stage2.ppo.learning_rate": {"values": [0.0002, 0.00002]},
                        "stage3.env.strike_bonus": {"values": [50.0, 150.0]}, "fake.evals": {"value": 2}}, run_cap=4)

@@ -8,54 +8,12 @@ config.toml), then compared with the Figure's axes, titles and lines.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
-import tomllib
 from pathlib import Path
 
 import pytest
-
-ROOT = Path(__file__).resolve().parent.parent
-
-# Tiny but real: 2 envs, 64-step rollouts, an evaluation every 256 steps, 60-step episodes. Every gate value is
-# set here (not taken from the committed configs). Stage 1 passes its gate on the first evaluation
-# (required_consecutive=1, low bars) so stage 2 starts early; stage 2's bar is
-# unreachable and it has a success-rate gate, so both kinds of gate segments exist.
-TINY = [
-    "ppo.n_steps=64", "ppo.batch_size=64", "ppo.n_epochs=1", "ppo.policy_kwargs.net_arch=[16,16]",
-    "curriculum.eval_freq=256", "curriculum.eval_episodes=2", "curriculum.save_freq=512",
-    "env.max_episode_steps=60", "curriculum.min_avg_episode_length=0.0",
-    "1.curriculum.min_avg_reward=-1000.0", "1.curriculum.required_consecutive=1",
-    "2.curriculum.min_avg_reward=1000.0", "2.curriculum.min_success_rate=0.5",
-]
-RUNS = {"A": [], "B": ["env.alive_bonus=0.5", "--seed", "1"]}
-
-
-def cli(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
-    env = {**os.environ, "WANDB_MODE": "disabled"}
-    return subprocess.run([sys.executable, "-m", "dinosim", *args], capture_output=True, text=True, cwd=ROOT,
-                          timeout=timeout, env=env)
-
-
-def make_tiny_run(base: Path, name: str) -> Path:
-    """``base/runs/velociraptor/<name>``, trained once per test session (reused when already finished)."""
-    run_dir = base / "runs" / "velociraptor" / name
-    summary = run_dir / "summary.json"
-    if summary.exists() and json.loads(summary.read_text()).get("status") == "finished":
-        return run_dir
-    extra = [a for a in RUNS[name] if "=" in a]
-    options = [a for a in RUNS[name] if "=" not in a]
-    proc = cli("curriculum", "--species", "velociraptor", "--stages", "1-2", "--timesteps", "768", "--n-envs", "2",
-               "--run-dir", str(run_dir), "--no-progress", *options, "--override", *TINY, *extra)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return run_dir
-
-
-@pytest.fixture(scope="session")
-def tiny_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    base = tmp_path_factory.getbasetemp() / "tracking"
-    return {name: make_tiny_run(base, name) for name in RUNS}
+import tomllib
 
 
 def tb_scalars(run_dir: Path) -> dict[str, tuple[list[int], list[float]]]:
@@ -165,7 +123,7 @@ def test_two_runs_overlay_component_by_component_with_a_legend(tiny_runs):
     assert "velociraptor/A" in legend_texts and "velociraptor/B" in legend_texts
     component_panels = {t: ax for t, ax in panels(fig).items() if t.startswith("reward/")}
     assert "reward/alive" in component_panels
-    for title, ax in component_panels.items():
+    for ax in component_panels.values():
         data = lines_by_gid(ax, "data:")
         assert {line.get_gid() for line in data} <= {"data:velociraptor/A", "data:velociraptor/B"}
         assert len({line.get_color() for line in data}) == len(data)
@@ -174,11 +132,11 @@ def test_two_runs_overlay_component_by_component_with_a_legend(tiny_runs):
     assert "A vs velociraptor/B" in fig._suptitle.get_text()
 
 
-def test_cli_plot_writes_a_png_of_the_figure(tiny_runs, tmp_path):
+def test_cli_plot_writes_a_png_of_the_figure(tiny_runs, tmp_path, dinosim_cli):
     from PIL import Image
 
     out = tmp_path / "compare.png"
-    proc = cli("plot", str(tiny_runs["A"]), str(tiny_runs["B"]), "--out", str(out), "--dpi", "50")
+    proc = dinosim_cli("plot", str(tiny_runs["A"]), str(tiny_runs["B"]), "--out", str(out), "--dpi", "50")
     assert proc.returncode == 0, proc.stderr
     assert f"wrote {out}" in proc.stdout and "2 runs" in proc.stdout
     from dinosim.tracking.plots import plot_runs
@@ -189,12 +147,13 @@ def test_cli_plot_writes_a_png_of_the_figure(tiny_runs, tmp_path):
 
 
 @pytest.mark.parametrize("case", ["missing", "not_a_run", "stage_folder", "no_logs", "bad_suffix", "labels"])
-def test_cli_plot_bad_input_is_one_line_exit_2_without_heavy_imports(case, tiny_runs, tmp_path):
+def test_cli_plot_bad_input_is_one_line_exit_2_without_heavy_imports(case, tiny_runs, tmp_path, started_run,
+                                                                     checkout_root):
     args = {
         "missing": [str(tmp_path / "nope")],
         "not_a_run": [str(tmp_path)],
         "stage_folder": [str(tiny_runs["A"] / "stage1")],
-        "no_logs": [str(_started_run(tmp_path))],
+        "no_logs": [str(started_run)],
         "bad_suffix": [str(tiny_runs["A"]), "--out", str(tmp_path / "x.txt")],
         "labels": [str(tiny_runs["A"]), "--label", "a", "--label", "b"],
     }[case]
@@ -202,7 +161,8 @@ def test_cli_plot_bad_input_is_one_line_exit_2_without_heavy_imports(case, tiny_
              "try:\n    main(sys.argv[1:])\n"
              "finally:\n    print('HEAVY:' + ','.join(m for m in ('matplotlib', 'tensorboard', 'torch') "
              "if m in sys.modules), file=sys.stderr)\n")
-    proc = subprocess.run([sys.executable, "-c", probe, "plot", *args], capture_output=True, text=True, cwd=ROOT,
+    proc = subprocess.run([sys.executable, "-c", probe, "plot", *args], capture_output=True, text=True,
+                          cwd=checkout_root,
                           timeout=120)
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
@@ -210,11 +170,3 @@ def test_cli_plot_bad_input_is_one_line_exit_2_without_heavy_imports(case, tiny_
     expected = {"missing": "no such folder", "not_a_run": "not a dinosim run folder", "stage_folder": "stage folder",
                 "no_logs": "no training logs yet", "bad_suffix": "unsupported image type", "labels": "one per run"}
     assert expected[case] in lines[0]
-
-
-def _started_run(tmp_path: Path) -> Path:
-    """A run folder as `curriculum` leaves it before its first log line: summary.json, run.json, stage1/."""
-    run = tmp_path / "runs" / "velociraptor" / "fresh"
-    (run / "stage1").mkdir(parents=True)
-    (run / "summary.json").write_text(json.dumps({"status": "running", "stages": {"1": {"status": "running"}}}))
-    return run

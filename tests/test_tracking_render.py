@@ -10,17 +10,13 @@ import sys
 from pathlib import Path
 
 import pytest
-from test_tracking_plots import cli, make_tiny_run
 
 from dinosim.errors import DinosimError
 from dinosim.tracking.render import check_video_path, render_best_policy, render_episodes
+from dinosim.training.builders import load_model
+from dinosim.training.evaluation import EvalResult
 
 GIF_FPS = 25  # 40 ms a frame: a whole number of GIF centiseconds
-
-
-@pytest.fixture(scope="session")
-def run_a(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return make_tiny_run(tmp_path_factory.getbasetemp() / "tracking", "A")
 
 
 def gif_frames(path: Path) -> tuple[int, tuple[int, int], int]:
@@ -34,7 +30,8 @@ def gif_frames(path: Path) -> tuple[int, tuple[int, int], int]:
 
 def test_best_policy_gif_has_the_rendered_frames_at_the_requested_size(run_a, tmp_path):
     out = tmp_path / "stage1.gif"
-    result = render_best_policy(run_a / "stage1", out, episodes=2, max_frames=30, width=160, fps=GIF_FPS)
+    result = render_best_policy(run_a / "stage1", out, load_model=load_model, episodes=2, max_frames=30, width=160,
+                                fps=GIF_FPS)
     full = sum(length + 1 for length in result.episode_lengths)  # reset frame + one per step, per episode
     assert len(result.episode_lengths) == 2 and all(n > 0 for n in result.episode_lengths)
     assert result.frames == min(30, full) and result.frames_capped == (full > 30)
@@ -56,7 +53,6 @@ def test_best_policy_gif_has_the_rendered_frames_at_the_requested_size(run_a, tm
 
 def _load_stage(stage_dir: Path):
     from dinosim.envs import make_env
-    from dinosim.training.builders import load_model
 
     model = load_model("ppo", stage_dir / "best" / "model.zip")
     with open(stage_dir / "best" / "vecnormalize.pkl", "rb") as fh:
@@ -80,7 +76,8 @@ def test_render_episodes_plays_full_episodes_and_caps_only_frames(run_a, tmp_pat
                               max_frames=10_000, seed=7, width=80, frame_every=3)
     assert strided.episode_lengths == first.episode_lengths
     assert strided.frames == sum(1 + n // 3 for n in first.episode_lengths) and not strided.frames_capped
-    metrics = first.eval_result().metrics()
+    metrics = EvalResult(returns=first.episode_returns, lengths=first.episode_lengths, successes=first.successes,
+                         components=first.component_sums).metrics()
     assert metrics["eval/mean_ep_length"] == pytest.approx(sum(first.episode_lengths) / 3)
     assert metrics["eval/success_rate"] is None  # velociraptor locomotion reports no is_success
     assert "eval/reward/alive" in metrics
@@ -92,7 +89,8 @@ def test_mp4_holds_exactly_the_rendered_frames(run_a, tmp_path):
     import imageio.v3 as iio
 
     out = tmp_path / "stage1.mp4"
-    result = render_best_policy(run_a / "stage1", out, episodes=1, max_frames=24, width=160, fps=GIF_FPS)
+    result = render_best_policy(run_a / "stage1", out, load_model=load_model, episodes=1, max_frames=24, width=160,
+                                fps=GIF_FPS)
     frames = iio.imread(out, index=None)
     assert frames.shape == (result.frames, 120, 160, 3)
 
@@ -103,12 +101,12 @@ def test_bad_paths_and_untrained_stage_are_dinosim_errors(run_a, tmp_path):
     with pytest.raises(DinosimError, match="no such folder"):
         check_video_path(tmp_path / "missing" / "x.gif")
     with pytest.raises(DinosimError, match="train the stage first"):
-        render_best_policy(run_a / "stage3", tmp_path / "x.gif")
+        render_best_policy(run_a / "stage3", tmp_path / "x.gif", load_model=load_model)
     with pytest.raises(DinosimError, match="use 'best' or 'final'"):
-        render_best_policy(run_a / "stage1", tmp_path / "x.gif", prefer="newest")
+        render_best_policy(run_a / "stage1", tmp_path / "x.gif", load_model=load_model, prefer="newest")
     (tmp_path / "stage1").mkdir()
     with pytest.raises(DinosimError, match="has no trained model"):
-        render_best_policy(tmp_path / "stage1", tmp_path / "x.gif")
+        render_best_policy(tmp_path / "stage1", tmp_path / "x.gif", load_model=load_model)
 
 
 @pytest.mark.parametrize("backend", ["", "nonsense"])
@@ -126,18 +124,18 @@ def test_gl_backend_choice_in_a_fresh_process(backend):
         assert proc.stdout.strip() in ("egl", "osmesa")
 
 
-def test_cli_evaluate_gif_prints_metrics_and_writes_the_gif(run_a, tmp_path):
+def test_cli_evaluate_gif_prints_metrics_and_writes_the_gif(run_a, tmp_path, dinosim_cli):
     out = tmp_path / "eval.gif"
-    proc = cli("evaluate", str(run_a), "--stage", "1", "--episodes", "1", "--gif", str(out))
+    proc = dinosim_cli("evaluate", str(run_a), "--stage", "1", "--episodes", "1", "--gif", str(out))
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "return" in proc.stdout and "reward components" in proc.stdout
     assert out.exists() and gif_frames(out)[0] >= 2
     small = tmp_path / "small.gif"
-    proc = cli("evaluate", str(run_a), "--stage", "1", "--episodes", "1", "--gif", str(small), "--gif-width", "96",
-               "--gif-every", "2")
+    proc = dinosim_cli("evaluate", str(run_a), "--stage", "1", "--episodes", "1", "--gif", str(small),
+                       "--gif-width", "96", "--gif-every", "2")
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert gif_frames(small)[1] == (96, 72)
-    bad = cli("evaluate", str(run_a), "--gif", str(tmp_path / "eval.avi"))
+    bad = dinosim_cli("evaluate", str(run_a), "--gif", str(tmp_path / "eval.avi"))
     assert bad.returncode == 2 and bad.stderr.startswith("error: ") and len(bad.stderr.splitlines()) == 1
 
 

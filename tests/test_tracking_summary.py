@@ -6,15 +6,9 @@ import json
 from pathlib import Path
 
 import pytest
-from test_tracking_plots import _started_run, cli, make_tiny_run
 
 from dinosim.errors import DinosimError
 from dinosim.tracking.summary import format_table, summarize_run, top_components
-
-
-@pytest.fixture(scope="session")
-def run_a(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return make_tiny_run(tmp_path_factory.getbasetemp() / "tracking", "A")
 
 
 def _records(run: Path) -> list[dict]:
@@ -65,7 +59,7 @@ def test_top_components_ranks_by_absolute_share_and_drops_zeros():
     assert top_components({"success": 0.0}) == []
 
 
-def test_format_table_and_cli(run_a):
+def test_format_table_and_cli(run_a, dinosim_cli):
     text = format_table(summarize_run(run_a))
     lines = text.splitlines()
     header = next(line for line in lines if line.startswith("stage"))
@@ -75,16 +69,16 @@ def test_format_table_and_cli(run_a):
     assert any(line.startswith("2 ") and "not passed" in line for line in lines)
     assert any(line.strip().startswith("stage 1:") and "%" in line for line in lines)
 
-    proc = cli("summary", str(run_a))
+    proc = dinosim_cli("summary", str(run_a))
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == text.strip()
-    proc = cli("summary", str(run_a), "--json", "--top", "2")
+    proc = dinosim_cli("summary", str(run_a), "--json", "--top", "2")
     data = json.loads(proc.stdout)
     assert [row["stage"] for row in data["rows"]] == [1, 2]
     assert all(len(row["components"]) == 2 for row in data["rows"])
 
 
-def test_errors(run_a, tmp_path):
+def test_errors(run_a, tmp_path, dinosim_cli, started_run):
     with pytest.raises(DinosimError, match="not a dinosim run folder"):
         summarize_run(tmp_path)
     with pytest.raises(DinosimError, match="stage folder"):
@@ -94,7 +88,7 @@ def test_errors(run_a, tmp_path):
     (empty / "summary.json").write_text(json.dumps({"status": "running", "stages": {}}))
     with pytest.raises(DinosimError, match="no evaluations yet"):
         summarize_run(empty)
-    started = summarize_run(_started_run(tmp_path))  # a stage entry but no evaluation: a row of dashes
+    started = summarize_run(started_run)  # a stage entry but no evaluation: a row of dashes
     assert [(r.stage, r.status, r.final_reward) for r in started.rows] == [(1, "running", None)]
-    proc = cli("summary", str(tmp_path / "missing"))
+    proc = dinosim_cli("summary", str(tmp_path / "missing"))
     assert proc.returncode == 2 and proc.stderr.startswith("error: ") and len(proc.stderr.splitlines()) == 1

@@ -10,11 +10,16 @@ import sys
 import time
 from pathlib import Path
 
-
+from dinosim.config.flatten import flatten_config
 from dinosim.config.resolve import resolve_run
-from dinosim.tracking.flatten import flatten_config
 from dinosim.tracking.wandb_run import (
-    STAGE_KEY, STEP_KEY, WandbTracker, choose_mode, has_api_key, server_reachable, wandb_enabled_from_env,
+    STAGE_KEY,
+    STEP_KEY,
+    WandbTracker,
+    choose_mode,
+    has_api_key,
+    server_reachable,
+    wandb_enabled_from_env,
 )
 
 UNREACHABLE = {"WANDB_BASE_URL": "http://127.0.0.1:9", "WANDB_API_KEY": "f" * 40}

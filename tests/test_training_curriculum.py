@@ -58,7 +58,6 @@ def digest(path: Path) -> str:
 def assert_every_file_loads(run_dir: Path) -> None:
     """Every run file parses: .zip as a PPO model, .pkl as a VecNormalize, .json/.jsonl, .npz, .toml."""
     import tomllib
-
     from stable_baselines3 import PPO
 
     counts = {".zip": 0, ".pkl": 0, ".json": 0, ".npz": 0}
@@ -360,7 +359,8 @@ def test_off_policy_algorithms_train_and_warm_start(tmp_path: Path, algorithm: s
     from dinosim.training.curriculum import RunHooks
     from dinosim.training.runner import run
 
-    overrides = [o for o in TINY if not o.startswith("ppo.")] + ["sac.buffer_size=2000", "sac.learning_starts=64", "sac.batch_size=32", "sac.train_freq=8",
+    overrides = [o for o in TINY if not o.startswith("ppo.")] + [
+        "sac.buffer_size=2000", "sac.learning_starts=64", "sac.batch_size=32", "sac.train_freq=8",
                         "sac.gradient_steps=1", "sac.policy_kwargs.net_arch=[16,16]", "curriculum.eval_freq=128"]
     config = resolve_run("velociraptor", algorithm, [1, 2], overrides, n_envs=N_ENVS)
     request = RunRequest(command="curriculum", config=config, timesteps=256, run_dir=tmp_path / "run",

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from dinosim.config.settings import CurriculumSettings, EvalStats, mean_lower_bound, wilson_lower_bound
-from dinosim.training.evaluation import gate_seeds, run_seeded_episodes, heldout_seeds
+from dinosim.training.evaluation import gate_seeds, heldout_seeds, run_seeded_episodes
 
 
 def _policy(obs: np.ndarray) -> np.ndarray:

@@ -1,4 +1,4 @@
-"""Unit tests of the training code that need no training: schedules, ramps, atomic files, checkpoints, gates,
+"""Unit tests of the training code that need no training: schedules, ramps, gates,
 evaluation statistics and the bad-input checks of the runner (which must not import torch)."""
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ from pathlib import Path
 import pytest
 
 from dinosim.errors import DinosimError
-from dinosim.training import rundir
 from dinosim.training.schedules import StageClock, StageSchedule, changed_numeric_weights, ramp_typed, ramp_value
 from dinosim.training.state import RunSummary, StageState
 
@@ -60,71 +59,7 @@ def test_ramp_moves_every_changed_numeric_value_linearly() -> None:
     assert ramp_typed(500, 1000, 50, 100) == 750 and isinstance(ramp_typed(500, 1000, 33, 100), int)
 
 
-# -- atomic files ------------------------------------------------------------------------------------------------------
-def test_atomic_write_replaces_whole_file_and_leaves_no_temp_on_error(tmp_path: Path) -> None:
-    target = tmp_path / "a" / "x.json"
-    rundir.atomic_write_json(target, {"v": 1})
-    assert json.loads(target.read_text()) == {"v": 1}
-
-    class Boom:
-        pass
-
-    with pytest.raises(TypeError):
-        rundir.atomic_write_json(target, {"v": Boom()})
-    assert json.loads(target.read_text()) == {"v": 1}
-    assert [p.name for p in target.parent.iterdir()] == ["x.json"]
-
-
-def test_json_lines_are_whole_under_concurrent_appenders(tmp_path: Path) -> None:
-    path = tmp_path / "metrics.jsonl"
-    script = textwrap.dedent(f"""
-        import sys
-        from dinosim.training.rundir import append_json_line
-        for i in range(300):
-            append_json_line({str(path)!r}, {{"writer": int(sys.argv[1]), "i": i, "pad": "x" * 2000}})
-    """)
-    procs = [subprocess.Popen([sys.executable, "-c", script, str(w)]) for w in range(3)]
-    assert all(p.wait(timeout=60) == 0 for p in procs)
-    lines = path.read_text().splitlines()
-    records = [json.loads(line) for line in lines]
-    assert len(records) == 900
-    for w in range(3):
-        assert [r["i"] for r in records if r["writer"] == w] == list(range(300))
-
-
-def test_checkpoints_count_only_when_complete_and_prune_keeps_newest(tmp_path: Path) -> None:
-    for step in (100, 200, 300, 400):
-        model, vecnorm, meta = rundir.checkpoint_paths(tmp_path, step)
-        model.parent.mkdir(parents=True, exist_ok=True)
-        model.write_bytes(b"m")
-        vecnorm.write_bytes(b"v")
-        if step != 400:  # killed before its meta file: not complete
-            meta.write_text("{}")
-    assert [c[0] for c in rundir.complete_checkpoints(tmp_path)] == [100, 200, 300]
-    rundir.prune_checkpoints(tmp_path, keep=2)
-    assert [c[0] for c in rundir.complete_checkpoints(tmp_path)] == [200, 300]
-    assert not rundir.checkpoint_paths(tmp_path, 100)[0].exists()
-
-
-def test_new_run_dir_layout_and_env_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import datetime as dt
-
-    monkeypatch.setenv(rundir.RUNS_DIR_ENV, str(tmp_path / "root"))
-    now = dt.datetime(2026, 1, 2, 3, 4, 5)
-    first = rundir.new_run_dir("trex", "demo", now=now)
-    second = rundir.new_run_dir("trex", "demo", now=now)
-    assert first == tmp_path / "root" / "trex" / "20260102-030405-demo"
-    assert second.name == "20260102-030405-demo-2"
-    explicit = rundir.new_run_dir("trex", None, explicit=tmp_path / "mine")
-    assert explicit == tmp_path / "mine" and explicit.is_dir()
-    (explicit / rundir.RUN_FILE).write_text("{}")
-    with pytest.raises(DinosimError, match="already holds a run"):
-        rundir.new_run_dir("trex", None, explicit=explicit)
-    with pytest.raises(DinosimError, match="--name"):
-        rundir.new_run_dir("trex", "bad/name")
-
-
-# -- evaluation statistics and the gate ---------------------------------------------------------------------------------
+# -- evaluation statistics and the gate -----------------------------------------------------------------------------
 def test_eval_result_statistics() -> None:
     from dinosim.training.evaluation import EvalResult, format_report
 
@@ -180,7 +115,9 @@ def test_resume_refuses_non_run_and_finished_runs_without_torch(tmp_path: Path) 
         from pathlib import Path
         from dinosim.errors import DinosimError
         from dinosim.training.runner import resume
-        for folder, words in (({str(tmp_path / 'empty')!r}, "not a dinosim run"), ({str(tmp_path / 'done')!r}, "already finished"), ({str(tmp_path / 'nope')!r}, "not a dinosim run")):
+        for folder, words in (({str(tmp_path / 'empty')!r}, "not a dinosim run"),
+                              ({str(tmp_path / 'done')!r}, "already finished"),
+                              ({str(tmp_path / 'nope')!r}, "not a dinosim run")):
             try:
                 resume(Path(folder))
             except DinosimError as exc:

@@ -35,22 +35,10 @@ for _command in (train, curriculum, resume, evaluate, watch, audit, plot, summar
 
 
 def dry_run_error(args: Sequence[str]) -> Optional[str]:
-    """Run the CLI in this process with ``args`` (output discarded): the one-line error it would print, or None
-    when it would exit 0. ``sweep validate`` dry-runs sweep trials with it."""
-    import contextlib
-    import io
+    """:func:`dinosim.cli.dryrun.dry_run_error` of the ``dinosim`` command group."""
+    from dinosim.cli.dryrun import dry_run_error as run_in_process
 
-    sink = io.StringIO()
-    try:
-        with contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink):
-            result = cli.main(args=list(args), prog_name="dinosim", standalone_mode=False)
-    except DinosimError as exc:
-        return str(exc)
-    except click.exceptions.Exit as exc:
-        return None if exc.exit_code == 0 else f"exit code {exc.exit_code}"
-    except click.ClickException as exc:
-        return exc.format_message()
-    return None if result in (None, 0) else f"exit code {result}"
+    return run_in_process(cli, args)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> None:

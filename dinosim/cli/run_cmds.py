@@ -15,12 +15,20 @@ import click
 
 from dinosim.config.overrides import extract_override_tokens, split_run_overrides
 from dinosim.config.resolve import ALGORITHMS, VEC_ENVS, RunConfig, resolve_run
+from dinosim.config.toml_writer import dumps
 from dinosim.errors import DinosimError
 from dinosim.species import CONFIG_DIR_ENV, CONFIGS_DIR, SPECIES, STAGES
-from dinosim.config.toml_writer import dumps
 from dinosim.training.preflight import preflight, preview
 from dinosim.training.request import (
-    DEVICES, NORMAL, OFF_POLICY_DEVICE, ON_POLICY_DEVICE, QUIET, VERBOSE, RunRequest, WandbOptions, default_device,
+    DEVICES,
+    NORMAL,
+    OFF_POLICY_DEVICE,
+    ON_POLICY_DEVICE,
+    QUIET,
+    VERBOSE,
+    RunRequest,
+    WandbOptions,
+    default_device,
 )
 
 DEFAULT_N_ENVS = 4  # DummyVecEnv with 4 envs: see the README's "Defaults chosen by measurement"
@@ -105,7 +113,8 @@ def _run_options(func: Any) -> Any:
                      help="Warm-start from a previous run (or stage) folder's best model."),
         click.option("--strict-gates", is_flag=True, help="Stop when a stage's budget ends before its gate passes."),
         click.option("--skip-if", "skip_if", multiple=True, metavar="EXPR",
-                     help='Skip the run (exit 0) when EXPR holds, e.g. "ppo.learning_rate > 5e-4 and ppo.n_epochs > 8".'),
+                     help='Skip the run (exit 0) when EXPR holds, '
+                          'e.g. "ppo.learning_rate > 5e-4 and ppo.n_epochs > 8".'),
         click.option("--dry-run", is_flag=True, help="Print the resolved config as TOML and exit."),
         click.option("--progress/--no-progress", default=True, show_default=True,
                      help="Progress bar on a TTY (plain progress lines otherwise)."),
@@ -166,8 +175,8 @@ def _skip_reason(config: RunConfig, expressions: tuple[str, ...], *, record: boo
     """
     if not expressions:
         return None
+    from dinosim.config.flatten import flatten_config
     from dinosim.sweeps.constraints import enforce_skip_if, first_violated, parse_constraint
-    from dinosim.tracking.flatten import flatten_config
 
     if record:
         return enforce_skip_if(expressions, config)

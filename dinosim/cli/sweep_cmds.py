@@ -35,17 +35,19 @@ def sweep() -> None:
 def run_cmd(yaml_path: Path, count: Optional[int], workers: int, storage: Optional[str], seeds: int,
             sweep_dir: Optional[Path], sampler_seed: Optional[int]) -> int:
     """Run (or resume) SWEEP.yaml with Optuna: grid/random/bayes, hyperband pruning, --skip-if constraints."""
-    from dinosim.cli import dry_run_error
+    from dinosim.cli.dryrun import dry_run_error
     from dinosim.sweeps.dry_runs import dry_run_trials
     from dinosim.sweeps.engine import EngineOptions, run_sweep
     from dinosim.sweeps.keys import check_keys, check_metric
     from dinosim.sweeps.yaml_spec import load_sweep
 
+    root = click.get_current_context().find_root().command  # the `dinosim` group, run in-process for dry runs
+
     spec = load_sweep(yaml_path)
     check_keys(spec)
     check_metric(spec)
     try:  # the extremes, as `sweep validate` does, in seconds; a failing trial is worth a warning, not a refusal
-        dry_run_trials(spec, dry_run_error, random_draws=0)
+        dry_run_trials(spec, lambda args: dry_run_error(root, args), random_draws=0)
     except ConfigError as exc:
         click.echo(f"warning: {exc} (`dinosim sweep validate` checks the whole sample)", err=True)
     result = run_sweep(spec, EngineOptions(count=count, workers=workers, storage=storage, seeds=seeds,
@@ -67,16 +69,18 @@ def run_cmd(yaml_path: Path, count: Optional[int], workers: int, storage: Option
 def validate_cmd(yaml_paths: tuple[Path, ...], random_trials: int) -> int:
     """Check sweep YAMLs against W&B's sweep schema, the offline engine, the config keys and the logged metrics,
     then dry-run a sample of trials as the agent would run them (every extreme of every parameter included)."""
-    from dinosim.cli import dry_run_error
+    from dinosim.cli.dryrun import dry_run_error
     from dinosim.sweeps.dry_runs import dry_run_trials
     from dinosim.sweeps.keys import check_keys, check_metric
     from dinosim.sweeps.yaml_spec import load_sweep
+
+    root = click.get_current_context().find_root().command  # the `dinosim` group, run in-process for dry runs
 
     for path in yaml_paths:
         spec = load_sweep(path)
         check_keys(spec)
         check_metric(spec)
-        trials = dry_run_trials(spec, dry_run_error, random_trials)
+        trials = dry_run_trials(spec, lambda args: dry_run_error(root, args), random_trials)
         size = f", {spec.grid_size} grid points" if spec.grid_size else ""
         ran = f", {trials} trials dry-run" if trials else ", trials not dry-run (the command does not run dinosim)"
         click.echo(f"{path}: ok ({spec.method}, {len(spec.parameters)} parameters{size}, "

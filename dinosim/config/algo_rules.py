@@ -13,8 +13,20 @@ import math
 import re
 from typing import Any, Mapping, Optional
 
-from dinosim.config.rules import (AnyOf, Flag, LayerSizes, Number, OneOf, Ordered, Problem, Rule, Table,
-                                  Unsettable, message, table_problems)
+from dinosim.config.rules import (
+    AnyOf,
+    Flag,
+    LayerSizes,
+    Number,
+    OneOf,
+    Ordered,
+    Problem,
+    Rule,
+    Table,
+    Unsettable,
+    message,
+    table_problems,
+)
 
 MAX_BUFFER = 10_000_000  # transitions (or rollout steps x envs): above this the buffers do not fit in memory
 

@@ -78,7 +78,8 @@ def stage_problems(config: dict[str, dict[str, Any]], species: str, algorithm: s
     out += budget_problems(algorithm, section, algo, n_envs, budget)
     eval_freq = curriculum.get("eval_freq")
     if isinstance(eval_freq, int) and eval_freq > budget:
-        out.append(("budget|curriculum.eval_freq", f"curriculum.eval_freq = {eval_freq} is above the budget of {budget} "
+        out.append(("budget|curriculum.eval_freq",
+                    f"curriculum.eval_freq = {eval_freq} is above the budget of {budget} "
                     "steps: the stage would never evaluate, so its gate could not pass and no best/ policy would "
                     "be kept; lower curriculum.eval_freq"))
     return out

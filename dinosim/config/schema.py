@@ -14,9 +14,9 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Optional
 
+from dinosim.config.settings import CurriculumSettings, ScheduleSettings, field_comments
 from dinosim.config.signatures import NO_DEFAULT, Param, annotation_types, module_root, read_init_params
 from dinosim.species import SPECIES, module_source_path
-from dinosim.config.settings import CurriculumSettings, ScheduleSettings, field_comments
 
 ALGORITHM_SECTIONS = ("ppo", "sac", "tqc", "crossq")
 SECTIONS = ALGORITHM_SECTIONS + ("env", "curriculum")

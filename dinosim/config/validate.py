@@ -28,7 +28,7 @@ def unknown_key(where: str, name: str, choices: Iterable[str]) -> ConfigError:
     return ConfigError(f"unknown key {name!r} in {where}{did_you_mean(name, choices)}")
 
 
-def coerce(where: str, spec: KeySpec, value: Any) -> Any:
+def coerce(where: str, spec: KeySpec, value: Any) -> Any:  # noqa: C901 - one flat case per TOML type
     """Return ``value`` converted to a type ``spec`` admits, or raise ConfigError naming ``where``."""
     types = spec.types
     if value is None:

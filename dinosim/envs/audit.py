@@ -3,8 +3,9 @@
 :func:`run_audit` runs, on one species/stage with the stage's ``[env]`` kwargs, a zero-action policy, a
 uniform-random policy and the best open-loop "statue" policy -- one joint held at -1 or +1, every other joint at 0,
 whatever the animal senses (each of the 2 x nu candidates is screened on one episode, the best is then run like the
-others) -- and checks each against the stage's gate rule (:meth:`CurriculumSettings.screen_passes`: mean return, mean length
-and, where set, success rate against the thresholds). A passing row means the gate can be met without learning anything.
+others) -- and checks each against the stage's gate rule (:meth:`CurriculumSettings.screen_passes`: mean return, mean
+length and, where set, success rate against the thresholds). A passing row means the gate can be met without learning
+anything.
 """
 
 from __future__ import annotations
@@ -114,7 +115,7 @@ def best_constant_action(species: str, env_kwargs: dict[str, Any], seed: int = 0
     try:
         names = [env.unwrapped.model.actuator(i).name for i in range(env.action_space.shape[0])]
         candidates = []
-        for joint, name in enumerate(names):
+        for joint in range(len(names)):
             for value in (-1.0, 1.0):
                 action = np.zeros(len(names), dtype=np.float32)
                 action[joint] = value

@@ -21,7 +21,8 @@ Design
 * **Rewards** are the weighted terms of :mod:`dinosim.envs.rewards`, each reported in ``info`` as ``reward_<term>``.
 
 Species subclasses provide only their own data: MJCF file, home pose, names of feet/trunk/effector geoms, tail
-joints, and the target placement of their behaviour (see the ``ClassVar`` hooks below).
+joints, and the target placement of their behaviour (see the ``ClassVar`` hooks below and in
+:mod:`dinosim.envs.target`).
 """
 
 from __future__ import annotations
@@ -39,13 +40,12 @@ from dinosim.config.env_rules import TASKS_COMMON, check_env_kwargs
 from dinosim.envs.model import load_model
 from dinosim.envs.pushes import PushSchedule
 from dinosim.envs.rewards import StepSignals, compute_reward
+from dinosim.envs.target import NO_TARGET_DISTANCE, TargetTask
 
-NO_TARGET_DISTANCE = -1.0  # value of info["target_distance"] when the task has no target
 GAIT_EMA = 0.05  # per-step smoothing of the stance fractions used by the gait-symmetry term
-TARGET_PARK = (0.0, 0.0, -10.0)  # where the target body waits (below the floor) when the task has none
 
 
-class DinoEnv(gym.Env):
+class DinoEnv(TargetTask, gym.Env):
     """Base MuJoCo dinosaur env; see the module docstring for the design and :meth:`__init__` for the kwargs.
 
     ``info`` on every step (same keys every step of an env instance): ``reward_<term>`` for each term of
@@ -67,8 +67,6 @@ class DinoEnv(gym.Env):
     foot_pairs: ClassVar[tuple[tuple[int, int], ...]] = ()  # (left, right) indices into foot_geoms
     tail_joints: ClassVar[tuple[str, ...]] = ()
     effector_geoms: ClassVar[tuple[str, ...]] = ()  # geoms whose positions define the target distance
-    success_by_contact: ClassVar[bool] = True  # success = effector/target contact (else distance threshold)
-    reach_scale: ClassVar[float] = 0.5  # m, length scale of the proximity term
     frame_skip: ClassVar[int] = 10
 
     def __init__(
@@ -167,34 +165,6 @@ class DinoEnv(gym.Env):
         self._a_lo = np.maximum(-1.0, (self._ctrl_lo - self._home) / self._ctrl_scale)
         self._a_hi = np.minimum(1.0, (self._ctrl_hi - self._home) / self._ctrl_scale)
 
-    # ---- species behaviour weights ------------------------------------------------------------------------------
-    # Names of the species' own kwargs that act as the stage-3 bonus, approach weight and proximity weight.
-    target_weight_names: ClassVar[tuple[str, str, str]] = ("", "", "")
-
-    def _target_weight(self, index: int) -> float:
-        name = self.target_weight_names[index]
-        return float(getattr(self, name)) if name else 0.0
-
-    @property
-    def target_bonus(self) -> float:
-        return self._target_weight(0)
-
-    @property
-    def target_approach_weight(self) -> float:
-        return self._target_weight(1)
-
-    @property
-    def target_proximity_weight(self) -> float:
-        return self._target_weight(2)
-
-    def _spawn_target(self, rng: np.random.Generator, origin: np.ndarray) -> np.ndarray:
-        """World position of a new stage-3 target for an animal whose torso is at ``origin``."""
-        raise NotImplementedError
-
-    def _success_distance(self) -> float:
-        """Effector-target distance (m) that counts as success when ``success_by_contact`` is False."""
-        raise NotImplementedError
-
     # ---- model setup ---------------------------------------------------------------------------------------------
     def _setup_model(self) -> None:
         lm = load_model(self.xml_file, self.home_pose, self.foot_geoms, self.effector_geoms, self.tail_joints)
@@ -248,33 +218,68 @@ class DinoEnv(gym.Env):
         d.qvel[:] = rng.uniform(-noise, noise, m.nv)
         d.ctrl[:] = self._home
         self._origin = tuple(self._qpos_home[:2].tolist())
-        if self.has_target:
-            d.mocap_pos[self._mocap] = self._spawn_target(rng, self._qpos_home[:3])
-        else:
-            d.mocap_pos[self._mocap] = TARGET_PARK
+        self._place_target(rng, self._qpos_home[:3])
         mujoco.mj_forward(m, d)
         self._steps = 0
         self._prev_action = np.zeros(m.nu)
         self._stance = [0.5] * self._nfeet  # exponential moving average of each foot's contact state
         self._pushes.reset(rng, self.push_force * self.body_weight, self.push_interval)
-        self._target_dist = self._target_distance()
-        self._touched_at = None
+        self._reset_target()
         return self._observation(), self._reset_info()
 
     def step(self, action: np.ndarray):
-        m, d = self.model, self.data
-        # The action the plant receives: clipped to [-1, 1] and to the joint ranges of the servo targets.
+        """Apply the action, advance the physics, read the step's signals, decide how the episode ends, then
+        reward (:func:`~dinosim.envs.rewards.compute_reward`) and observe; each step a method below, in order."""
+        a = self._apply_action(action)
+        self._advance_physics()
+        s = self._signals
+        height, tilt = self._read_body(s)
+        self._read_action(s, a)
+        sensors = self._sensordata.tolist()
+        contacts = self._read_feet_and_tail(s, sensors)
+        reason = self._fall_reason(sensors, height, tilt)
+        s.fell = reason != ""
+        dist, s.success = NO_TARGET_DISTANCE, False
+        if self.has_target:
+            dist = self._update_target(s, any(sensors[self._fall_end : self._hit_end]))
+            if s.success:
+                reason = "success"
+        terminated = reason != ""
+        truncated = not terminated and self._steps >= self.max_episode_steps
+        if truncated:
+            reason = "time_limit"
+        info: dict[str, Any] = {}
+        reward = compute_reward(self, s, info)
+        info["forward_velocity"] = s.forward_velocity
+        info["tilt"] = tilt
+        info["height"] = height
+        info["target_distance"] = dist
+        info["termination_reason"] = reason
+        if self.has_target:
+            info["is_success"] = s.success
+        return self._observation(contacts), reward, terminated, truncated, info
+
+    # ---- the parts of a step -------------------------------------------------------------------------------------
+    def _apply_action(self, action: np.ndarray) -> np.ndarray:
+        """Set the servo targets; return the action the plant receives (clipped to [-1, 1] and to the joint
+        ranges of the servo targets)."""
         a = np.minimum(np.maximum(np.asarray(action, dtype=np.float64), self._a_lo), self._a_hi)
         np.multiply(a, self._ctrl_scale, out=self._ctrl_v)
         self._ctrl_v += self._home
+        return a
+
+    def _advance_physics(self) -> None:
+        """Pushes for this step, then ``frame_skip`` MuJoCo steps."""
         self._pushes.update(
             self._steps * self.dt, self.np_random, self.push_force * self.body_weight, self.push_interval,
             self.push_duration,
         )  # fmt: skip
-        mujoco.mj_step(m, d, nstep=self.frame_skip)
+        mujoco.mj_step(self.model, self.data, nstep=self.frame_skip)
         self._steps += 1
 
-        s = self._signals
+    def _read_body(self, s: StepSignals) -> tuple[float, float]:
+        """Torso signals (velocities in the heading frame, tilt, nose-down, heading error, height, drift);
+        returns (torso height in m, tilt in rad)."""
         r = self._xmat.tolist()
         qv = self._qvel_v[:6].tolist()
         ch, sh = self._cos_heading, self._sin_heading
@@ -288,68 +293,39 @@ class DinoEnv(gym.Env):
         x, y, height = self._qpos_v[:3].tolist()
         s.height_error = height / self.standing_height - 1.0
         s.drift = math.hypot(x - self._origin[0], y - self._origin[1])
+        return height, tilt
+
+    def _read_action(self, s: StepSignals, a: np.ndarray) -> None:
+        """Mean squared applied action and mean squared change since the last step."""
+        nu = self.model.nu
         da = a - self._prev_action
-        s.action_change_sq = float(da @ da) / m.nu
-        s.action_sq = float(a @ a) / m.nu
+        s.action_change_sq = float(da @ da) / nu
+        s.action_sq = float(a @ a) / nu
         self._prev_action = a
-        sensors = self._sensordata.tolist()
+
+    def _read_feet_and_tail(self, s: StepSignals, sensors: list[float]) -> list[float]:
+        """Gait asymmetry (from the smoothed stance of each foot) and tail speed; returns the foot contacts."""
         contacts = [1.0 if f > 0.0 else 0.0 for f in sensors[: self._nfeet]]
         stance = self._stance
         for i, c in enumerate(contacts):
             stance[i] += GAIT_EMA * (c - stance[i])
         s.gait_asymmetry = sum((stance[i] - stance[j]) ** 2 for i, j in self.foot_pairs)
         if self.tail_stability_weight != 0.0:  # the term is exactly 0 otherwise; skip the work
-            tv = d.qvel[self._tail_dofs]
+            tv = self.data.qvel[self._tail_dofs]
             s.tail_speed_sq = float(tv @ tv) / max(1, len(tv))
         else:
             s.tail_speed_sq = 0.0
+        return contacts
 
-        trunk_contact = any(sensors[self._nfeet : self._fall_end])
-        effector_contact = any(sensors[self._fall_end : self._hit_end])
-        reason = ""
-        if trunk_contact:
-            reason = "fell_contact"
-        elif height < self.min_height_fraction * self.standing_height:
-            reason = "fell_height"
-        elif tilt > self.max_tilt:
-            reason = "fell_tilt"
-        s.fell = reason != ""
-        success = False
-        dist = NO_TARGET_DISTANCE
-        if self.has_target:
-            dist = self._target_distance()
-            s.approach_speed = (self._target_dist - dist) / self.dt
-            s.proximity = math.exp(-dist / self.reach_scale)
-            self._target_dist = dist
-            if self.success_by_contact:  # a strike/bite: one touch, then stay standing
-                if effector_contact and not s.fell and self._touched_at is None:
-                    self._touched_at = self._steps
-            elif dist > self._success_distance():  # reaching: the effector must stay at the target
-                self._touched_at = None
-            elif self._touched_at is None and not s.fell:
-                self._touched_at = self._steps
-            # Success = still standing success_hold_steps after the touch (a lunge that ends in a fall is a fall,
-            # not a bite), or after reaching, with the effector kept at the target (a sweep through it is no meal).
-            success = (self._touched_at is not None and not s.fell
-                       and self._steps - self._touched_at >= self.success_hold_steps)
-            if success:
-                reason = "success"
-        s.success = success
-        terminated = reason != ""
-        truncated = not terminated and self._steps >= self.max_episode_steps
-        if truncated:
-            reason = "time_limit"
-
-        info: dict[str, Any] = {}
-        reward = compute_reward(self, s, info)
-        info["forward_velocity"] = s.forward_velocity
-        info["tilt"] = tilt
-        info["height"] = height
-        info["target_distance"] = dist
-        info["termination_reason"] = reason
-        if self.has_target:
-            info["is_success"] = success
-        return self._observation(contacts), reward, terminated, truncated, info
+    def _fall_reason(self, sensors: list[float], height: float, tilt: float) -> str:
+        """``"fell_contact"`` (trunk touches the floor), ``"fell_height"``, ``"fell_tilt"`` or ``""``."""
+        if any(sensors[self._nfeet : self._fall_end]):
+            return "fell_contact"
+        if height < self.min_height_fraction * self.standing_height:
+            return "fell_height"
+        if tilt > self.max_tilt:
+            return "fell_tilt"
+        return ""
 
     def render(self) -> np.ndarray | None:
         if self.render_mode != "rgb_array":
@@ -414,12 +390,6 @@ class DinoEnv(gym.Env):
             dx, dy, dz = (d.mocap_pos[self._mocap] - qpos[:3]).tolist()
             o[k : k + 3] = (dx * ch + dy * sh, -dx * sh + dy * ch, dz)
         return o.astype(np.float32)
-
-    def _target_distance(self) -> float:
-        if not self.has_target:
-            return NO_TARGET_DISTANCE
-        pos = self.data.mocap_pos[self._mocap]
-        return float(min(math.dist(self.data.geom_xpos[g], pos) for g in self._effectors))
 
 
 def _wrap(angle: float) -> float:

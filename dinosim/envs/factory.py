@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import dataclasses
+from typing import Any
 
 import gymnasium as gym
 
@@ -29,8 +28,6 @@ def make_env(
     ``max_episode_steps`` itself (adding a ``TimeLimit`` wrapper) instead of passing it to the env, which truncates
     its episodes on its own.
     """
-    import dinosim.envs  # noqa: F401  (registers the ids)
-
     if species not in ENV_IDS:
         raise KeyError(f"unknown species {species!r}; known: {sorted(ENV_IDS)}")
     kwargs = dict(env_kwargs)

@@ -82,7 +82,8 @@ def load_model(
     feet = {plain.geom(n).id for n in foot_geoms}
     fall_geoms = [
         g for g in range(plain.ngeom)
-        if plain.geom_bodyid[g] not in (0, plain.geom_bodyid[target]) and g not in feet and _can_collide(plain, g, floor)
+        if plain.geom_bodyid[g] not in (0, plain.geom_bodyid[target]) and g not in feet
+        and _can_collide(plain, g, floor)
     ]  # fmt: skip
     hit_geoms = [plain.geom(n).id for n in effector_geoms if _can_collide(plain, plain.geom(n).id, target)]
     spec = mujoco.MjSpec.from_file(str(ASSETS_DIR / xml_file))

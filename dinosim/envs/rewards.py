@@ -41,7 +41,9 @@ TERMS: tuple[str, ...] = (
 )
 """Names of the reward terms, in summation order; ``info`` carries each as ``reward_<name>``."""
 
-REWARD_KEYS: tuple[str, ...] = tuple(f"reward_{t}" for t in TERMS)
+INFO_PREFIX = "reward_"  # info["reward_<term>"] carries each term
+REWARD_KEYS: tuple[str, ...] = tuple(INFO_PREFIX + t for t in TERMS)
+_TERM_KEYS: tuple[tuple[str, str], ...] = tuple(zip(TERMS, REWARD_KEYS))
 
 POSTURE_TILT_SCALE = 0.35  # rad: tilt at which the posture term has dropped to 1/e
 POSTURE_HEIGHT_SCALE = 0.15  # fraction of standing height at which the posture term has dropped to 1/e
@@ -93,38 +95,43 @@ class StepSignals:
     fell: bool = False  # the episode ends by a fall on this step
 
 
-def compute_reward(w: RewardWeights, s: StepSignals, out: dict[str, float | bool | str]) -> float:
-    """Write every ``reward_<term>`` into ``out`` and return their sum (see module docstring)."""
-    alive = 0.0 if s.fell else w.alive_bonus
-    forward = w.forward_vel_weight * min(s.forward_velocity, w.forward_vel_max)
-    posture = w.posture_weight * math.exp(
-        -((s.tilt / POSTURE_TILT_SCALE) ** 2) - (s.height_error / POSTURE_HEIGHT_SCALE) ** 2
-    )
-    nosedive = -w.nosedive_weight * s.nose_down
-    drift = -w.drift_penalty_weight * s.drift
+def reward_terms(w: RewardWeights, s: StepSignals) -> dict[str, float]:
+    """``{term: weighted value}`` for every name in :data:`TERMS` (zeros for inactive terms), keyed by name."""
     overspeed = max(0.0, s.forward_velocity - w.forward_vel_max)
-    speed = -w.speed_penalty_weight * overspeed * overspeed
-    spin = -w.spin_penalty_weight * s.yaw_rate * s.yaw_rate
-    heading = w.heading_weight * (math.cos(s.heading_error) - 1.0)
-    lateral = -w.lateral_penalty_weight * s.lateral_velocity * s.lateral_velocity
-    smoothness = -w.smoothness_weight * s.action_change_sq
-    energy = -w.energy_penalty_weight * s.action_sq
-    gait = -w.gait_symmetry_weight * s.gait_asymmetry
-    tail = -w.tail_stability_weight * s.tail_speed_sq
-    if s.has_target:
-        approach = w.target_approach_weight * s.approach_speed
-        proximity = w.target_proximity_weight * s.proximity
-        success = w.target_bonus if s.success else 0.0
-    else:
-        approach = proximity = success = 0.0
-    fall = w.fall_penalty if s.fell else 0.0
+    target = s.has_target
+    return {
+        "alive": 0.0 if s.fell else w.alive_bonus,
+        "forward": w.forward_vel_weight * min(s.forward_velocity, w.forward_vel_max),
+        "posture": w.posture_weight * math.exp(
+            -((s.tilt / POSTURE_TILT_SCALE) ** 2) - (s.height_error / POSTURE_HEIGHT_SCALE) ** 2
+        ),
+        "nosedive": -w.nosedive_weight * s.nose_down,
+        "drift": -w.drift_penalty_weight * s.drift,
+        "speed": -w.speed_penalty_weight * overspeed * overspeed,
+        "spin": -w.spin_penalty_weight * s.yaw_rate * s.yaw_rate,
+        "heading": w.heading_weight * (math.cos(s.heading_error) - 1.0),
+        "lateral": -w.lateral_penalty_weight * s.lateral_velocity * s.lateral_velocity,
+        "smoothness": -w.smoothness_weight * s.action_change_sq,
+        "energy": -w.energy_penalty_weight * s.action_sq,
+        "gait_symmetry": -w.gait_symmetry_weight * s.gait_asymmetry,
+        "tail_stability": -w.tail_stability_weight * s.tail_speed_sq,
+        "approach": w.target_approach_weight * s.approach_speed if target else 0.0,
+        "proximity": w.target_proximity_weight * s.proximity if target else 0.0,
+        "success": (w.target_bonus if s.success else 0.0) if target else 0.0,
+        "fall": w.fall_penalty if s.fell else 0.0,
+    }
 
-    values = (
-        alive, forward, posture, nosedive, drift, speed, spin, heading, lateral,
-        smoothness, energy, gait, tail, approach, proximity, success, fall,
-    )  # fmt: skip
+
+def compute_reward(w: RewardWeights, s: StepSignals, out: dict[str, float | bool | str]) -> float:
+    """Write every ``reward_<term>`` into ``out`` and return their sum (see module docstring).
+
+    Terms are looked up by name and summed in :data:`TERMS` order (a term missing from :func:`reward_terms` is a
+    ``KeyError``, one it adds that :data:`TERMS` lacks is never reported: a test checks both sets are equal).
+    """
+    terms = reward_terms(w, s)
     total = 0.0
-    for key, value in zip(REWARD_KEYS, values):
+    for term, key in _TERM_KEYS:
+        value = terms[term]
         out[key] = value
         total += value
     return total
@@ -141,7 +148,8 @@ def standby_value(env_kwargs: Mapping[str, Any], proximity_key: str, gamma: floa
     committed-config tests use this rule).
     """
     per_step = sum(max(0.0, float(env_kwargs.get(key, 0.0))) for key in ("alive_bonus", "posture_weight"))
-    per_step += max(0.0, float(env_kwargs.get("forward_vel_weight", 0.0)) * float(env_kwargs.get("forward_vel_max", 1.0)))
+    forward_max = float(env_kwargs.get("forward_vel_weight", 0.0)) * float(env_kwargs.get("forward_vel_max", 1.0))
+    per_step += max(0.0, forward_max)
     per_step += max(0.0, float(env_kwargs.get(proximity_key, 0.0)))
     steps = int(env_kwargs.get("max_episode_steps", 1000))
     horizon = steps if gamma >= 1.0 else (1.0 - gamma**steps) / (1.0 - gamma)

@@ -2,8 +2,8 @@
 
 Only the T-Rex's own data lives here (model file, home pose, body names, stage-3 "bite" target); everything else
 comes from :class:`dinosim.envs.base.DinoEnv`. Stage 3: a prey body (a pinned hadrosaur-sized capsule, 3.2 m long and
-1.4 m thick, lying on the ground) spawns ahead at a distance drawn from ``prey_distance_range``; the episode succeeds when the teeth or the
-lower jaw touch it, which needs the animal to walk up and lower its head.
+1.4 m thick, lying on the ground) spawns ahead at a distance drawn from ``prey_distance_range``; the episode
+succeeds when the teeth or the lower jaw touch it, which needs the animal to walk up and lower its head.
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ import numpy as np
 
 from dinosim.config.env_rules import check_env_kwargs
 from dinosim.envs.base import DinoEnv
-from dinosim.species import SPECIES
 from dinosim.envs.prey import ground_prey_position
+from dinosim.species import SPECIES
 
 
 class TRexEnv(DinoEnv):

@@ -14,8 +14,8 @@ import numpy as np
 
 from dinosim.config.env_rules import check_env_kwargs
 from dinosim.envs.base import DinoEnv
-from dinosim.species import SPECIES
 from dinosim.envs.prey import ground_prey_position
+from dinosim.species import SPECIES
 
 
 class VelociraptorEnv(DinoEnv):

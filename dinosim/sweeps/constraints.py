@@ -90,7 +90,8 @@ def _check(node: ast.AST, text: str) -> set[str]:
     if isinstance(node, (ast.Name, ast.Attribute)):
         name = _dotted_name(node)
         if name is None:
-            raise ConstraintError(f"constraint {text!r}: only dotted config keys may be used, got {ast.unparse(node)!r}")
+            raise ConstraintError(
+                f"constraint {text!r}: only dotted config keys may be used, got {ast.unparse(node)!r}")
         if name in ("True", "False", "None"):
             return set()
         return {name}
@@ -124,7 +125,7 @@ class Constraint:
             return None
         return self.evaluate(values)
 
-    def _eval(self, node: ast.AST, env: Mapping[str, Any]) -> Any:
+    def _eval(self, node: ast.AST, env: Mapping[str, Any]) -> Any:  # noqa: C901 - one case per node type
         if isinstance(node, ast.BoolOp):
             if isinstance(node.op, ast.And):
                 result: Any = True
@@ -181,10 +182,10 @@ def parse_constraint(text: str) -> Constraint:
 
 
 def _as_flat(config: Any) -> Mapping[str, Any]:
-    """A flat mapping as is; a RunConfig flattened with :func:`dinosim.tracking.flatten.flatten_config`."""
+    """A flat mapping as is; a RunConfig flattened with :func:`dinosim.config.flatten.flatten_config`."""
     if isinstance(config, Mapping):
         return config
-    from dinosim.tracking.flatten import flatten_config
+    from dinosim.config.flatten import flatten_config
 
     return flatten_config(config)
 
@@ -227,7 +228,7 @@ def enforce_skip_if(expressions: Sequence[str], run_config: "RunConfig") -> Opti
     short W&B run tagged ``skipped`` (offline when W&B is unreachable). The caller then prints
     ``skipped: <reason>`` and exits 0. Raises ConstraintError like :func:`first_violated`.
     """
-    from dinosim.tracking.flatten import flatten_config
+    from dinosim.config.flatten import flatten_config
 
     if not expressions:
         return None

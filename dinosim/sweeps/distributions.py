@@ -88,7 +88,8 @@ def parse_param(name: str, cfg: Any) -> ParamSpec:
         raise ConfigError(f"parameter {name}: expected a mapping, got {type(cfg).__name__}")
     dist = _infer_distribution(name, cfg)
     if dist not in _SUPPORTED:
-        raise ConfigError(f"parameter {name}: distribution {dist!r} is not supported (use one of {', '.join(_SUPPORTED)})")
+        raise ConfigError(
+            f"parameter {name}: distribution {dist!r} is not supported (use one of {', '.join(_SUPPORTED)})")
     if dist == "categorical":
         if not isinstance(cfg.get("values"), list) or not cfg["values"]:
             raise ConfigError(f"parameter {name}: `values` must be a non-empty list")

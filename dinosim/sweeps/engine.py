@@ -31,13 +31,13 @@ from pathlib import Path
 from typing import Any, Optional
 
 from dinosim.errors import ConfigError
+from dinosim.runfolder import process_alive
 from dinosim.sweeps.distributions import grid_search_space, suggest
 from dinosim.sweeps.macros import expand_command
 from dinosim.sweeps.progress import Progress
-from dinosim.sweeps.storage import make_storage, storage_url
+from dinosim.sweeps.storage import PARAMS_ATTR, make_storage, storage_url, trial_params
 from dinosim.sweeps.trial import ProcessRegistry, run_process, trial_env
 from dinosim.sweeps.yaml_spec import SweepSpec
-from dinosim.training.rundir import process_alive
 
 SPEC_COPY = "sweep.yaml"
 
@@ -180,7 +180,7 @@ class _Objective:
 
         spec = self.spec
         params = {n: suggest(trial, p, grid=spec.method == "grid") for n, p in spec.parameters.items()}
-        trial.set_user_attr("params", _jsonable(params))
+        trial.set_user_attr(PARAMS_ATTR, _jsonable(params))
         trial.set_user_attr("host", socket.gethostname())
         trial.set_user_attr("engine_pid", os.getpid())
         for c in spec.constraints:
@@ -282,10 +282,12 @@ def _best(spec: SweepSpec, study: Any) -> tuple[Optional[float], Optional[dict[s
     if not done:
         return None, None
     best = max(done, key=lambda t: t.value) if spec.goal == "maximize" else min(done, key=lambda t: t.value)
-    return best.value, best.user_attrs.get("params", best.params)
+    return best.value, trial_params(best)
 
 
-def run_sweep(spec: SweepSpec, opts: EngineOptions, progress: Optional[Progress] = None) -> SweepResult:
+def run_sweep(  # noqa: C901 - not split yet (issue 15): worker loop
+    spec: SweepSpec, opts: EngineOptions, progress: Optional[Progress] = None,
+) -> SweepResult:
     """Run (or resume) the sweep until its budget is spent, the target is reached, or Ctrl-C."""
     import optuna
 

@@ -22,7 +22,8 @@ from typing import Any, Optional
 from dinosim.errors import ConfigError
 from dinosim.species import CONFIGS_DIR, SPECIES
 from dinosim.sweeps.keys import command_target
-from dinosim.sweeps.report import LoadedSweep, top_trials, trial_params
+from dinosim.sweeps.report import LoadedSweep, top_trials
+from dinosim.sweeps.storage import trial_params
 
 _STAGE = re.compile(r"^(?:stage)?(\d+)\.(.+)$")
 

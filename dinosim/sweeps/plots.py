@@ -76,7 +76,7 @@ def plot_parallel(loaded: Any, trials: list[Any], path: Path) -> Optional[Path]:
     Numeric axes are min-max scaled (log10 first for log-sampled parameters); categorical axes (lists, strings)
     place their values evenly in order of first appearance.
     """
-    from dinosim.sweeps.report import trial_params
+    from dinosim.sweeps.storage import trial_params
 
     if len(trials) < 2:
         return None

@@ -10,6 +10,8 @@ import sys
 import threading
 from typing import IO, Any, Optional
 
+from dinosim.sweeps.storage import PARAMS_ATTR
+
 
 class Progress:
     """Plain-line progress (the base class); thread-safe."""
@@ -73,7 +75,7 @@ class Progress:
                 self.counts["running"] = max(0, self.counts["running"] - 1)
             what = self._count(t)
             self.last.pop(t.number, None)
-        params = ", ".join(f"{k}={v}" for k, v in (t.user_attrs.get("params") or {}).items())
+        params = ", ".join(f"{k}={v}" for k, v in (t.user_attrs.get(PARAMS_ATTR) or {}).items())
         self.emit(f"trial {t.number}: {what} [{params}] | {self.summary()}")
 
     def summary(self) -> str:

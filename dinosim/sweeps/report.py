@@ -20,7 +20,7 @@ from typing import Any, Optional
 
 from dinosim.errors import ConfigError
 from dinosim.sweeps.engine import SPEC_COPY, default_sweep_dir
-from dinosim.sweeps.storage import STUDY_FILE, make_storage, storage_url
+from dinosim.sweeps.storage import STUDY_FILE, make_storage, storage_url, trial_params
 from dinosim.sweeps.yaml_spec import SweepSpec, load_sweep
 
 
@@ -59,11 +59,6 @@ def load_study(sweep: str | Path, storage: Optional[str] = None, sweep_dir: Opti
     except KeyError:
         raise ConfigError(f"no study {study_name!r} in {storage}") from None
     return LoadedSweep(spec, study, sweep_dir)
-
-
-def trial_params(trial: Any) -> dict[str, Any]:
-    """The values a trial's program received (the engine stores them; Optuna params as a fallback)."""
-    return dict(trial.user_attrs.get("params") or trial.params)
 
 
 def top_trials(loaded: LoadedSweep, k: int = 10) -> list[Any]:

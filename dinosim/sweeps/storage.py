@@ -14,6 +14,7 @@ from typing import Any, Optional
 from dinosim.errors import ConfigError
 
 STUDY_FILE = "study.journal"
+PARAMS_ATTR = "params"  # trial user attribute: the values the trial's program received (set by the engine)
 CONNECT_TIMEOUT = 10  # seconds; a sweep must not hang on a server that does not answer
 DRIVER_HINTS = {
     "postgresql": "pip install 'dinosim[postgres]' (psycopg)",
@@ -24,6 +25,11 @@ ENGINE_KWARGS = {  # per database backend: never wait forever
     "mysql": {"connect_args": {"connect_timeout": CONNECT_TIMEOUT}},
     "sqlite": {"connect_args": {"timeout": 60}},  # seconds a writer waits for another engine's lock
 }
+
+
+def trial_params(trial: Any) -> dict[str, Any]:
+    """The values a trial's program received (the engine stores them; Optuna params as a fallback)."""
+    return dict(trial.user_attrs.get(PARAMS_ATTR) or trial.params)
 
 
 def storage_url(sweep_dir: Path, storage: Optional[str]) -> str:

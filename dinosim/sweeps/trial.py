@@ -54,7 +54,7 @@ class MetricsTail:
         self._offset += len(chunk)
         data = self._partial + chunk
         *lines, self._partial = data.split(b"\n")
-        from dinosim.training.rundir import parse_json_lines
+        from dinosim.runfolder import parse_json_lines
 
         return parse_json_lines(lines)
 
@@ -116,7 +116,7 @@ def trial_env(metrics_path: Path, runs_dir: Path) -> dict[str, str]:
     return env
 
 
-def run_process(
+def run_process(  # noqa: C901 - not split yet (issue 15): polling vs start/stop
     argv: list[str],
     cwd: Path,
     env: dict[str, str],

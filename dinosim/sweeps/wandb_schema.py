@@ -39,7 +39,8 @@ def schema_violations(config: Any) -> list[str]:
     """Messages for every way ``config`` (a parsed sweep YAML) breaks W&B's sweep schema; empty when valid."""
     if not isinstance(config, dict):
         return ["sweep config must be a mapping"]
-    messages = [f"{'/'.join(map(str, e.absolute_path)) or '<root>'}: {e.message}" for e in _validator().iter_errors(config)]
+    messages = [f"{'/'.join(map(str, e.absolute_path)) or '<root>'}: {e.message}"
+                for e in _validator().iter_errors(config)]
     if "metric" in config and "metrics" in config:
         messages.append("`metric` and `metrics` cannot both be set")
     for name, p in (config.get("parameters") or {}).items():

@@ -120,7 +120,7 @@ def spec_from_dict(raw: dict[str, Any], path: Path) -> SweepSpec:
         constraints=[parse_constraint(e) for e in option_values(command, SKIP_IF_OPTION)],
     )
     if method == "grid":
-        spec.grid_size  # raises ConfigError for a parameter a grid cannot enumerate
+        _ = spec.grid_size  # raises ConfigError for a parameter a grid cannot enumerate
     return spec
 
 

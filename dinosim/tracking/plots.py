@@ -62,8 +62,10 @@ def run_labels(run_dirs: Sequence[Path]) -> list[str]:
     return [str(p) for p in run_dirs]
 
 
-def plot_runs(run_dirs: Sequence[Path], labels: Optional[Sequence[str]] = None, title: Optional[str] = None,
-              include_zero: bool = False) -> "Figure":
+def plot_runs(  # noqa: C901 - not split yet (issue 15): one function per panel
+    run_dirs: Sequence[Path], labels: Optional[Sequence[str]] = None, title: Optional[str] = None,
+    include_zero: bool = False,
+) -> "Figure":
     """A Figure with the panels described in the module docstring, one colour (and marker) per run.
 
     Reward components that are exactly 0 at every logged point of every run (terms inactive in these stages) get

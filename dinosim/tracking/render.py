@@ -10,14 +10,14 @@ Contract:
   (created with ``render_mode="rgb_array"``; dinosim envs film with a camera that tracks the animal), normalising
   observations with the frozen ``vec_normalize`` statistics, and writes the frames (the reset frame, then one
   per step) up to ``max_frames``. It returns a :class:`RenderResult` with the frame count, frame size and the
-  episodes' returns, lengths, success flags and reward-component sums (:meth:`RenderResult.eval_result`).
-* :func:`render_best_policy` does the same for a stage folder's best model (for W&B videos and README GIFs).
+  episodes' returns, lengths, success flags and reward-component sums.
+* :func:`render_best_policy` does the same for a stage folder's best model (for W&B videos and README GIFs); the
+  caller passes the model loader (``dinosim.training.builders.load_model``), so this module never imports training.
 """
 
 from __future__ import annotations
 
 import os
-import re
 import subprocess
 import sys
 from dataclasses import dataclass, field
@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any, Callable, Optional
 
 from dinosim.errors import DinosimError
+from dinosim.runfolder import BEST_DIR, MODEL_FILE, RUN_FILE, STAGE_CONFIG_FILE, policy_files, read_json, stage_number
 
 VIDEO_SUFFIXES = (".gif", ".mp4")
 GL_BACKENDS = ("egl", "osmesa")
@@ -54,13 +55,6 @@ class RenderResult:
     successes: list[Optional[bool]] = field(default_factory=list)  # last step's info["is_success"] (None: n/a)
     component_sums: list[dict[str, float]] = field(default_factory=list)  # per episode: reward_<term> summed
     frames_capped: bool = False  # max_frames was reached before the last episode ended
-
-    def eval_result(self) -> Any:
-        """The episodes as a :class:`dinosim.training.evaluation.EvalResult` (same metrics as `evaluate`)."""
-        from dinosim.training.evaluation import EvalResult
-
-        return EvalResult(returns=list(self.episode_returns), lengths=list(self.episode_lengths),
-                          successes=list(self.successes), components=[dict(c) for c in self.component_sums])
 
 
 def check_video_path(path: Path) -> Path:
@@ -158,6 +152,8 @@ def render_episodes(
     ensure_gl_backend()
     import numpy as np
 
+    from dinosim.envs.rewards import INFO_PREFIX
+
     env = env_factory()
     if fps is None:
         fps = max(1, int(round((env.metadata.get("render_fps") or 30) / frame_every)))
@@ -176,8 +172,9 @@ def render_episodes(
                 total += float(reward)
                 length += 1
                 for key, value in info.items():
-                    if key.startswith("reward_") and np.isscalar(value):
-                        sums[key[len("reward_"):]] = sums.get(key[len("reward_"):], 0.0) + float(value)
+                    if key.startswith(INFO_PREFIX) and np.isscalar(value):
+                        term = key[len(INFO_PREFIX):]
+                        sums[term] = sums.get(term, 0.0) + float(value)
                 done = bool(terminated or truncated)
                 if length % frame_every:
                     continue
@@ -200,6 +197,8 @@ def render_episodes(
 def render_best_policy(
     stage_dir: Path,
     path: Path,
+    *,
+    load_model: Callable[[str, Path], Any],
     episodes: int = 1,
     deterministic: bool = True,
     fps: Optional[int] = None,
@@ -210,6 +209,8 @@ def render_best_policy(
     prefer: str = "best",
 ) -> RenderResult:
     """Render the best model of a stage folder (``best/``, else the final ``model.zip``) to ``path``.
+
+    ``load_model(algorithm, model_path)`` returns the policy (``dinosim.training.builders.load_model``).
 
     ``prefer="final"`` renders the stage's final ``model.zip`` first instead (``best/`` is chosen by mean eval
     return, which in a behaviour stage can favour surviving over succeeding).
@@ -225,7 +226,6 @@ def render_best_policy(
     import pickle
 
     from dinosim.envs import make_env
-    from dinosim.training.builders import load_model
 
     model = load_model(algorithm, model_path)
     vec_normalize = None
@@ -241,38 +241,29 @@ def render_best_policy(
 
 
 def find_policy_files(stage_dir: Path, prefer: str = "best") -> tuple[Path, Optional[Path]]:
-    """(model, vecnormalize or None) of a stage: ``best/`` when it holds a model, else the final ``model.zip``
-    (the other way round with ``prefer="final"``)."""
-    if prefer not in ("best", "final"):
-        raise DinosimError(f"prefer={prefer!r}: use 'best' or 'final'")
+    """:func:`dinosim.runfolder.policy_files` of a stage folder, or a :class:`DinosimError` saying what to do."""
     stage_dir = Path(stage_dir)
+    model, vecnorm = policy_files(stage_dir, prefer)  # checks ``prefer`` first
     if not stage_dir.is_dir():
         raise DinosimError(f"{stage_dir}: no such stage folder; train the stage first")
-    folders = (stage_dir / "best", stage_dir) if prefer == "best" else (stage_dir, stage_dir / "best")
-    for folder in folders:
-        models = [folder / n for n in ("best_model.zip", "model.zip") if (folder / n).exists()]
-        if models:
-            vecnorm = next((f / "vecnormalize.pkl" for f in (folder, stage_dir) if (f / "vecnormalize.pkl").exists()),
-                           None)
-            return models[0], vecnorm
-    raise DinosimError(f"{stage_dir} has no trained model (best/ or model.zip); train or resume the stage first")
+    if model is None:
+        raise DinosimError(f"{stage_dir} has no trained model ({BEST_DIR}/ or {MODEL_FILE}); "
+                           "train or resume the stage first")
+    return model, vecnorm
 
 
 def stage_env_spec(stage_dir: Path) -> tuple[str, str, dict[str, Any]]:
     """(species, algorithm, env kwargs) of a stage: its ``config.toml`` (``[run]``, ``[env]`` or ``[stageN.env]``),
     else the run's ``run.json`` (``config.run`` and ``config.stageN.env``)."""
-    import json
-
     from dinosim.config.loader import loads_toml
 
     stage_dir = Path(stage_dir)
-    match = re.fullmatch(r"stage(\d+)", stage_dir.name)
-    stage = int(match.group(1)) if match else None
+    stage = stage_number(stage_dir)
     config: dict[str, Any] = {}
-    if (stage_dir / "config.toml").exists():
-        config = loads_toml((stage_dir / "config.toml").read_text())
-    run_file = stage_dir.parent / "run.json"
-    run_config = json.loads(run_file.read_text()).get("config", {}) if run_file.exists() else {}
+    if (stage_dir / STAGE_CONFIG_FILE).exists():
+        config = loads_toml((stage_dir / STAGE_CONFIG_FILE).read_text())
+    run_file = stage_dir.parent / RUN_FILE
+    run_config = read_json(run_file).get("config", {}) if run_file.exists() else {}
     run = dict(config.get("run") or run_config.get("run") or {})
     stage_table = (config.get(f"stage{stage}") or run_config.get(f"stage{stage}") or {}) if stage else {}
     env_kwargs = dict(config.get("env") or stage_table.get("env") or {})

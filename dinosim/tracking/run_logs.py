@@ -25,6 +25,15 @@ from typing import Any, Iterable, Optional
 
 from dinosim.config.loader import TOMLDecodeError, loads_toml
 from dinosim.errors import DinosimError
+from dinosim.runfolder import (
+    METRICS_FILE,
+    STAGE_CONFIG_FILE,
+    SUMMARY_FILE,
+    read_json,
+    read_json_lines,
+    stage_dirs,
+    stage_number,
+)
 
 EVENTS_GLOB = "events.out.tfevents.*"
 EVAL_REWARD = "eval/mean_reward"
@@ -35,7 +44,6 @@ REWARD_PREFIX = "reward/"
 # Keys of reward-component means in metrics.jsonl / summary.json: "reward/alive", "eval/reward/alive",
 # "eval/reward_alive" or "reward_alive".
 _COMPONENT_KEY = re.compile(r"^(?:eval/)?reward[/_](?P<term>.+)$")
-_STAGE_DIR = re.compile(r"^stage(?P<n>\d+)$")
 
 
 @dataclass(frozen=True)
@@ -127,9 +135,9 @@ def check_run_dir(path: Path) -> Path:
         raise DinosimError(f"{path}: no such folder; pass a run folder like runs/<species>/<stamp>")
     if not path.is_dir():
         raise DinosimError(f"{path}: not a folder; pass a run folder like runs/<species>/<stamp>")
-    if _STAGE_DIR.match(path.name) and (path.parent / "summary.json").exists():
+    if stage_number(path) is not None and (path.parent / SUMMARY_FILE).exists():
         raise DinosimError(f"{path} is a stage folder; pass its run folder {path.parent}")
-    has_marker = (path / "summary.json").exists() or (path / "metrics.jsonl").exists() or bool(stage_dirs(path))
+    has_marker = (path / SUMMARY_FILE).exists() or (path / METRICS_FILE).exists() or bool(stage_dirs(path))
     if not has_marker:
         raise DinosimError(
             f"{path} is not a dinosim run folder (no summary.json, metrics.jsonl or stage<N>/ inside); "
@@ -140,22 +148,12 @@ def check_run_dir(path: Path) -> Path:
 
 def check_has_logs(path: Path) -> None:
     """Raise :class:`DinosimError` unless the run folder has TensorBoard events or eval records yet."""
-    if event_files(path) or read_jsonl(path / "metrics.jsonl"):
+    if event_files(path) or read_json_lines(path / METRICS_FILE):
         return
     raise DinosimError(
         f"{path} has no training logs yet (no TensorBoard events, empty or missing metrics.jsonl); "
         "wait until the run logs its first rollout or evaluation"
     )
-
-
-def stage_dirs(path: Path) -> dict[int, Path]:
-    """``{N: path/stageN}`` for every ``stage<N>/`` folder of a run."""
-    found = {}
-    for child in Path(path).iterdir() if Path(path).is_dir() else ():
-        match = _STAGE_DIR.match(child.name)
-        if match and child.is_dir():
-            found[int(match.group("n"))] = child
-    return dict(sorted(found.items()))
 
 
 def event_files(path: Path) -> list[Path]:
@@ -164,11 +162,11 @@ def event_files(path: Path) -> list[Path]:
 
 def read_summary(path: Path) -> dict[str, Any]:
     """``summary.json`` of a run folder, {} when missing; a corrupt file is a :class:`DinosimError`."""
-    file = Path(path) / "summary.json"
+    file = Path(path) / SUMMARY_FILE
     if not file.exists():
         return {}
     try:
-        data = json.loads(file.read_text())
+        data = read_json(file)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise DinosimError(f"{file}: not valid JSON ({exc}); the run may still be writing it, retry") from None
     return data if isinstance(data, dict) else {}
@@ -176,7 +174,7 @@ def read_summary(path: Path) -> dict[str, Any]:
 
 def read_gate(stage_dir: Path, stage: int) -> Gate:
     """Gate thresholds from ``stage_dir/config.toml``: its ``[curriculum]`` or ``[stage<N>.curriculum]`` table."""
-    file = Path(stage_dir) / "config.toml"
+    file = Path(stage_dir) / STAGE_CONFIG_FILE
     if not file.exists():
         return Gate()
     try:
@@ -215,7 +213,7 @@ def load_run(path: Path, label: Optional[str] = None) -> RunLogs:
     check_has_logs(path)
     summary = read_summary(path)
     scalars = read_scalars(path) if event_files(path) else {}
-    evals = read_jsonl(path / "metrics.jsonl")
+    evals = read_json_lines(path / METRICS_FILE)
     if not any(scalars.values()) and not evals:  # event files that hold no scalar yet (the run just started)
         raise DinosimError(f"{path} has no logged values yet; wait until the run logs its first rollout or evaluation")
     stages = _stages(path, summary, scalars, evals)
@@ -313,15 +311,6 @@ def _series_from_records(records: list[dict[str, Any]], key: str) -> Optional[Se
 def _series(points: dict[int, float]) -> Series:
     steps = sorted(points)
     return Series(tuple(int(s) for s in steps), tuple(points[s] for s in steps))
-
-
-def read_jsonl(file: Path) -> list[dict[str, Any]]:
-    """Dict records of a JSON-lines file; a torn last line (run still writing) is skipped."""
-    if not file.exists():
-        return []
-    from dinosim.training.rundir import parse_json_lines
-
-    return parse_json_lines(file.read_text().splitlines())
 
 
 def _is_number(value: Any) -> bool:

@@ -15,15 +15,14 @@ from pathlib import Path
 from typing import Any, Optional
 
 from dinosim.errors import DinosimError
+from dinosim.runfolder import METRICS_FILE, read_json_lines, stage_dirs
 from dinosim.tracking.run_logs import (
     EVAL_LENGTH,
     EVAL_REWARD,
     EVAL_SUCCESS,
     check_run_dir,
     component_means,
-    read_jsonl,
     read_summary,
-    stage_dirs,
     stage_summaries,
 )
 
@@ -65,7 +64,7 @@ def summarize_run(run_dir: Path, top: int = TOP_COMPONENTS) -> RunTable:
     path = check_run_dir(Path(run_dir))
     summary = read_summary(path)
     entries = stage_summaries(summary)
-    evals = read_jsonl(path / "metrics.jsonl")
+    evals = read_json_lines(path / METRICS_FILE)
     by_stage: dict[int, list[dict[str, Any]]] = {}
     for record in evals:
         if _num(record.get("stage")) is not None:

@@ -15,7 +15,7 @@ Use::
   fails. Offline files go under ``<run_dir>/wandb`` and the ``wandb sync <path>`` command is printed.
 * One W&B run per invocation; its id is stored in ``<run_dir>/wandb.json`` so ``resume`` continues it
   (``resume="allow"`` with the stored id).
-* Config = :func:`dinosim.tracking.flatten.flatten_config` + ``git_commit``. Every history row carries
+* Config = :func:`dinosim.config.flatten.flatten_config` + ``git_commit``. Every history row carries
   ``global_step`` (the x-axis of every metric, via ``define_metric``) and ``curriculum/stage``.
 * Summary: ``final/<eval key>``, ``best/<eval key>`` (max) and ``gate/stageN/passed``/``gate/stageN/global_step``;
   the plain ``eval/...`` summary keeps W&B's default (last value), which is what a sweep's metric reads.
@@ -23,7 +23,6 @@ Use::
 
 from __future__ import annotations
 
-import json
 import math
 import netrc
 import numbers
@@ -34,7 +33,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping, Optional
 from urllib.parse import urlparse
 
-from dinosim.tracking.flatten import flatten_config, git_commit
+from dinosim.config.flatten import flatten_config, git_commit
+from dinosim.runfolder import WANDB_FILE, atomic_write_json, read_json
 
 if TYPE_CHECKING:
     from dinosim.config.resolve import RunConfig
@@ -42,7 +42,6 @@ if TYPE_CHECKING:
 
 PROBE_TIMEOUT = 3.0  # seconds to wait for a TCP connection to the W&B server before going offline
 INIT_TIMEOUT = float(os.environ.get("DINOSIM_WANDB_INIT_TIMEOUT", "30"))  # wandb.init's own timeout, online mode
-RUN_FILE = "wandb.json"
 DEFAULT_BASE_URL = "https://api.wandb.ai"
 STEP_KEY = "global_step"
 STAGE_KEY = "curriculum/stage"
@@ -148,7 +147,7 @@ class WandbTracker:
 
         os.environ.setdefault("WANDB_SILENT", "true")
         run_dir.mkdir(parents=True, exist_ok=True)
-        stored = read_run_file(run_dir)
+        stored = read_wandb_file(run_dir)
         under_agent = wandb_enabled_from_env()
         mode = choose_mode()
         kwargs: dict[str, Any] = dict(
@@ -175,7 +174,7 @@ class WandbTracker:
         sync_dirs = [d for d in (stored or {}).get("sync_dirs", []) if stored and stored.get("id") == run.id]
         if mode == "offline" and tracker.sync_dir and tracker.sync_dir not in sync_dirs:
             sync_dirs.append(tracker.sync_dir)
-        write_run_file(run_dir, {"id": run.id, "project": project, "mode": mode, "sync_dirs": sync_dirs})
+        write_wandb_file(run_dir, {"id": run.id, "project": project, "mode": mode, "sync_dirs": sync_dirs})
         if mode == "offline" and sync_dirs:
             print(f"wandb: logging offline; upload later with: wandb sync {' '.join(sync_dirs)}", file=sys.stderr)
         return tracker
@@ -276,9 +275,9 @@ def log_video(path: str | os.PathLike, stage: int, run_dir: Optional[Path] = Non
     if _ACTIVE is not None:
         _ACTIVE.log_video(path, stage, global_step)
         return True
-    if run_dir is None or read_run_file(Path(run_dir)) is None:
+    if run_dir is None or read_wandb_file(Path(run_dir)) is None:
         return False
-    stored = read_run_file(Path(run_dir)) or {}
+    stored = read_wandb_file(Path(run_dir)) or {}
     tracker = WandbTracker._init(Path(run_dir), project=stored.get("project", "dinosim"), group=None, tags=[],
                                  job_type="evaluate", name=None, config={})
     try:
@@ -299,13 +298,15 @@ def mark_skipped_under_agent(flat_config: Mapping[str, Any], reason: str, projec
     tracker.finish(exit_code=0)
 
 
-def read_run_file(run_dir: Path) -> Optional[dict[str, Any]]:
+def read_wandb_file(run_dir: Path) -> Optional[dict[str, Any]]:
+    """``<run_dir>/wandb.json`` (the W&B run to continue), None when missing, unreadable or without an id."""
     try:
-        data = json.loads((run_dir / RUN_FILE).read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError):
+        data = read_json(run_dir / WANDB_FILE)
+    except (OSError, ValueError):
         return None
     return data if isinstance(data, dict) and data.get("id") else None
 
 
-def write_run_file(run_dir: Path, data: Mapping[str, Any]) -> None:
-    (run_dir / RUN_FILE).write_text(json.dumps(dict(data), indent=2) + "\n", encoding="utf-8")
+def write_wandb_file(run_dir: Path, data: Mapping[str, Any]) -> None:
+    """Store the W&B run id etc. in ``<run_dir>/wandb.json`` (atomically, like every run file)."""
+    atomic_write_json(run_dir / WANDB_FILE, dict(data))

@@ -12,8 +12,8 @@ import os
 import sys
 import threading
 import time
-from contextlib import contextmanager
 import warnings
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Iterator, Optional
 

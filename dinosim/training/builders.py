@@ -7,6 +7,7 @@ Env factory contract (``EnvFactory``): ``factory(species, env_kwargs, seed) -> g
 
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Optional
 
@@ -134,17 +135,25 @@ def algorithm_class(algorithm: str) -> type:
     raise DinosimError(f"unknown algorithm {algorithm!r}")
 
 
+def algo_setting(config: "RunConfig", stage: int, name: str) -> Any:
+    """The stage's value of constructor argument ``name`` of its algorithm: the configured one, else the
+    constructor's own default (read from SB3's signature, e.g. ``gamma`` 0.99; never copied into dinosim)."""
+    kwargs = config.algo_kwargs(stage)
+    if name in kwargs:
+        return kwargs[name]
+    return inspect.signature(algorithm_class(config.algorithm)).parameters[name].default
+
+
 def stage_schedules(config: "RunConfig", stage: int, clock: StageClock) -> dict[str, Any]:
     """``learning_rate`` (and PPO ``clip_range``) as :class:`StageSchedule` objects from the stage's settings."""
-    kwargs = config.algo_kwargs(stage)
     sched = config.schedule(stage)
     cur = config.curriculum(stage)
     out: dict[str, Any] = {}
-    lr = kwargs.get("learning_rate", 3e-4)
+    lr = algo_setting(config, stage, "learning_rate")
     if isinstance(lr, (int, float)):
         out["learning_rate"] = StageSchedule(clock, float(lr), sched.learning_rate_end, sched.lr_schedule)
     if config.algorithm == "ppo":
-        clip = kwargs.get("clip_range", 0.2)
+        clip = algo_setting(config, stage, "clip_range")
         if isinstance(clip, (int, float)):
             out["clip_range"] = StageSchedule(
                 clock, float(clip), sched.clip_range_end, "linear",

@@ -20,15 +20,32 @@ from typing import Any, Callable, Optional
 import numpy as np
 from stable_baselines3.common.callbacks import BaseCallback
 
-from dinosim.training.evaluation import (
-    REWARD_PREFIX, EvalResult, gate_seeds, model_policy, obs_normalizer, run_seeded_episodes,
+from dinosim.config.settings import CurriculumSettings
+from dinosim.runfolder import (
+    BEST_DIR,
+    BEST_META_FILE,
+    EVALUATIONS_FILE,
+    METRICS_FILE,
+    MODEL_FILE,
+    TRIAL_METRICS_ENV,
+    VECNORM_FILE,
+    append_json_line,
+    atomic_write_bytes,
+    atomic_write_json,
+    checkpoint_paths,
+    prune_checkpoints,
+    save_model_atomic,
+    save_vecnormalize_atomic,
 )
-from dinosim.training.rundir import (
-    METRICS_FILE, MODEL_FILE, TRIAL_METRICS_ENV, VECNORM_FILE, append_json_line, atomic_write_bytes,
-    atomic_write_json, checkpoint_paths, prune_checkpoints, save_model_atomic, save_vecnormalize_atomic,
+from dinosim.training.evaluation import (
+    REWARD_PREFIX,
+    EvalResult,
+    gate_seeds,
+    model_policy,
+    obs_normalizer,
+    run_seeded_episodes,
 )
 from dinosim.training.schedules import ramp_typed
-from dinosim.config.settings import CurriculumSettings
 from dinosim.training.state import RunSummary, StageState
 
 EvalSink = Callable[[dict[str, Any]], None]
@@ -91,12 +108,12 @@ def write_evaluations(ctx: StageContext) -> None:
     np.savez(buffer, timesteps=np.asarray(h["timesteps"], dtype=np.int64),
              results=np.asarray(h["results"], dtype=np.float64), ep_lengths=np.asarray(h["ep_lengths"], dtype=np.int64),
              successes=np.asarray(h["successes"], dtype=np.float64))
-    atomic_write_bytes(ctx.stage_dir / "evaluations.npz", buffer.getvalue())
+    atomic_write_bytes(ctx.stage_dir / EVALUATIONS_FILE, buffer.getvalue())
 
 
 def load_evaluations(stage_dir: Path, up_to_step: Optional[int]) -> dict[str, list]:
     """The eval history in ``evaluations.npz``, without evaluations after global step ``up_to_step``."""
-    path = Path(stage_dir) / "evaluations.npz"
+    path = Path(stage_dir) / EVALUATIONS_FILE
     history: dict[str, list] = {"timesteps": [], "results": [], "ep_lengths": [], "successes": []}
     if not path.exists():
         return history
@@ -230,9 +247,9 @@ class EvalGateCallback(BaseCallback):
             state.last_eval = {"global_step": step, **metrics}
         rank = cur.rank(stats)
         if state.best_eval is None or rank > tuple(state.best_eval.get("rank", (-math.inf, -math.inf))):
-            save_model_atomic(self.model, ctx.stage_dir / "best" / MODEL_FILE)
-            save_vecnormalize_atomic(ctx.train_env, ctx.stage_dir / "best" / VECNORM_FILE)
-            atomic_write_json(ctx.stage_dir / "best" / "best.json",
+            save_model_atomic(self.model, ctx.stage_dir / BEST_DIR / MODEL_FILE)
+            save_vecnormalize_atomic(ctx.train_env, ctx.stage_dir / BEST_DIR / VECNORM_FILE)
+            atomic_write_json(ctx.stage_dir / BEST_DIR / BEST_META_FILE,
                               {"global_step": step, "eval_kind": kind, **metrics})
             state.best_eval, state.best_step = {**metrics, "eval_kind": kind, "rank": list(rank)}, step
         # eval component means are "eval/reward/<term>": "reward/<term>" is the training-rollout series

@@ -26,21 +26,49 @@ from stable_baselines3.common.callbacks import BaseCallback, CallbackList
 from stable_baselines3.common.logger import HumanOutputFormat, KVWriter, Logger, TensorBoardOutputFormat
 
 from dinosim.config.resolve import RunConfig
+from dinosim.runfolder import (
+    BEST_DIR,
+    MODEL_FILE,
+    STAGE_CONFIG_FILE,
+    TENSORBOARD_DIR,
+    VECNORM_FILE,
+    atomic_write_text,
+    complete_checkpoints,
+    policy_files,
+    read_json,
+    remove_stale_temp_files,
+    save_model_atomic,
+    save_vecnormalize_atomic,
+    stage_dir,
+)
 from dinosim.training.builders import (
-    EnvFactory, build_model, default_env_factory, make_vec_env, stage_schedules, warm_start, wrap_normalize,
+    EnvFactory,
+    algo_setting,
+    algorithm_class,
+    build_model,
+    default_env_factory,
+    make_vec_env,
+    stage_schedules,
+    warm_start,
+    wrap_normalize,
 )
 from dinosim.training.callbacks import (
-    CheckpointCallback, CriticWarmupCallback, EvalGateCallback, EvalSink, RewardComponentCallback, StageContext, WarmupRampCallback,
-    load_evaluations, save_checkpoint, write_evaluations,
+    CheckpointCallback,
+    CriticWarmupCallback,
+    EvalGateCallback,
+    EvalSink,
+    RewardComponentCallback,
+    StageContext,
+    WarmupRampCallback,
+    load_evaluations,
+    save_checkpoint,
+    write_evaluations,
 )
 from dinosim.training.faults import FiniteCheckVecEnv, FiniteLossCallback
 from dinosim.training.progress import ProgressCallback, ProgressReporter
-from dinosim.training.rundir import (
-    MODEL_FILE, VECNORM_FILE, complete_checkpoints, remove_stale_temp_files, save_model_atomic,
-    save_vecnormalize_atomic, stage_dir,
-)
 from dinosim.training.schedules import StageClock, changed_numeric_weights
 from dinosim.training.state import RunSummary, StageState
+
 
 class RunInterrupted(Exception):
     """Ctrl-C: a checkpoint was saved; ``step`` is the global step it holds."""
@@ -79,15 +107,6 @@ class RunPlan:
     init_env_kwargs: Optional[dict] = None  # [env] of the init_from stage, for the ramp of the first stage
     provenance: dict[str, Any] = field(default_factory=dict)  # argv, git commit, versions: written to config.toml
     device: str = "cpu"  # torch device of the models ("auto", "cpu", "cuda"), from run.json
-
-
-def policy_files(folder: Path) -> tuple[Optional[Path], Optional[Path]]:
-    """(model, vecnormalize) of a finished stage: ``best/`` when it exists, else the final files."""
-    for sub in (folder / "best", folder):
-        if (sub / MODEL_FILE).exists():
-            vecnorm = sub / VECNORM_FILE
-            return sub / MODEL_FILE, vecnorm if vecnorm.exists() else None
-    return None, None
 
 
 def _stage_config_toml(plan: RunPlan, stage: int) -> str:
@@ -146,110 +165,51 @@ def _check_gate(plan: RunPlan, state: StageState) -> None:
 def _train_stage(run_dir: Path, plan: RunPlan, summary: RunSummary, hooks: RunHooks, reporter: ProgressReporter,
                  stage: int, source_model: Optional[Path], source_vecnorm: Optional[Path],
                  previous_env: Optional[dict]) -> None:
-    from stable_baselines3.common.vec_env import VecNormalize
-
-    from dinosim.training.builders import algorithm_class
-    from dinosim.training.rundir import atomic_write_text
-
-    config, state = plan.config, summary.stages[stage]
+    """Train one stage to its budget or gate: resume it from its newest checkpoint, else start it fresh."""
+    config = plan.config
     folder = stage_dir(run_dir, stage)
-    folder.mkdir(parents=True, exist_ok=True)
     cur = config.curriculum(stage)
     budget = plan.timesteps if plan.timesteps is not None else cur.timesteps
     env_kwargs = config.env_kwargs(stage)
-    kwargs = config.algo_kwargs(stage)
-    gamma = float(kwargs.get("gamma", 0.99))
-    checkpoints = complete_checkpoints(folder)
-    if state.status != "running" or not checkpoints:  # fresh start (also after a kill before the first checkpoint)
-        start = state.start_step if state.status == "running" and state.start_step is not None else summary.global_step
-        state = summary.stages[stage] = StageState(stage=stage, status="running", budget=budget, start_step=start)
-        shutil.rmtree(folder / "best", ignore_errors=True)  # left by a killed attempt of this stage
-    state.budget = budget
-    if not (folder / "config.toml").exists():
-        atomic_write_text(folder / "config.toml", _stage_config_toml(plan, stage))
-    where_step = {"step": state.start_step or 0}
-
-    def where() -> str:
-        return f"stage {stage}, step {where_step['step']}"
-
+    checkpoint = _begin_stage(plan, summary, stage, folder, budget)
+    where_step = {"step": summary.stages[stage].start_step or 0}
     train_venv = FiniteCheckVecEnv(
         make_vec_env(config.species, env_kwargs, config.n_envs, config.seed, config.vec_env, hooks.env_factory),
-        where,
+        lambda: f"stage {stage}, step {where_step['step']}",
     )
     factory = hooks.env_factory or default_env_factory
     eval_envs = [factory(config.species, dict(env_kwargs), None) for _ in range(max(1, cur.eval_envs))]
-    clock = StageClock(int(state.start_step or 0), budget)
-    resumed_from: Optional[int] = None
-    if state.status == "running" and checkpoints:
-        step, model_path, vecnorm_path, meta_path = checkpoints[-1]
-        from dinosim.training.rundir import read_json
-
-        saved = StageState.from_dict(read_json(meta_path)["state"])
-        saved.budget, saved.status = budget, "running"
-        state = summary.stages[stage] = saved
-        train_env = VecNormalize.load(str(vecnorm_path), train_venv)
-        train_env.training = True
-        cls = algorithm_class(config.algorithm)
-        model = cls.load(str(model_path), env=train_env, device=plan.device,
-                         custom_objects=stage_schedules(config, stage, clock))
-        if hasattr(model, "learning_starts"):  # the replay buffer is not checkpointed: refill a batch first
-            model.learning_starts = max(model.learning_starts, model.num_timesteps + int(kwargs.get("batch_size", 256)))
-        resumed_from = step
-        history = load_evaluations(folder, step)
+    clock = StageClock(int(summary.stages[stage].start_step or 0), budget)
+    if checkpoint is not None:
+        model, train_env = _resume_model(config, summary, stage, checkpoint, train_venv, clock, budget)
+        resumed_from: Optional[int] = checkpoint[0]
     else:
-        train_env = wrap_normalize(train_venv, config.algorithm, gamma)
-        model = build_model(config, stage, train_env, clock, seed=config.seed, device=plan.device)
-        if source_model is not None:
-            keep_log_std = "log_std_init" in (kwargs.get("policy_kwargs") or {})
-            warm_start(model, source_model, source_vecnorm, train_env, config.algorithm, keep_log_std,
-                       cur.obs_norm_count)
-            state.warm_start = str(source_model)
-        model.num_timesteps = int(state.start_step or 0)
-        if hasattr(model, "learning_starts"):  # off-policy: random exploration counts from the stage start
-            model.learning_starts = int(model.learning_starts) + model.num_timesteps
-        history = load_evaluations(folder, -1)
+        model, train_env = _fresh_model(config, summary.stages[stage], stage, train_venv, clock, source_model,
+                                        source_vecnorm)
+        resumed_from = None
+    history = load_evaluations(folder, -1 if resumed_from is None else resumed_from)
+    state = summary.stages[stage]
     ramp = changed_numeric_weights(previous_env, env_kwargs) if previous_env is not None else {}
     state.ramped = {k: [old, new] for k, (old, new) in ramp.items()}
     ctx = StageContext(stage=stage, run_dir=Path(run_dir), stage_dir=folder, summary=summary, state=state,
-                       curriculum=cur, train_env=train_env, eval_envs=eval_envs, run_seed=config.seed, eval_sinks=list(hooks.eval_sinks),
-                       history=history, wall_time_before=state.wall_time)
+                       curriculum=cur, train_env=train_env, eval_envs=eval_envs, run_seed=config.seed,
+                       eval_sinks=list(hooks.eval_sinks), history=history, wall_time_before=state.wall_time)
     write_evaluations(ctx)
-    logger, own_formats = _make_logger(folder / "tb", hooks)
+    logger, own_formats = _make_logger(folder / TENSORBOARD_DIR, hooks)
     model.set_logger(logger)
     summary.status = "running"
     ctx.persist(model.num_timesteps)
     if hooks.on_stage_start is not None:
         hooks.on_stage_start(stage, state)
+    kwargs = config.algo_kwargs(stage)
     ramp_cb = WarmupRampCallback(ctx, ramp, kwargs.get("ent_coef") if config.algorithm == "ppo" else None)
-
-    class _Where(BaseCallback):
-        def _on_step(self) -> bool:
-            where_step["step"] = self.num_timesteps
-            return True
-
-    callbacks: list[BaseCallback] = [
-        _Where(), FiniteLossCallback(lambda: f"stage {stage}, step {model.num_timesteps}"),
-        RewardComponentCallback(ctx), ramp_cb, CriticWarmupCallback(ctx), EvalGateCallback(ctx),
-        CheckpointCallback(ctx),
-        ProgressCallback(reporter, int(state.start_step or 0)), *hooks.extra_callbacks,
-    ]
-    remaining = int(state.start_step or 0) + budget - int(model.num_timesteps)
+    callbacks = _callbacks(ctx, model, reporter, hooks, ramp_cb, where_step)
     reporter.start_stage(stage, ctx.stage_steps(model.num_timesteps), budget)
     if resumed_from is not None:
         print(f"stage {stage}: resumed from the checkpoint at step {resumed_from}", flush=True)
     try:
-        if remaining > 0 and not state.gate_passed:
-            model.learn(total_timesteps=remaining, callback=CallbackList(callbacks), reset_num_timesteps=False,
-                        tb_log_name=f"stage{stage}")
-    except KeyboardInterrupt:
-        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not tear the checkpoint
-        try:
-            step = save_checkpoint(ctx, model)
-        finally:
-            signal.signal(signal.SIGINT, previous)
-        _close(train_env, eval_envs, own_formats)
-        raise RunInterrupted(stage, step) from None
-    except BaseException:
+        _learn(ctx, model, budget, callbacks)
+    except BaseException:  # RunInterrupted (after its checkpoint), TrainingFault, ...
         _close(train_env, eval_envs, own_formats)
         raise
     if ramp_cb.missing:
@@ -262,6 +222,97 @@ def _train_stage(run_dir: Path, plan: RunPlan, summary: RunSummary, hooks: RunHo
     if hooks.on_stage_end is not None:
         hooks.on_stage_end(stage, state)
     _close(train_env, eval_envs, own_formats)
+
+
+def _begin_stage(plan: RunPlan, summary: RunSummary, stage: int, folder: Path,
+                 budget: int) -> Optional[tuple[int, Path, Path, Path]]:
+    """Prepare the stage folder and ``summary.stages[stage]``; return the checkpoint to resume from, or None for a
+    fresh start (a stage not running yet, or killed before its first checkpoint: its ``best/`` is removed)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    state = summary.stages[stage]
+    checkpoints = complete_checkpoints(folder)
+    resuming = state.status == "running" and bool(checkpoints)
+    if not resuming:
+        start = state.start_step if state.status == "running" and state.start_step is not None else summary.global_step
+        state = summary.stages[stage] = StageState(stage=stage, status="running", budget=budget, start_step=start)
+        shutil.rmtree(folder / BEST_DIR, ignore_errors=True)  # left by a killed attempt of this stage
+    state.budget = budget
+    if not (folder / STAGE_CONFIG_FILE).exists():
+        atomic_write_text(folder / STAGE_CONFIG_FILE, _stage_config_toml(plan, stage))
+    return checkpoints[-1] if resuming else None
+
+
+def _resume_model(config: RunConfig, summary: RunSummary, stage: int, checkpoint: tuple[int, Path, Path, Path],
+                  train_venv: Any, clock: StageClock, budget: int) -> tuple[Any, Any]:
+    """(model, training VecNormalize) from a checkpoint; ``summary.stages[stage]`` becomes the stage state saved
+    with it."""
+    from stable_baselines3.common.vec_env import VecNormalize
+
+    _, model_path, vecnorm_path, meta_path = checkpoint
+    saved = StageState.from_dict(read_json(meta_path)["state"])
+    saved.budget, saved.status = budget, "running"
+    summary.stages[stage] = saved
+    train_env = VecNormalize.load(str(vecnorm_path), train_venv)
+    train_env.training = True
+    model = algorithm_class(config.algorithm).load(str(model_path), env=train_env, device="cpu",
+                                                   custom_objects=stage_schedules(config, stage, clock))
+    if hasattr(model, "learning_starts"):  # the replay buffer is not checkpointed: refill a batch first
+        batch_size = int(algo_setting(config, stage, "batch_size"))
+        model.learning_starts = max(model.learning_starts, model.num_timesteps + batch_size)
+    return model, train_env
+
+
+def _fresh_model(config: RunConfig, state: StageState, stage: int, train_venv: Any, clock: StageClock,
+                 source_model: Optional[Path], source_vecnorm: Optional[Path]) -> tuple[Any, Any]:
+    """(model, training VecNormalize) built from the stage's config, warm-started from ``source_model``."""
+    kwargs = config.algo_kwargs(stage)
+    train_env = wrap_normalize(train_venv, config.algorithm, float(algo_setting(config, stage, "gamma")))
+    model = build_model(config, stage, train_env, clock, seed=config.seed)
+    if source_model is not None:
+        keep_log_std = "log_std_init" in (kwargs.get("policy_kwargs") or {})
+        warm_start(model, source_model, source_vecnorm, train_env, config.algorithm, keep_log_std,
+                   config.curriculum(stage).obs_norm_count)
+        state.warm_start = str(source_model)
+    model.num_timesteps = int(state.start_step or 0)
+    if hasattr(model, "learning_starts"):  # off-policy: random exploration counts from the stage start
+        model.learning_starts = int(model.learning_starts) + model.num_timesteps
+    return model, train_env
+
+
+def _callbacks(ctx: StageContext, model: Any, reporter: ProgressReporter, hooks: RunHooks,
+               ramp_cb: WarmupRampCallback, where_step: dict[str, int]) -> list[BaseCallback]:
+    """The stage's SB3 callbacks, in the order they run each step."""
+
+    class _Where(BaseCallback):  # the global step that NaN/inf messages of the training envs name
+        def _on_step(self) -> bool:
+            where_step["step"] = self.num_timesteps
+            return True
+
+    stage = ctx.stage
+    return [
+        _Where(), FiniteLossCallback(lambda: f"stage {stage}, step {model.num_timesteps}"),
+        RewardComponentCallback(ctx), ramp_cb, CriticWarmupCallback(ctx), EvalGateCallback(ctx),
+        CheckpointCallback(ctx),
+        ProgressCallback(reporter, int(ctx.state.start_step or 0)), *hooks.extra_callbacks,
+    ]
+
+
+def _learn(ctx: StageContext, model: Any, budget: int, callbacks: list[BaseCallback]) -> None:
+    """``model.learn`` for the rest of the budget (nothing once the gate passed); Ctrl-C saves a checkpoint and
+    raises :class:`RunInterrupted`."""
+    state = ctx.state
+    remaining = int(state.start_step or 0) + budget - int(model.num_timesteps)
+    try:
+        if remaining > 0 and not state.gate_passed:
+            model.learn(total_timesteps=remaining, callback=CallbackList(callbacks), reset_num_timesteps=False,
+                        tb_log_name=f"stage{ctx.stage}")
+    except KeyboardInterrupt:
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not tear the checkpoint
+        try:
+            step = save_checkpoint(ctx, model)
+        finally:
+            signal.signal(signal.SIGINT, previous)
+        raise RunInterrupted(ctx.stage, step) from None
 
 
 def _close(train_env: Any, eval_envs: list, formats: list[KVWriter]) -> None:

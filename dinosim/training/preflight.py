@@ -15,8 +15,17 @@ from pathlib import Path
 from typing import Any, NamedTuple, Optional
 
 from dinosim.errors import DinosimError
+from dinosim.runfolder import (
+    BEST_DIR,
+    MODEL_FILE,
+    RUN_FILE,
+    check_run_name,
+    planned_run_dir,
+    policy_files,
+    stage_dirs,
+    stage_number,
+)
 from dinosim.training.request import RunRequest
-from dinosim.training.rundir import MODEL_FILE, RUN_FILE, VECNORM_FILE, check_run_name, planned_run_dir
 from dinosim.training.state import read_run_file
 
 
@@ -37,21 +46,13 @@ class Preflight:
     init: Optional[InitSource]
 
 
-def stage_policy(folder: Path) -> tuple[Optional[Path], Optional[Path]]:
-    """(model, vecnormalize) of a stage folder: its ``best/`` policy, else its final one; (None, None) if none."""
-    for sub in (folder / "best", folder):
-        if (sub / MODEL_FILE).exists():
-            return sub / MODEL_FILE, (sub / VECNORM_FILE) if (sub / VECNORM_FILE).exists() else None
-    return None, None
-
-
 def find_init_source(path: Path, algorithm: str, species: Optional[str] = None) -> InitSource:
     """The policy to warm-start from: a run folder's last trained stage (best, else final model) or a stage
     folder's. Raises DinosimError when there is no model, or its algorithm (or, when given, species) differs."""
     path = Path(path)
     if (path / RUN_FILE).exists():
-        run_dir, candidates = path, sorted((p for p in path.glob("stage*") if p.is_dir()), reverse=True)
-    elif path.name.startswith("stage") and (path.parent / RUN_FILE).exists():
+        run_dir, candidates = path, list(reversed(stage_dirs(path).values()))
+    elif stage_number(path) is not None and (path.parent / RUN_FILE).exists():
         run_dir, candidates = path.parent, [path]
     else:
         raise DinosimError(f"--init-from {path}: not a dinosim run or stage folder (no {RUN_FILE})")
@@ -66,10 +67,10 @@ def find_init_source(path: Path, algorithm: str, species: Optional[str] = None) 
     if species is not None and source_species != species:
         raise DinosimError(f"--init-from {path}: it holds a {source_species} policy, this run trains a {species}")
     for folder in candidates:
-        model, vecnorm = stage_policy(folder)
+        model, vecnorm = policy_files(folder)
         if model is not None:
             return InitSource(model, vecnorm, run_data["config"].get(folder.name, {}).get("env"))
-    raise DinosimError(f"--init-from {path}: no trained model in it (best/{MODEL_FILE} or {MODEL_FILE})")
+    raise DinosimError(f"--init-from {path}: no trained model in it ({BEST_DIR}/{MODEL_FILE} or {MODEL_FILE})")
 
 
 def _check_creatable(folder: Path) -> None:

@@ -29,8 +29,14 @@ class ProgressReporter:
 
     def __enter__(self) -> "ProgressReporter":
         if self.rich:
-            from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
-                                       TimeRemainingColumn)
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                TextColumn,
+                TimeElapsedColumn,
+                TimeRemainingColumn,
+            )
 
             self._progress = Progress(
                 TextColumn("[bold]stage {task.fields[stage]}"), BarColumn(), MofNCompleteColumn(),

@@ -24,10 +24,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional
 
 from dinosim.errors import DinosimError
-from dinosim.training.preflight import find_init_source, preflight, stage_policy  # noqa: F401 (re-exported)
+from dinosim.runfolder import (
+    RUN_FILE,
+    SUMMARY_FILE,
+    new_run_dir,
+    process_alive,
+    select_policy,
+    stage_dir,
+)
+from dinosim.training.preflight import find_init_source, preflight  # noqa: F401 (find_init_source re-exported)
 from dinosim.training.request import NORMAL, QUIET, VERBOSE, RunRequest, WandbOptions
-from dinosim.training.rundir import (MODEL_FILE, RUN_FILE, SUMMARY_FILE, VECNORM_FILE, new_run_dir, process_alive,
-                                     stage_dir)
 from dinosim.training.state import RunSummary, StageState, read_run_file, write_run_file
 
 if TYPE_CHECKING:
@@ -71,7 +77,7 @@ def _versions() -> dict[str, str]:
 
 
 def _git_commit() -> str:
-    from dinosim.tracking.flatten import git_commit
+    from dinosim.config.flatten import git_commit
 
     return git_commit() or "unknown"
 
@@ -141,10 +147,9 @@ def _plan(run_data: dict) -> "RunPlan":
 
 def _execute(run_dir: Path, run_data: dict, summary: RunSummary, progress: bool,
              hooks: Optional["RunHooks"], output: int = NORMAL) -> int:
+    from dinosim.training.builders import configure_torch_threads
     from dinosim.training.curriculum import GateNotPassed, RunHooks, RunInterrupted, execute
     from dinosim.training.faults import TrainingFault
-
-    from dinosim.training.builders import configure_torch_threads
 
     configure_torch_threads()
     plan = _plan(run_data)
@@ -230,11 +235,12 @@ def _log_stage_video(tracker: Any, run_dir: Path, stage: int, step: int, hooks: 
     """Render one episode of the stage's best policy and attach it to the W&B run (skipped with a message when
     no policy was saved or no GL backend works)."""
     from dinosim.tracking.render import preferred_video_suffix, render_best_policy
+    from dinosim.training.builders import load_model
 
     folder = stage_dir(run_dir, stage)
     path = folder / f"best_policy{preferred_video_suffix()}"
     try:
-        render_best_policy(folder, path, episodes=1, max_frames=300, width=320, frame_every=2)
+        render_best_policy(folder, path, load_model=load_model, episodes=1, max_frames=300, width=320, frame_every=2)
         tracker.log_video(path, stage, step)
     except DinosimError as exc:
         hooks.messages.append(f"stage {stage}: no video for W&B ({exc})")
@@ -293,27 +299,6 @@ def evaluate(run_dir: Path, stage: Optional[int], episodes: int, deterministic: 
     return _evaluate_model(run_data, int(stage), model_path, vecnorm_path, options)
 
 
-def select_policy(folder: Path, which: str) -> tuple[Optional[Path], Optional[Path]]:
-    """(model, vecnormalize) of a stage folder: ``best``, ``final``, a checkpoint's global step, or ``auto``."""
-    from dinosim.training.rundir import checkpoint_paths, complete_checkpoints
-
-    if which == "best":
-        sub = folder / "best"
-    elif which == "final":
-        sub = folder
-    elif which.isdigit():
-        model, vecnorm, _ = checkpoint_paths(folder, int(which))
-        return (model, vecnorm) if model.exists() and vecnorm.exists() else (None, None)
-    else:
-        model, vecnorm = stage_policy(folder)
-        if model is None and complete_checkpoints(folder):
-            model, vecnorm = complete_checkpoints(folder)[-1][1:3]
-        return model, vecnorm
-    if not (sub / MODEL_FILE).exists():
-        return None, None
-    return sub / MODEL_FILE, (sub / VECNORM_FILE) if (sub / VECNORM_FILE).exists() else None
-
-
 @dataclass(frozen=True)
 class EvalOptions:
     episodes: int
@@ -334,7 +319,11 @@ def _evaluate_model(run_data: dict, stage: int, model_path: Path, vecnorm_path: 
     from dinosim.envs import make_env
     from dinosim.training.builders import configure_torch_threads, load_model
     from dinosim.training.evaluation import (
-        format_report, model_policy, obs_normalizer, run_seeded_episodes, heldout_seeds,
+        format_report,
+        heldout_seeds,
+        model_policy,
+        obs_normalizer,
+        run_seeded_episodes,
     )
 
     configure_torch_threads()

@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Optional
 
-from dinosim.training.rundir import RUN_FILE, SUMMARY_FILE, atomic_write_json, read_json
+from dinosim.runfolder import RUN_FILE, SUMMARY_FILE, atomic_write_json, read_json
 
 RUN_FORMAT = 1
 STATUSES = ("running", "finished", "failed", "interrupted")

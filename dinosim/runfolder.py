@@ -1,16 +1,23 @@
-"""Run folders and crash-safe file I/O (standard library only, so bad-input checks stay cheap).
+"""The run folder: names of its files, crash-safe writes and readers (standard library only, below every layer).
+
+Every layer that touches a run folder (training writes it, tracking and sweeps read it, the CLI checks it) takes
+the names and helpers from here, so each file name and each read/write rule is defined once. Importing this module
+is cheap: bad-input checks can use it before torch, SB3 or mujoco are imported.
 
 Contract: every file under a run folder is written by :func:`atomic_write_bytes` (a temporary file in the same
 folder, flushed and fsynced, then ``os.replace``), so a kill at any moment leaves either the old or the new complete
 file, never a torn one. JSON-lines files (``metrics.jsonl``, ``$DINOSIM_TRIAL_METRICS``) are only appended to with
-one ``os.write`` of one whole line on an ``O_APPEND`` descriptor.
+one ``os.write`` of one whole line on an ``O_APPEND`` descriptor; readers skip a torn or blank line.
 
 Layout of a run folder (see :func:`new_run_dir`)::
 
     <run_dir>/run.json            the request: command, resolved config, CLI options (what `resume` rebuilds from)
     <run_dir>/summary.json        overall status + per-stage progress (see dinosim.training.state)
     <run_dir>/metrics.jsonl       one JSON line per evaluation
-    <run_dir>/stage<N>/config.toml, model.zip, vecnormalize.pkl, evaluations.npz, best/, checkpoints/, tb/
+    <run_dir>/wandb.json          the W&B run id, so `resume` continues the same W&B run
+    <run_dir>/stage<N>/config.toml, model.zip, vecnormalize.pkl, evaluations.npz, tb/
+    <run_dir>/stage<N>/best/model.zip, vecnormalize.pkl, best.json     the best evaluation so far
+    <run_dir>/stage<N>/checkpoints/step_<12 digits>_model.zip, ..._vecnormalize.pkl, step_<...>.json
 """
 
 from __future__ import annotations
@@ -24,14 +31,26 @@ import tempfile
 from pathlib import Path
 from typing import Any, Iterable, Optional
 
+from dinosim.errors import DinosimError
+
 RUNS_DIR_ENV = "DINOSIM_RUNS_DIR"
 TRIAL_METRICS_ENV = "DINOSIM_TRIAL_METRICS"
 RUN_FILE = "run.json"
 SUMMARY_FILE = "summary.json"
 METRICS_FILE = "metrics.jsonl"
+WANDB_FILE = "wandb.json"
+STAGE_CONFIG_FILE = "config.toml"
 MODEL_FILE = "model.zip"
 VECNORM_FILE = "vecnormalize.pkl"
+EVALUATIONS_FILE = "evaluations.npz"
+BEST_DIR = "best"
+BEST_META_FILE = "best.json"
+CHECKPOINTS_DIR = "checkpoints"
+TENSORBOARD_DIR = "tb"
+POLICY_CHOICES = ("best", "final")
 _TMP_PREFIX = ".tmp-"
+_STAGE_DIR = re.compile(r"stage(\d+)")
+_CHECKPOINT_META = re.compile(r"step_(\d+)\.json")
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
@@ -72,7 +91,18 @@ def _json_default(value: Any) -> Any:
 
 
 def read_json(path: Path) -> Any:
+    """The parsed JSON file (raises ``OSError`` / ``json.JSONDecodeError`` like :func:`json.loads`)."""
     return json.loads(Path(path).read_text(encoding="utf-8"))
+
+
+def read_json_lines(path: Path) -> list[dict[str, Any]]:
+    """Dict records of a JSON-lines file, [] when it does not exist; a torn last line (still being written) is
+    skipped (see :func:`parse_json_lines`)."""
+    try:
+        data = Path(path).read_bytes()
+    except FileNotFoundError:
+        return []
+    return parse_json_lines(data.splitlines())
 
 
 def parse_json_lines(lines: Iterable[str | bytes]) -> list[dict[str, Any]]:
@@ -84,7 +114,7 @@ def parse_json_lines(lines: Iterable[str | bytes]) -> list[dict[str, Any]]:
             continue
         try:
             record = json.loads(line)
-        except json.JSONDecodeError:
+        except ValueError:  # JSONDecodeError, or bytes that are not UTF-8 (a torn multi-byte character)
             continue
         if isinstance(record, dict):
             records.append(record)
@@ -165,8 +195,6 @@ def new_run_dir(species: str, name: Optional[str], explicit: Optional[Path] = No
     The folder is created. An explicit folder that already holds a run is refused (use `resume`); an automatic name
     that collides gets a ``-2``, ``-3``... suffix.
     """
-    from dinosim.errors import DinosimError
-
     base = planned_run_dir(species, name, explicit, now)
     if explicit is not None:
         if (base / RUN_FILE).exists():
@@ -184,23 +212,75 @@ def new_run_dir(species: str, name: Optional[str], explicit: Optional[Path] = No
 
 
 def stage_dir(run_dir: Path, stage: int) -> Path:
+    """``<run_dir>/stage<N>``."""
     return Path(run_dir) / f"stage{stage}"
+
+
+def stage_number(folder: Path) -> Optional[int]:
+    """N for a folder named ``stage<N>``, else None."""
+    match = _STAGE_DIR.fullmatch(Path(folder).name)
+    return int(match.group(1)) if match else None
+
+
+def stage_dirs(run_dir: Path) -> dict[int, Path]:
+    """``{N: run_dir/stage<N>}`` for every ``stage<N>/`` folder of a run, by stage number ({} for no folder)."""
+    run_dir = Path(run_dir)
+    found = {}
+    for child in run_dir.iterdir() if run_dir.is_dir() else ():
+        number = stage_number(child)
+        if number is not None and child.is_dir():
+            found[number] = child
+    return dict(sorted(found.items()))
+
+
+def policy_files(stage_folder: Path, prefer: str = "best") -> tuple[Optional[Path], Optional[Path]]:
+    """(model, vecnormalize) of a stage: the pair in ``best/`` when it holds a model, else the stage's final pair
+    (the other order with ``prefer="final"``); ``(None, None)`` when neither holds a model.
+
+    The vecnormalize file is always the one saved next to the model (None when that folder has none), never one
+    from the other folder: observation statistics belong to the policy that was trained with them.
+    """
+    if prefer not in POLICY_CHOICES:
+        raise DinosimError(f"prefer={prefer!r}: use 'best' or 'final'")
+    for which in (POLICY_CHOICES if prefer == "best" else POLICY_CHOICES[::-1]):
+        model, vecnorm = select_policy(stage_folder, which)
+        if model is not None:
+            return model, vecnorm
+    return None, None
+
+
+def select_policy(stage_folder: Path, which: str) -> tuple[Optional[Path], Optional[Path]]:
+    """(model, vecnormalize) of a stage folder chosen by ``which``: ``"best"`` or ``"final"`` (that pair only), a
+    checkpoint's global step (digits; both files must exist), or ``"auto"``: :func:`policy_files`, else the newest
+    complete checkpoint. ``(None, None)`` when the choice holds no model."""
+    stage_folder = Path(stage_folder)
+    if which in POLICY_CHOICES:
+        folder = stage_folder / BEST_DIR if which == "best" else stage_folder
+        if not (folder / MODEL_FILE).exists():
+            return None, None
+        return folder / MODEL_FILE, (folder / VECNORM_FILE) if (folder / VECNORM_FILE).exists() else None
+    if which.isdigit():
+        model, vecnorm, _ = checkpoint_paths(stage_folder, int(which))
+        return (model, vecnorm) if model.exists() and vecnorm.exists() else (None, None)
+    model, vecnorm = policy_files(stage_folder)
+    checkpoints = complete_checkpoints(stage_folder) if model is None else []
+    return (checkpoints[-1][1], checkpoints[-1][2]) if checkpoints else (model, vecnorm)
 
 
 def checkpoint_paths(stage_folder: Path, step: int) -> tuple[Path, Path, Path]:
     """(model, vecnormalize, meta) of the checkpoint at global ``step``; the meta file is written last."""
-    folder = Path(stage_folder) / "checkpoints"
+    folder = Path(stage_folder) / CHECKPOINTS_DIR
     stem = f"step_{step:012d}"
-    return folder / f"{stem}_model.zip", folder / f"{stem}_vecnormalize.pkl", folder / f"{stem}.json"
+    return folder / f"{stem}_{MODEL_FILE}", folder / f"{stem}_{VECNORM_FILE}", folder / f"{stem}.json"
 
 
 def complete_checkpoints(stage_folder: Path) -> list[tuple[int, Path, Path, Path]]:
     """Checkpoints whose three files all exist, oldest first: ``(step, model, vecnormalize, meta)``."""
-    folder = Path(stage_folder) / "checkpoints"
+    folder = Path(stage_folder) / CHECKPOINTS_DIR
     out = []
     if folder.is_dir():
         for meta in folder.glob("step_*.json"):
-            match = re.fullmatch(r"step_(\d+)\.json", meta.name)
+            match = _CHECKPOINT_META.fullmatch(meta.name)
             if not match:
                 continue
             step = int(match.group(1))
@@ -218,10 +298,6 @@ def prune_checkpoints(stage_folder: Path, keep: int) -> None:
                 path.unlink()
             except FileNotFoundError:
                 pass
-
-
-def iter_run_files(run_dir: Path) -> Iterable[Path]:
-    return (p for p in Path(run_dir).rglob("*") if p.is_file())
 
 
 def process_alive(pid: Optional[int]) -> bool:
