@@ -35,7 +35,8 @@ TINY = [
     "curriculum.eval_freq=256", "curriculum.eval_episodes=2", "curriculum.save_freq=512",
     "env.max_episode_steps=60", "curriculum.min_avg_episode_length=0.0",
     "1.curriculum.min_avg_reward=-1000.0", "1.curriculum.required_consecutive=1",
-    "2.curriculum.min_avg_reward=1000.0", "2.curriculum.min_success_rate=0.5",
+    "2.curriculum.min_avg_reward=1000.0", "2.curriculum.min_success_rate=0.5", "curriculum.gate_episodes=2",
+    "2.env.task=strike",  # a success-rate gate needs a task that reports success
 ]
 RUNS = {"A": [], "B": ["env.alive_bonus=0.5", "--seed", "1"]}
 

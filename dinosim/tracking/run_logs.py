@@ -26,6 +26,8 @@ from typing import Any, Iterable, Optional
 from dinosim.config.loader import TOMLDecodeError, loads_toml
 from dinosim.errors import DinosimError
 from dinosim.runfolder import (
+    EVAL_KIND_KEY,
+    GATE_KIND,
     METRICS_FILE,
     STAGE_CONFIG_FILE,
     SUMMARY_FILE,
@@ -88,7 +90,8 @@ class RunLogs:
     summary: dict[str, Any]
     stages: dict[int, StageLogs]
     scalars: dict[str, Series]  # TensorBoard tags -> series (global steps)
-    evals: list[dict[str, Any]]  # metrics.jsonl records, in file order
+    evals: list[dict[str, Any]]  # metrics.jsonl screening records, in file order (the curves and "last eval")
+    gate_evals: list[dict[str, Any]] = field(default_factory=list)  # gate evaluations (eval_kind "gate")
 
     def series(self, tag: str) -> Optional[Series]:
         """An eval key from ``metrics.jsonl`` when it has one, else the TensorBoard tag, else None."""
@@ -213,11 +216,13 @@ def load_run(path: Path, label: Optional[str] = None) -> RunLogs:
     check_has_logs(path)
     summary = read_summary(path)
     scalars = read_scalars(path) if event_files(path) else {}
-    evals = read_json_lines(path / METRICS_FILE)
+    records = read_json_lines(path / METRICS_FILE)
+    evals = [r for r in records if r.get(EVAL_KIND_KEY) != GATE_KIND]
+    gate_evals = [r for r in records if r.get(EVAL_KIND_KEY) == GATE_KIND]
     if not any(scalars.values()) and not evals:  # event files that hold no scalar yet (the run just started)
         raise DinosimError(f"{path} has no logged values yet; wait until the run logs its first rollout or evaluation")
     stages = _stages(path, summary, scalars, evals)
-    return RunLogs(path, label or default_label(path), summary, stages, scalars, evals)
+    return RunLogs(path, label or default_label(path), summary, stages, scalars, evals, gate_evals)
 
 
 def default_label(path: Path) -> str:

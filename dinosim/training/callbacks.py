@@ -24,9 +24,13 @@ from dinosim.config.settings import CurriculumSettings
 from dinosim.runfolder import (
     BEST_DIR,
     BEST_META_FILE,
+    EVAL_KIND_KEY,
+    EVAL_SEEDS_KEY,
     EVALUATIONS_FILE,
+    GATE_KIND,
     METRICS_FILE,
     MODEL_FILE,
+    SCREEN_KIND,
     TRIAL_METRICS_ENV,
     VECNORM_FILE,
     append_json_line,
@@ -211,7 +215,7 @@ class EvalGateCallback(BaseCallback):
         result, seeds = self._play(cur.eval_episodes, normalize)
         state.evaluations += 1
         state.gate_streak = state.gate_streak + 1 if cur.screen_passes(result.stats()) else 0
-        self._record(result, seeds, "screen", step)
+        self._record(result, seeds, SCREEN_KIND, step)
         h = ctx.history
         h["timesteps"].append(step)
         h["results"].append(result.returns)
@@ -221,7 +225,7 @@ class EvalGateCallback(BaseCallback):
         if state.gate_streak >= cur.required_consecutive:
             gate, gate_seed_range = self._play(cur.gate_episodes, normalize)
             passed = cur.gate_passes(gate.stats())
-            self._record(gate, gate_seed_range, "gate", step)
+            self._record(gate, gate_seed_range, GATE_KIND, step)
             if passed:
                 state.gate_passed, state.gate_passed_at = True, step
             else:
@@ -239,22 +243,22 @@ class EvalGateCallback(BaseCallback):
         metrics["eval/episodes"] = stats.episodes
         metrics["eval/return_lb"] = bounds["return"]
         metrics["eval/success_lb"] = bounds.get("success")
-        prefix = "eval/" if kind == "screen" else "gate/"
+        prefix = "eval/" if kind == SCREEN_KIND else "gate/"
         for key, value in metrics.items():
             if value is not None and key != "eval/std_reward":
                 self.logger.record(prefix + key[len("eval/"):], value)
-        if kind == "screen":
+        if kind == SCREEN_KIND:
             state.last_eval = {"global_step": step, **metrics}
         rank = cur.rank(stats)
         if state.best_eval is None or rank > tuple(state.best_eval.get("rank", (-math.inf, -math.inf))):
             save_model_atomic(self.model, ctx.stage_dir / BEST_DIR / MODEL_FILE)
             save_vecnormalize_atomic(ctx.train_env, ctx.stage_dir / BEST_DIR / VECNORM_FILE)
             atomic_write_json(ctx.stage_dir / BEST_DIR / BEST_META_FILE,
-                              {"global_step": step, "eval_kind": kind, **metrics})
-            state.best_eval, state.best_step = {**metrics, "eval_kind": kind, "rank": list(rank)}, step
+                              {"global_step": step, EVAL_KIND_KEY: kind, **metrics})
+            state.best_eval, state.best_step = {**metrics, EVAL_KIND_KEY: kind, "rank": list(rank)}, step
         # eval component means are "eval/reward/<term>": "reward/<term>" is the training-rollout series
-        record = {"global_step": step, "stage": ctx.stage, **metrics, "eval_kind": kind,
-                  "eval_seeds": [seeds.start, seeds.stop]}
+        record = {"global_step": step, "stage": ctx.stage, **metrics, EVAL_KIND_KEY: kind,
+                  EVAL_SEEDS_KEY: [seeds.start, seeds.stop]}
         append_json_line(ctx.run_dir / METRICS_FILE, record)
         trial_path = os.environ.get(TRIAL_METRICS_ENV)
         if trial_path:
