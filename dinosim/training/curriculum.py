@@ -30,8 +30,8 @@ from dinosim.training.builders import (
     EnvFactory, build_model, default_env_factory, make_vec_env, stage_schedules, warm_start, wrap_normalize,
 )
 from dinosim.training.callbacks import (
-    CheckpointCallback, CriticWarmupCallback, EvalGateCallback, EvalSink, RewardComponentCallback, StageContext, WarmupRampCallback,
-    load_evaluations, save_checkpoint, write_evaluations,
+    CheckpointCallback, CriticWarmupCallback, EvalGateCallback, EvalSink, RewardComponentCallback, SignalCallback,
+    StageContext, WarmupRampCallback, load_evaluations, save_checkpoint, write_evaluations,
 )
 from dinosim.training.faults import FiniteCheckVecEnv, FiniteLossCallback
 from dinosim.training.progress import ProgressCallback, ProgressReporter
@@ -228,7 +228,7 @@ def _train_stage(run_dir: Path, plan: RunPlan, summary: RunSummary, hooks: RunHo
 
     callbacks: list[BaseCallback] = [
         _Where(), FiniteLossCallback(lambda: f"stage {stage}, step {model.num_timesteps}"),
-        RewardComponentCallback(ctx), ramp_cb, CriticWarmupCallback(ctx), EvalGateCallback(ctx),
+        RewardComponentCallback(ctx), SignalCallback(), ramp_cb, CriticWarmupCallback(ctx), EvalGateCallback(ctx),
         CheckpointCallback(ctx),
         ProgressCallback(reporter, int(state.start_step or 0)), *hooks.extra_callbacks,
     ]
