@@ -1,0 +1,139 @@
+"""Symptoms and the ``--override`` suggestions attached to them.
+
+A :class:`Symptom` is one finding of one rule on one stage: a stable ``id`` (``<category>.<name>``), a confidence
+in (0, 1], the evidence (human lines plus the numbers behind them) and overrides to try. Overrides are built by
+:class:`Suggest` from the stage's own resolved config and checked against the config schema of the run's species
+(:func:`dinosim.config.schema.section_keys`): a key the species or algorithm does not accept is never suggested.
+Each override is stage-scoped (``stageN.section.key=value``) so it can be pasted into ``train``/``curriculum``/a
+sweep as is.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+from dinosim.config.schema import section_keys
+from dinosim.config.toml_writer import value_text
+from dinosim.tracking.diagnose.data import StageData
+
+CATEGORIES = ("balance", "locomotion", "behaviour", "algorithm")
+
+
+@dataclass
+class Symptom:
+    """One rule's finding on one stage (see the module docstring); ``numbers`` are JSON numbers or None."""
+
+    id: str
+    stage: int
+    confidence: float
+    summary: str
+    evidence: list[str]
+    numbers: dict[str, Any]
+    overrides: list[str] = field(default_factory=list)
+
+    @property
+    def category(self) -> str:
+        return self.id.split(".", 1)[0]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"id": self.id, "category": self.category, "stage": self.stage,
+                "confidence": round(float(self.confidence), 3), "summary": self.summary,
+                "evidence": list(self.evidence), "numbers": {k: _json_number(v) for k, v in self.numbers.items()},
+                "overrides": list(self.overrides)}
+
+
+def confidence(excess: float, evals: int = 3, needed: int = 3) -> float:
+    """Confidence of a finding: 0.5 at the threshold rising to 1 at twice past it (``excess`` = how far past the
+    threshold, as a fraction of it, >= 0), scaled down when fewer than ``needed`` evaluations back it."""
+    base = 0.5 + 0.5 * min(max(excess, 0.0), 1.0)
+    support = min(1.0, max(evals, 1) / max(needed, 1))
+    return round(base * (0.6 + 0.4 * support), 3)
+
+
+def nice(value: float) -> float | int:
+    """``value`` rounded to 3 significant figures (ints stay ints)."""
+    if isinstance(value, int) or value == 0 or not math.isfinite(value):
+        return value
+    digits = 2 - int(math.floor(math.log10(abs(value))))
+    return round(value, digits) if digits > 0 else float(round(value, digits))
+
+
+class Suggest:
+    """Builds validated, stage-scoped overrides for one stage (see the module docstring)."""
+
+    def __init__(self, data: StageData) -> None:
+        self.data = data
+        self.out: list[str] = []
+
+    def _valid(self, section: str, key: str) -> bool:
+        try:
+            keys = section_keys(section, self.data.species)
+        except (KeyError, ModuleNotFoundError):
+            return False
+        head, _, child = key.partition(".")
+        spec = keys.get(head)
+        if spec is None:
+            return False
+        return not child or (spec.children is not None and child in spec.children)
+
+    def add(self, section: str, key: str, value: Any) -> "Suggest":
+        """Append ``stageN.section.key=value`` unless the key is invalid for this species/algorithm or already set."""
+        if value is None or not self._valid(section, key):
+            return self
+        if isinstance(value, float):
+            value = nice(value)
+        text = f"stage{self.data.stage}.{section}.{key}={value_text(value)}"
+        if not any(o.split("=", 1)[0] == text.split("=", 1)[0] for o in self.out):
+            self.out.append(text)
+        return self
+
+    def env(self, key: str, value: Any) -> "Suggest":
+        return self.add("env", key, value)
+
+    def algo(self, key: str, value: Any) -> "Suggest":
+        return self.add(self.data.algo_section, key, value)
+
+    def policy(self, key: str, value: Any) -> "Suggest":
+        return self.add(self.data.algo_section, f"policy_kwargs.{key}", value)
+
+    def curriculum(self, key: str, value: Any) -> "Suggest":
+        return self.add("curriculum", key, value)
+
+    def scale_env(self, key: str, factor: float, if_zero: Optional[float] = None) -> "Suggest":
+        """``key`` times ``factor``; ``if_zero`` (derived by the rule from other weights) when it is 0 or unset."""
+        current = self.data.env.get(key)
+        if isinstance(current, (int, float)) and not isinstance(current, bool) and current != 0:
+            return self.env(key, float(current) * factor)
+        return self.env(key, if_zero) if if_zero is not None else self
+
+    def scale_algo(self, key: str, factor: float) -> "Suggest":
+        current = self.data.algo(key)
+        if isinstance(current, (int, float)) and not isinstance(current, bool) and current != 0:
+            return self.algo(key, float(current) * factor)
+        return self
+
+
+def behaviour_keys(species: str) -> dict[str, str]:
+    """``{"bonus": ..., "approach": ..., "proximity": ...}``: the species' own stage-3 weight keys, found in its
+    ``[env]`` schema (``<behaviour>_bonus``, ``<behaviour>_approach_weight``, ``<behaviour>_proximity_weight``)."""
+    out = {}
+    for key in section_keys("env", species):
+        if key.endswith("_bonus") and key != "alive_bonus":
+            out["bonus"] = key
+        elif key.endswith("_approach_weight"):
+            out["approach"] = key
+        elif key.endswith("_proximity_weight"):
+            out["proximity"] = key
+    return out
+
+
+def _json_number(value: Any) -> Any:
+    if isinstance(value, bool) or value is None or isinstance(value, (int, str)):
+        return value
+    if isinstance(value, float):
+        return nice(value) if math.isfinite(value) else None
+    if isinstance(value, (list, tuple)):
+        return [_json_number(v) for v in value]
+    return value
