@@ -352,9 +352,10 @@ class WarmupRampCallback(BaseCallback):
 
 
 SIGNAL_PREFIX = "signal/"
-# info key -> how an episode is summarised: "mean" of the per-step value, "abs" mean of its magnitude, "last" value.
+# info key -> how an episode is summarised: "mean" of the per-step value, "absmean" magnitude of that mean (a steady
+# sideways walk or spin in either direction, not sway), "last" value.
 SIGNALS: dict[str, str] = {
-    "forward_velocity": "mean", "lateral_velocity": "abs", "yaw_rate": "abs", "drift": "last",
+    "forward_velocity": "mean", "lateral_velocity": "absmean", "yaw_rate": "absmean", "drift": "last",
     "gait_asymmetry": "mean",
 }
 FELL_SIGNAL = "signal/fell"  # fraction of finished episodes that ended in a fall
@@ -363,8 +364,8 @@ FELL_SIGNAL = "signal/fell"  # fraction of finished episodes that ended in a fal
 class SignalCallback(BaseCallback):
     """``signal/<name>``: per-episode summaries of the env's physical signals over training-rollout episodes.
 
-    For each finished episode: the mean of ``forward_velocity`` and ``gait_asymmetry``, the mean magnitude of
-    ``lateral_velocity`` and ``yaw_rate``, the final ``drift`` (m from the spawn point), and ``signal/fell`` (1 when
+    For each finished episode: the mean of ``forward_velocity`` and ``gait_asymmetry``, the magnitude of the mean
+    of ``lateral_velocity`` and ``yaw_rate`` (steady sideways walking or spinning, not sway), the final ``drift`` (m from the spawn point), and ``signal/fell`` (1 when
     the episode ended with a ``fell_*`` termination reason). Averaged over the episodes finished since the last dump,
     like ``reward/<term>``. Envs without these info keys log nothing. ``dinosim diagnose`` reads them.
     """
@@ -387,8 +388,7 @@ class SignalCallback(BaseCallback):
             for key, how in SIGNALS.items():
                 value = info.get(key)
                 if isinstance(value, _NUMBERS):
-                    sums[key] = float(value) if how == "last" else sums.get(key, 0.0) + (
-                        abs(float(value)) if how == "abs" else float(value))
+                    sums[key] = float(value) if how == "last" else sums.get(key, 0.0) + float(value)
             if dones is not None and dones[i]:
                 self._episode_end(sums, self._steps[i], str(info.get("termination_reason", "")))
                 self._sums[i], self._steps[i] = {}, 0
@@ -398,5 +398,7 @@ class SignalCallback(BaseCallback):
         if not sums or steps <= 0:
             return
         for key, value in sums.items():
-            self.logger.record_mean(SIGNAL_PREFIX + key, value if SIGNALS[key] == "last" else value / steps)
+            how = SIGNALS[key]
+            summary = value if how == "last" else value / steps
+            self.logger.record_mean(SIGNAL_PREFIX + key, abs(summary) if how == "absmean" else summary)
         self.logger.record_mean(FELL_SIGNAL, 1.0 if reason.startswith("fell") else 0.0)

@@ -186,6 +186,7 @@ def _start_wandb(run_dir: Path, run_data: dict, config: "RunConfig", hooks: "Run
         tracker.log_gate(stage, state.gate_passed, state.gate_passed_at or end_step,
                          timesteps_used=state.timesteps_used)
         _log_stage_video(tracker, Path(run_dir), stage, end_step, hooks)
+        _log_stage_diagnosis(tracker, Path(run_dir), stage, end_step, hooks)
         if previous_end:
             previous_end(stage, state)
 
@@ -205,6 +206,14 @@ def _log_stage_video(tracker: Any, run_dir: Path, stage: int, step: int, hooks: 
         tracker.log_video(path, stage, step)
     except DinosimError as exc:
         hooks.messages.append(f"stage {stage}: no video for W&B ({exc})")
+
+
+def _log_stage_diagnosis(tracker: Any, run_dir: Path, stage: int, step: int, hooks: "RunHooks") -> None:
+    """``dinosim diagnose`` of the finished stage into the W&B summary and a table (a message when it cannot run)."""
+    try:
+        tracker.log_diagnosis(run_dir, stage, step)
+    except DinosimError as exc:
+        hooks.messages.append(f"stage {stage}: no diagnosis for W&B ({exc})")
 
 
 def _print_summary(run_dir: Path, summary: RunSummary) -> None:

@@ -17,7 +17,7 @@ FALL_SUCCESS_MAX = 0.5  # ... unless at least this success rate explains the sho
 ALIVE_SHARE = 0.5  # drift_to_survive: alive reward at least this share of the positive reward ...
 DRIFT_LIMIT_M = 1.5  # ... and the torso ends episodes at least this far (m) from its spawn point
 STAY_LENGTH = 0.5  # drift_to_survive, spin: "to stay alive/upright" = episodes last this fraction of max steps
-YAW_RATE_LIMIT = 0.5  # spin: mean |yaw rate| at least this (rad/s) ...
+YAW_RATE_LIMIT = 0.5  # spin: |mean yaw rate| at least this (rad/s) ...
 SPIN_SHARE = 0.2  # ... or the spin penalty at least this share of the positive reward
 PLATEAU_EVALS = 6  # plateau: at least this many evaluations ...
 PLATEAU_GAIN = 0.05  # ... the second half's best return beats the first half's by less than this x |gate| ...
@@ -25,8 +25,9 @@ PLATEAU_BELOW = 0.8  # ... and the recent return is below this fraction of the g
 JERK_SHARE = 0.25  # jerky: smoothness + energy penalties at least this share of the positive reward
 STILL_FRACTION = 0.1  # standing_still: mean forward speed below this fraction of forward_vel_max ...
 STILL_LENGTH = 0.5  # ... while episodes last at least this fraction of max_episode_steps (not falling)
-LATERAL_LIMIT = 0.1  # sideways: mean |lateral velocity| at least this (m/s) ...
-LATERAL_RATIO = 0.5  # ... and at least this fraction of the forward speed, or ...
+LATERAL_LIMIT = 0.1  # sideways: |mean lateral velocity| at least this (m/s) ...
+LATERAL_RATIO = 0.5  # ... and at least this fraction of the forward speed, with episodes ending DRIFT_LIMIT_M or
+# more from the spawn point (when the drift is logged: a sway in a short episode is no walk), or ...
 HEADING_SHARE = 0.2  # ... heading + lateral penalties at least this share of the positive reward
 WALK_FRACTION = 0.3  # falls_while_walking: forward speed at least this fraction of forward_vel_max ...
 WALK_FALL_LENGTH = 0.6  # ... and episodes shorter than this fraction of max_episode_steps
@@ -93,7 +94,7 @@ def spin(d: StageData) -> Optional[Symptom]:
                              if_zero=0.25 * alive / yaw ** 2 if yaw and alive > 0 else None)
     evidence = [f"spin penalty is {spin_share:.0%} of the positive reward ({steps_span(d)})"]
     if yaw is not None:
-        evidence.append(f"mean |yaw rate| {yaw:.2f} rad/s ({source})")
+        evidence.append(f"|mean yaw rate| {yaw:.2f} rad/s ({source})")
     return Symptom("balance.spin", d.stage, confidence(excess, len(d.evals)), "spins in place to stay upright",
                    evidence, {"yaw_rate": yaw, "spin_share": spin_share}, s.out)
 
@@ -168,7 +169,9 @@ def sideways(d: StageData) -> Optional[Symptom]:
     lat, source = signal(d, "lateral_velocity")
     v, _, cap = _speed(d)
     pen = share(d, "heading", "lateral")
-    by_speed = lat is not None and lat >= LATERAL_LIMIT and lat >= LATERAL_RATIO * abs(v or 0.0)
+    drift, _ = signal(d, "drift")
+    by_speed = (lat is not None and lat >= LATERAL_LIMIT and lat >= LATERAL_RATIO * abs(v or 0.0)
+                and (drift is None or drift >= DRIFT_LIMIT_M))
     if not by_speed and pen < HEADING_SHARE:
         return None
     fw = weight(d, "forward_vel_weight")
@@ -178,7 +181,7 @@ def sideways(d: StageData) -> Optional[Symptom]:
     excess = max((lat or 0.0) / LATERAL_LIMIT - 1.0 if by_speed else 0.0, pen / HEADING_SHARE - 1.0)
     evidence = [f"heading + lateral penalties are {pen:.0%} of the positive reward ({steps_span(d)})"]
     if lat is not None:
-        evidence.append(f"mean |lateral velocity| {lat:.3f} m/s vs forward {v or 0.0:.3f} m/s ({source})")
+        evidence.append(f"|mean lateral velocity| {lat:.3f} m/s vs forward {v or 0.0:.3f} m/s ({source})")
     return Symptom("locomotion.sideways", d.stage, confidence(excess, len(d.evals)),
                    "walking sideways: lateral velocity / heading penalty large", evidence,
                    {"lateral_velocity": lat, "forward_velocity": v, "penalty_share": pen}, s.out)

@@ -27,6 +27,7 @@ COLLAPSE_EARLY = 0.5  # ... within this fraction of the stage's steps
 VALUE_BLOWUP = 10.0  # value_loss_exploding: a later value-loss point at least this x the median of the first quarter
 VALUE_POINTS = 4  # ... with at least this many logged points
 NAN_PATTERN = re.compile(r"\b(NaN|nan|inf|non-finite)\b")
+STAY_TERMS = ("alive", "forward", "posture", "proximity")  # bonus_too_small: per-step rewards a success ends
 ENT_COEF_FALLBACK = 0.001  # entropy_collapse with ent_coef = 0: the smallest non-zero ent_coef of the committed configs
 
 
@@ -133,42 +134,26 @@ def regression(d: StageData) -> Optional[Symptom]:
 def bonus_too_small(d: StageData) -> Optional[Symptom]:
     keys = behaviour_keys(d.species)
     bonus = weight(d, keys.get("bonus", ""))
-    if not has_target(d) or bonus <= 0:
+    length = recent_length(d)
+    if not has_target(d) or bonus <= 0 or not length:
         return None
     gate_success = d.curriculum("min_success_rate") or 0.6
-    if d.evals and recent_success(d) >= gate_success:
+    if recent_success(d) >= gate_success:
         return None
     gamma = float(d.algo("gamma", 0.99) or 0.99)
-    per_step, source = _per_step_reward(d, keys)
-    horizon = d.max_steps
-    t_success = recent_length(d) if d.evals and recent_success(d) > 0 else horizon / 2
-    g_s, g_l = gamma ** t_success, gamma ** horizon
-    stay = per_step * (g_s - g_l) / (1.0 - gamma)
-    take = g_s * bonus
-    if take >= stay:
+    per_step = sum(max(component(d, t), 0.0) for t in STAY_TERMS) / length
+    horizon, t_success = length, length / 2.0
+    stay = per_step * (1.0 - gamma ** (horizon - t_success)) / (1.0 - gamma)
+    if bonus >= stay:
         return None
-    s = Suggest(d).env(keys["bonus"], 2.0 * stay / g_s).scale_env("alive_bonus", 0.5)
-    return Symptom("behaviour.bonus_too_small", d.stage, confidence(stay / take - 1.0, 3),
+    s = Suggest(d).env(keys["bonus"], 2.0 * stay).scale_env("alive_bonus", 0.5)
+    return Symptom("behaviour.bonus_too_small", d.stage, confidence(stay / bonus - 1.0, len(d.evals)),
                    "the success bonus does not dominate the discounted per-step rewards",
-                   [f"succeeding at step {t_success:.0f} is worth gamma^t x bonus = {gamma:g}^{t_success:.0f} x "
-                    f"{bonus:g} = {take:.1f}", f"staying alive to step {horizon} instead is worth {stay:.1f} "
-                    f"({per_step:.3f} per step, {source})"],
-                   {"gamma": gamma, "bonus": bonus, "success_step": t_success, "max_episode_steps": horizon,
-                    "per_step_reward": per_step, "bonus_value": take, "continuation_value": stay}, s.out)
-
-
-def _per_step_reward(d: StageData, keys: dict[str, str]) -> tuple[float, str]:
-    """Non-success reward per step: measured in the recent evals, else the config's upper bound."""
-    length = recent_length(d)
-    if d.evals and length:
-        terms = ("alive", "forward", "posture", "proximity", "approach")
-        total = sum(max(component(d, t), 0.0) for t in terms)
-        if total > 0:
-            return total / length, f"measured, {steps_span(d)}"
-    bound = (weight(d, "alive_bonus") + weight(d, "posture_weight")
-             + weight(d, "forward_vel_weight") * (weight(d, "forward_vel_max") or 1.0)
-             + weight(d, keys.get("proximity", "")))
-    return bound, "upper bound from the config"
+                   [f"episodes last {horizon:.0f} steps earning {per_step:.3f} per step ({', '.join(STAY_TERMS)}; "
+                    f"{steps_span(d)})", f"succeeding at step {t_success:.0f} gives {bonus:g} but forgoes "
+                    f"{stay:.1f} of discounted per-step reward (gamma {gamma:g}) to step {horizon:.0f}"],
+                   {"gamma": gamma, "bonus": bonus, "success_step": t_success, "horizon": horizon,
+                    "per_step_reward": per_step, "continuation_value": stay}, s.out)
 
 
 def budget_below_rollout(d: StageData) -> Optional[Symptom]:
