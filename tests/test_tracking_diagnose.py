@@ -367,3 +367,11 @@ def test_bad_input_imports_nothing_heavy(tmp_path):
             "if m in sys.modules]\nprint('HEAVY', heavy)")
     r = subprocess.run([sys.executable, "-c", code, str(tmp_path / "nope")], capture_output=True, text=True)
     assert "HEAVY []" in r.stdout, r.stdout + r.stderr
+
+
+def test_gate_evaluation_records_are_left_out(tmp_path):
+    screens = [{**ev(25000 * i, 30.0, 30.0, alive=30), "eval_kind": "screen"} for i in (1, 2, 3)]
+    gate = {**ev(75000, 600.0, 500.0, alive=500), "eval_kind": "gate"}  # same step as the last screening
+    run = make_run(tmp_path, "r", {1: [*screens, gate]})
+    stage = diagnose([run], reader=scalars()).to_json()["runs"][0]["stages"][0]
+    assert stage["evaluations"] == 3 and "balance.falls_early" in {s["id"] for s in stage["symptoms"]}

@@ -3,7 +3,8 @@ lazily, its TensorBoard scalars.
 
 Contract: :func:`load_stages` uses the run-folder readers of :mod:`dinosim.tracking.run_logs` (standard library);
 TensorBoard is imported only when a rule first asks :meth:`StageData.scalar` for a tag, and then once per stage.
-Eval records are the ``metrics.jsonl`` lines of the stage, sorted by global step; component values
+Eval records are the stage's regular (screening) ``metrics.jsonl`` lines, sorted by global step (a gate
+evaluation's extra record, ``eval_kind = "gate"``, replays the same snapshot and is left out); component values
 (``eval/reward/<term>``) are per-episode sums. TensorBoard series are restricted to the stage's global-step span.
 """
 
@@ -24,6 +25,7 @@ from dinosim.tracking.run_logs import (
 EVAL_REWARD = "eval/mean_reward"
 EVAL_LENGTH = "eval/mean_ep_length"
 EVAL_SUCCESS = "eval/success_rate"
+SCREEN = "screen"  # eval_kind of the regular evaluations (records without eval_kind are regular too)
 ScalarReader = Callable[[Path], dict[str, Series]]
 
 
@@ -173,7 +175,8 @@ def load_run_data(path: Path, reader: ScalarReader = _default_reader) -> RunData
         run_table = config.get("run", {})
         data = StageData(run_dir, n, str(run_table.get("species", summary.get("species", ""))),
                          str(run_table.get("algorithm", summary.get("algorithm", "ppo"))), config,
-                         [r for r in records if _stage_of(r) == n and "global_step" in r], entries.get(n, {}),
+                         [r for r in records if _stage_of(r) == n and "global_step" in r
+                          and r.get("eval_kind", SCREEN) == SCREEN], entries.get(n, {}),
                          status, message, stages[-1] if stages and stages[-1].stage == n - 1 else None, reader)
         stages.append(data)
     first = stages[0]

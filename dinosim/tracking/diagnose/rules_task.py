@@ -91,6 +91,8 @@ def forgets_walking(d: StageData) -> Optional[Symptom]:
     rollout = int(d.algo("n_steps", 0) or 0) * d.n_envs or int(d.curriculum("eval_freq", 0) or 0)
     s = Suggest(d).curriculum("warmup_timesteps", 2 * cur_warm if cur_warm else 2 * rollout or None)
     s.curriculum("ramp_timesteps", 2 * cur_ramp if cur_ramp else 4 * int(d.curriculum("eval_freq", 0) or 0) or None)
+    cur_critic = int(d.curriculum("critic_warmup_timesteps", 0) or 0)
+    s.curriculum("critic_warmup_timesteps", 2 * cur_critic if cur_critic else rollout or None)
     if d.algorithm == "ppo":
         clip = d.curriculum("warmup_clip_range") or d.algo("clip_range")
         if isinstance(clip, (int, float)):
