@@ -301,7 +301,7 @@ def test_healthy_curriculum_has_no_symptoms(tmp_path, species):
 @pytest.mark.parametrize("species", ["velociraptor", "trex", "brachiosaurus"])
 @pytest.mark.parametrize("algorithm", ["ppo", "sac"])
 def test_every_suggested_override_is_accepted_by_the_config(tmp_path, species, algorithm):
-    """Overrides of every rule that can fire are valid for the run's species and algorithm (resolve_run accepts them)."""
+    """Overrides of every rule that can fire are valid for the species and algorithm (resolve_run accepts them)."""
     bad1 = [ev(25000 * i, 30.0, 30.0, alive=30, smoothness=-50, energy=-30) for i in range(1, 9)]
     bad2 = [ev(25000 * i, 30.0, 200, alive=50, forward=1.5 * 200 * 1.2, speed=-100) for i in range(1, 9)]
     bad3 = [ev(25000 * i, 30.0, 700, s, alive=350, proximity=200, approach=-50)

@@ -365,9 +365,10 @@ class SignalCallback(BaseCallback):
     """``signal/<name>``: per-episode summaries of the env's physical signals over training-rollout episodes.
 
     For each finished episode: the mean of ``forward_velocity`` and ``gait_asymmetry``, the magnitude of the mean
-    of ``lateral_velocity`` and ``yaw_rate`` (steady sideways walking or spinning, not sway), the final ``drift`` (m from the spawn point), and ``signal/fell`` (1 when
-    the episode ended with a ``fell_*`` termination reason). Averaged over the episodes finished since the last dump,
-    like ``reward/<term>``. Envs without these info keys log nothing. ``dinosim diagnose`` reads them.
+    of ``lateral_velocity`` and ``yaw_rate`` (steady sideways walking or spinning, not sway), the final ``drift``
+    (m from the spawn point), and ``signal/fell`` (1 when the episode ended with a ``fell_*`` termination reason).
+    Averaged over the episodes finished since the last dump, like ``reward/<term>``. Envs without these info keys
+    log nothing. ``dinosim diagnose`` reads them.
     """
 
     def __init__(self) -> None:

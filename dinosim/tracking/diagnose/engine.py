@@ -15,24 +15,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Optional, Sequence
+from typing import Any, Iterable, Optional, Sequence
 
 from dinosim.errors import DinosimError
 from dinosim.tracking.diagnose.data import EVAL_REWARD, RunData, StageData, load_run_data
-from dinosim.tracking.diagnose.model import Suggest, Symptom, confidence
+from dinosim.tracking.diagnose.model import Rule, Suggest, Symptom, confidence
 from dinosim.tracking.diagnose import rules_motion, rules_task
 
 SCHEMA_VERSION = 1
-RULES: tuple[Callable[[StageData], Optional[Symptom]], ...] = rules_motion.RULES + rules_task.RULES
+RULES: tuple[Rule, ...] = rules_motion.RULES + rules_task.RULES  # per-stage rules
+SEED_SPREAD = "balance.seed_spread"  # the one rule over several runs (:func:`seed_spread`)
 SPREAD_RATIO = 0.5  # seed_spread: (max - min) of the runs' recent returns at least this x their mean magnitude
-RULE_IDS: tuple[str, ...] = (
-    "balance.falls_early", "balance.drift_to_survive", "balance.spin", "balance.plateau", "balance.jerky",
-    "balance.seed_spread", "locomotion.standing_still", "locomotion.sideways", "locomotion.falls_while_walking",
-    "locomotion.asymmetric_gait", "locomotion.over_speed_cap", "behaviour.never_triggers", "behaviour.hovering",
-    "behaviour.forgets_walking", "behaviour.regression", "behaviour.bonus_too_small",
-    "algorithm.budget_below_rollout", "algorithm.entropy_collapse", "algorithm.value_loss_exploding",
-    "algorithm.nan_guard",
-)
+RULE_IDS: tuple[str, ...] = tuple(r.symptom_id for r in RULES) + (SEED_SPREAD,)  # type: ignore[attr-defined]
 
 
 @dataclass
@@ -113,11 +107,12 @@ def seed_spread(stages: Iterable[StageData]) -> list[tuple[Symptom, list[str]]]:
             n_steps = group[0].algo("n_steps")
             if isinstance(n_steps, int):
                 s.algo("n_steps", 2 * n_steps)
-        symptom = Symptom("balance.seed_spread", n, confidence(ratio / SPREAD_RATIO - 1.0, len(group), 3),
+        symptom = Symptom(n, confidence(ratio / SPREAD_RATIO - 1.0, len(group), 3),
                           "large spread across runs of the same stage",
                           [f"recent returns {', '.join(f'{f:.1f}' for f in finals)} (spread {ratio:.0%} of the "
                            f"mean); gate passed in {sum(passed)} of {len(group)} runs"],
-                          {"returns": finals, "spread": ratio, "gates_passed": sum(passed), "runs": len(group)}, s.out)
+                          {"returns": finals, "spread": ratio, "gates_passed": sum(passed), "runs": len(group)}, s.out,
+                          SEED_SPREAD)
         found.append((symptom, [str(g.run_dir) for g in group]))
     return found
 

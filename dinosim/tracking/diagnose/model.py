@@ -10,9 +10,10 @@ sweep as is.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 from dinosim.config.schema import section_keys
 from dinosim.config.toml_writer import value_text
@@ -23,15 +24,16 @@ CATEGORIES = ("balance", "locomotion", "behaviour", "algorithm")
 
 @dataclass
 class Symptom:
-    """One rule's finding on one stage (see the module docstring); ``numbers`` are JSON numbers or None."""
+    """One rule's finding on one stage (see the module docstring); ``numbers`` are JSON numbers or None.
+    ``id`` is set by the :func:`rule` decorator of the rule that found it."""
 
-    id: str
     stage: int
     confidence: float
     summary: str
     evidence: list[str]
     numbers: dict[str, Any]
     overrides: list[str] = field(default_factory=list)
+    id: str = ""
 
     @property
     def category(self) -> str:
@@ -42,6 +44,30 @@ class Symptom:
                 "confidence": round(float(self.confidence), 3), "summary": self.summary,
                 "evidence": list(self.evidence), "numbers": {k: _json_number(v) for k, v in self.numbers.items()},
                 "overrides": list(self.overrides)}
+
+
+Rule = Callable[[StageData], Optional[Symptom]]
+
+
+def rule(symptom_id: str) -> Callable[[Rule], Rule]:
+    """Mark a rule function with the id (``<category>.<name>``) of the symptom it finds; the id is defined here
+    only, and stamped on every :class:`Symptom` the rule returns (``rule_fn.symptom_id`` reads it back)."""
+    category = symptom_id.split(".", 1)[0]
+    if category not in CATEGORIES:
+        raise ValueError(f"symptom id {symptom_id!r}: category must be one of {CATEGORIES}")
+
+    def mark(fn: Rule) -> Rule:
+        @functools.wraps(fn)
+        def run(data: StageData) -> Optional[Symptom]:
+            found = fn(data)
+            if found is not None:
+                found.id = symptom_id
+            return found
+
+        run.symptom_id = symptom_id  # type: ignore[attr-defined]
+        return run
+
+    return mark
 
 
 def confidence(excess: float, evals: int = 3, needed: int = 3) -> float:

@@ -10,7 +10,7 @@ from dinosim.tracking.diagnose.measure import (
     component, positive_total, recent_length, recent_return, recent_success, share, signal, steps_span,
     weight,
 )
-from dinosim.tracking.diagnose.model import Suggest, Symptom, confidence
+from dinosim.tracking.diagnose.model import Suggest, Symptom, confidence, rule
 
 FALL_FRACTION = 0.2  # falls_early: recent eval episodes shorter than this fraction of max_episode_steps
 FALL_SUCCESS_MAX = 0.5  # ... unless at least this success rate explains the short episodes
@@ -37,6 +37,7 @@ OVERSPEED_FRACTION = 1.1  # over_speed_cap: mean forward speed at least this x f
 SPEED_SHARE = 0.1  # ... or the speed penalty at least this share of the positive reward
 
 
+@rule("balance.falls_early")
 def falls_early(d: StageData) -> Optional[Symptom]:
     length = recent_length(d)
     if length is None:
@@ -55,12 +56,13 @@ def falls_early(d: StageData) -> Optional[Symptom]:
     s.scale_env("nosedive_weight", 2.0, if_zero=weight(d, "posture_weight") or None)
     if isinstance(log_std, (int, float)):
         s.policy("log_std_init", float(log_std) - 0.5)
-    return Symptom("balance.falls_early", d.stage, confidence((FALL_FRACTION - ratio) / FALL_FRACTION, len(d.evals)),
+    return Symptom(d.stage, confidence((FALL_FRACTION - ratio) / FALL_FRACTION, len(d.evals)),
                    "falls almost at once: short episodes, low return", evidence,
                    {"mean_ep_length": length, "max_episode_steps": d.max_steps, "fraction": ratio,
                     "mean_reward": recent_return(d), "fell_fraction": fell}, s.out)
 
 
+@rule("balance.drift_to_survive")
 def drift_to_survive(d: StageData) -> Optional[Symptom]:
     if d.task != "balance" or not d.evals:
         return None
@@ -72,15 +74,16 @@ def drift_to_survive(d: StageData) -> Optional[Symptom]:
     alive = weight(d, "alive_bonus")
     s = Suggest(d).scale_env("alive_bonus", 0.5)
     s.scale_env("drift_penalty_weight", 2.0, if_zero=0.5 * alive / drift if alive > 0 else None)
-    return Symptom("balance.drift_to_survive", d.stage, confidence(drift / DRIFT_LIMIT_M - 1.0, len(d.evals)),
+    return Symptom(d.stage, confidence(drift / DRIFT_LIMIT_M - 1.0, len(d.evals)),
                    "hops or drifts away from the spawn point to stay alive",
                    [f"alive reward is {alive_share:.0%} of the positive reward ({steps_span(d)})",
                     f"episodes end {drift:.2f} m from the spawn point ({source}); "
                     f"drift_penalty_weight = {weight(d, 'drift_penalty_weight'):g}"],
-                   {"alive_share": alive_share, "drift_m": drift, "drift_penalty_weight": weight(d, "drift_penalty_weight")},
-                   s.out)
+                   {"alive_share": alive_share, "drift_m": drift,
+                    "drift_penalty_weight": weight(d, "drift_penalty_weight")}, s.out)
 
 
+@rule("balance.spin")
 def spin(d: StageData) -> Optional[Symptom]:
     if d.task != "balance" or (recent_length(d) or 0.0) < STAY_LENGTH * d.max_steps:
         return None
@@ -95,10 +98,11 @@ def spin(d: StageData) -> Optional[Symptom]:
     evidence = [f"spin penalty is {spin_share:.0%} of the positive reward ({steps_span(d)})"]
     if yaw is not None:
         evidence.append(f"|mean yaw rate| {yaw:.2f} rad/s ({source})")
-    return Symptom("balance.spin", d.stage, confidence(excess, len(d.evals)), "spins in place to stay upright",
+    return Symptom(d.stage, confidence(excess, len(d.evals)), "spins in place to stay upright",
                    evidence, {"yaw_rate": yaw, "spin_share": spin_share}, s.out)
 
 
+@rule("balance.plateau")
 def plateau(d: StageData) -> Optional[Symptom]:
     returns, gate = d.eval_values(EVAL_REWARD), d.curriculum("min_avg_reward")
     if d.gate_passed or len(returns) < PLATEAU_EVALS or not isinstance(gate, (int, float)) or gate <= 0:
@@ -115,7 +119,7 @@ def plateau(d: StageData) -> Optional[Symptom]:
     elif d.algorithm == "ppo":
         log_std = (d.algo("policy_kwargs") or {}).get("log_std_init", 0.0)
         s.policy("log_std_init", float(log_std) + 0.5)
-    return Symptom("balance.plateau", d.stage, confidence(1.0 - recent / (PLATEAU_BELOW * gate), len(returns), 6),
+    return Symptom(d.stage, confidence(1.0 - recent / (PLATEAU_BELOW * gate), len(returns), 6),
                    "plateau well below the gate: no progress over many evaluations",
                    [f"best return {first:.1f} by step {steps[half - 1]}, {second:.1f} over the {len(returns) - half} "
                     f"evals after (to step {steps[-1]})", f"recent return {recent:.1f} against the gate's {gate:g}"],
@@ -123,6 +127,7 @@ def plateau(d: StageData) -> Optional[Symptom]:
                     "evaluations": len(returns)}, s.out)
 
 
+@rule("balance.jerky")
 def jerky(d: StageData) -> Optional[Symptom]:
     if not d.evals:
         return None
@@ -130,7 +135,7 @@ def jerky(d: StageData) -> Optional[Symptom]:
     if jerk < JERK_SHARE:
         return None
     s = Suggest(d).scale_env("action_scale", 0.8).scale_env("smoothness_weight", 1.5)
-    return Symptom("balance.jerky", d.stage, confidence(jerk / JERK_SHARE - 1.0, len(d.evals)),
+    return Symptom(d.stage, confidence(jerk / JERK_SHARE - 1.0, len(d.evals)),
                    "jerky joint motion: smoothness/energy penalties large",
                    [f"smoothness {component(d, 'smoothness'):.1f} + energy {component(d, 'energy'):.1f} per episode = "
                     f"{jerk:.0%} of the positive reward ({steps_span(d)})"],
@@ -144,6 +149,7 @@ def _speed(d: StageData) -> tuple[Optional[float], str, float]:
     return v, source, cap
 
 
+@rule("locomotion.standing_still")
 def standing_still(d: StageData) -> Optional[Symptom]:
     if d.task != "locomotion" or not d.evals:
         return None
@@ -154,7 +160,7 @@ def standing_still(d: StageData) -> Optional[Symptom]:
     fw, alive = weight(d, "forward_vel_weight"), weight(d, "alive_bonus")
     s = Suggest(d).scale_env("forward_vel_weight", 2.0, if_zero=alive / cap if alive > 0 else None)
     s.scale_env("alive_bonus", 0.5).scale_env("posture_weight", 0.5)
-    return Symptom("locomotion.standing_still", d.stage, confidence(1.0 - max(v, 0.0) / (STILL_FRACTION * cap), len(d.evals)),
+    return Symptom(d.stage, confidence(1.0 - max(v, 0.0) / (STILL_FRACTION * cap), len(d.evals)),
                    "forward speed stuck near zero",
                    [f"mean forward speed {v:.3f} m/s against forward_vel_max {cap:g} ({source})",
                     f"episodes last {length:.0f} of {d.max_steps} steps, forward reward {component(d, 'forward'):.1f} "
@@ -163,6 +169,7 @@ def standing_still(d: StageData) -> Optional[Symptom]:
                     "mean_ep_length": length}, s.out)
 
 
+@rule("locomotion.sideways")
 def sideways(d: StageData) -> Optional[Symptom]:
     if d.task != "locomotion" or not d.evals:
         return None
@@ -182,11 +189,12 @@ def sideways(d: StageData) -> Optional[Symptom]:
     evidence = [f"heading + lateral penalties are {pen:.0%} of the positive reward ({steps_span(d)})"]
     if lat is not None:
         evidence.append(f"|mean lateral velocity| {lat:.3f} m/s vs forward {v or 0.0:.3f} m/s ({source})")
-    return Symptom("locomotion.sideways", d.stage, confidence(excess, len(d.evals)),
+    return Symptom(d.stage, confidence(excess, len(d.evals)),
                    "walking sideways: lateral velocity / heading penalty large", evidence,
                    {"lateral_velocity": lat, "forward_velocity": v, "penalty_share": pen}, s.out)
 
 
+@rule("locomotion.falls_while_walking")
 def falls_while_walking(d: StageData) -> Optional[Symptom]:
     if d.task != "locomotion" or not d.evals:
         return None
@@ -195,7 +203,7 @@ def falls_while_walking(d: StageData) -> Optional[Symptom]:
     if v is None or v < WALK_FRACTION * cap or length >= WALK_FALL_LENGTH * d.max_steps:
         return None
     s = Suggest(d).scale_env("posture_weight", 1.5).scale_env("fall_penalty", 1.5).scale_env("forward_vel_max", 0.8)
-    return Symptom("locomotion.falls_while_walking", d.stage,
+    return Symptom(d.stage,
                    confidence(1.0 - length / (WALK_FALL_LENGTH * d.max_steps), len(d.evals)),
                    "walks but falls often",
                    [f"mean forward speed {v:.2f} m/s ({source}) but episodes last {length:.0f} of {d.max_steps} steps "
@@ -203,6 +211,7 @@ def falls_while_walking(d: StageData) -> Optional[Symptom]:
                    {"forward_velocity": v, "mean_ep_length": length, "max_episode_steps": d.max_steps}, s.out)
 
 
+@rule("locomotion.asymmetric_gait")
 def asymmetric_gait(d: StageData) -> Optional[Symptom]:
     if d.task != "locomotion" or not d.evals:
         return None
@@ -217,11 +226,12 @@ def asymmetric_gait(d: StageData) -> Optional[Symptom]:
     evidence = [f"gait-symmetry penalty is {pen:.0%} of the positive reward ({steps_span(d)})"]
     if gait is not None:
         evidence.append(f"mean gait asymmetry {gait:.3f} ({source})")
-    return Symptom("locomotion.asymmetric_gait", d.stage, confidence(excess, len(d.evals)),
+    return Symptom(d.stage, confidence(excess, len(d.evals)),
                    "shuffling or skating gait: left/right stance fractions differ", evidence,
                    {"gait_asymmetry": gait, "penalty_share": pen}, s.out)
 
 
+@rule("locomotion.over_speed_cap")
 def over_speed_cap(d: StageData) -> Optional[Symptom]:
     if d.task != "locomotion" or not d.evals:
         return None
@@ -238,7 +248,7 @@ def over_speed_cap(d: StageData) -> Optional[Symptom]:
     evidence = [f"speed penalty is {pen:.0%} of the positive reward ({steps_span(d)})"]
     if v is not None:
         evidence.append(f"mean forward speed {v:.2f} m/s against forward_vel_max {cap:g} ({source})")
-    return Symptom("locomotion.over_speed_cap", d.stage, confidence(excess, len(d.evals)), "speed above the cap",
+    return Symptom(d.stage, confidence(excess, len(d.evals)), "speed above the cap",
                    evidence, {"forward_velocity": v, "forward_vel_max": cap, "penalty_share": pen}, s.out)
 
 

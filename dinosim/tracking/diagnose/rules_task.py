@@ -10,7 +10,7 @@ from dinosim.tracking.diagnose.data import EVAL_LENGTH, EVAL_REWARD, EVAL_SUCCES
 from dinosim.tracking.diagnose.measure import (
     component, has_target, mean, positive_total, recent_length, recent_success, share, steps_span, weight,
 )
-from dinosim.tracking.diagnose.model import Suggest, Symptom, behaviour_keys, confidence
+from dinosim.tracking.diagnose.model import Suggest, Symptom, behaviour_keys, confidence, rule
 
 NEVER_EVALS = 3  # never_triggers: at least this many evaluations, none with a success ...
 APPROACH_FLAT = 0.05  # ... and the approach reward at most this share of the positive reward
@@ -31,6 +31,7 @@ STAY_TERMS = ("alive", "forward", "posture", "proximity")  # bonus_too_small: pe
 ENT_COEF_FALLBACK = 0.001  # entropy_collapse with ent_coef = 0: the smallest non-zero ent_coef of the committed configs
 
 
+@rule("behaviour.never_triggers")
 def never_triggers(d: StageData) -> Optional[Symptom]:
     successes = d.eval_values(EVAL_SUCCESS)
     if not has_target(d) or len(d.evals) < NEVER_EVALS or any(v > 0 for v in successes):
@@ -45,7 +46,7 @@ def never_triggers(d: StageData) -> Optional[Symptom]:
         if role in keys:
             s.scale_env(keys[role], 2.0)
     s.scale_env("alive_bonus", 0.5).scale_env("forward_vel_weight", 0.5)
-    return Symptom("behaviour.never_triggers", d.stage, confidence(min(1.0, -flat / APPROACH_FLAT + 1.0), len(d.evals), 6),
+    return Symptom(d.stage, confidence(min(1.0, -flat / APPROACH_FLAT + 1.0), len(d.evals), 6),
                    "never triggers the target: no success, approach reward flat or negative",
                    [f"success 0 in all {len(d.evals)} evaluations (to step {d.evals[-1]['global_step']})",
                     f"per episode: approach {approach:.1f}, forward {component(d, 'forward'):.1f}, "
@@ -54,6 +55,7 @@ def never_triggers(d: StageData) -> Optional[Symptom]:
                     "forward": component(d, "forward"), "alive": component(d, "alive")}, s.out)
 
 
+@rule("behaviour.hovering")
 def hovering(d: StageData) -> Optional[Symptom]:
     if not has_target(d) or not d.evals:
         return None
@@ -67,13 +69,14 @@ def hovering(d: StageData) -> Optional[Symptom]:
     if "bonus" in keys:
         s.scale_env(keys["bonus"], 2.0)
     s.env("max_episode_steps", max(1, int(d.max_steps * 0.75)))
-    return Symptom("behaviour.hovering", d.stage, confidence(prox / PROXIMITY_SHARE - 1.0, len(d.evals)),
+    return Symptom(d.stage, confidence(prox / PROXIMITY_SHARE - 1.0, len(d.evals)),
                    "hovers near the target without touching: proximity reward large, success rare",
                    [f"proximity {component(d, 'proximity'):.1f} per episode = {prox:.0%} of the positive reward, "
                     f"success {success:.0%}, episodes {length:.0f} of {d.max_steps} steps ({steps_span(d)})"],
                    {"proximity_share": prox, "success_rate": success, "mean_ep_length": length}, s.out)
 
 
+@rule("behaviour.forgets_walking")
 def forgets_walking(d: StageData) -> Optional[Symptom]:
     prev = d.previous
     if prev is None or not prev.evals or not d.evals:
@@ -97,7 +100,7 @@ def forgets_walking(d: StageData) -> Optional[Symptom]:
         clip = d.curriculum("warmup_clip_range") or d.algo("clip_range")
         if isinstance(clip, (int, float)):
             s.curriculum("warmup_clip_range", float(clip) * 0.5)
-    return Symptom("behaviour.forgets_walking", d.stage,
+    return Symptom(d.stage,
                    confidence(1.0 - early_frac / (FORGET_DROP * prev_frac), len(early)),
                    "forgets how to walk after the stage switch: episodes collapse during the warm-up/ramp",
                    [f"stage {prev.stage} ended with episodes of {prev_frac:.0%} of its max length; in the first "
@@ -105,6 +108,7 @@ def forgets_walking(d: StageData) -> Optional[Symptom]:
                    {"previous_fraction": prev_frac, "early_fraction": early_frac, "window_steps": window}, s.out)
 
 
+@rule("behaviour.regression")
 def regression(d: StageData) -> Optional[Symptom]:
     success = d.eval_values(EVAL_SUCCESS)
     use_success = bool(success) and max(success) >= REGRESS_PEAK_SUCCESS
@@ -126,13 +130,14 @@ def regression(d: StageData) -> Optional[Symptom]:
     if d.algorithm == "ppo" and isinstance(clip, (int, float)):
         s.algo("clip_range_end", float(clip) * 0.5)
     what = "success rate" if use_success else "return"
-    return Symptom("behaviour.regression", d.stage, confidence(1.0 - recent / max(limit, 1e-9), len(values) - peak_at, 3),
+    return Symptom(d.stage, confidence(1.0 - recent / max(limit, 1e-9), len(values) - peak_at, 3),
                    f"learns then regresses: the {what} falls after a peak",
                    [f"{what} peaked at {peak:.2f} (step {steps[peak_at]}), recent {recent:.2f} "
                     f"(last 2 evals to step {steps[-1]})"],
                    {"metric": what, "peak": peak, "peak_step": steps[peak_at], "recent": recent}, s.out)
 
 
+@rule("behaviour.bonus_too_small")
 def bonus_too_small(d: StageData) -> Optional[Symptom]:
     keys = behaviour_keys(d.species)
     bonus = weight(d, keys.get("bonus", ""))
@@ -149,7 +154,7 @@ def bonus_too_small(d: StageData) -> Optional[Symptom]:
     if bonus >= stay:
         return None
     s = Suggest(d).env(keys["bonus"], 2.0 * stay).scale_env("alive_bonus", 0.5)
-    return Symptom("behaviour.bonus_too_small", d.stage, confidence(stay / bonus - 1.0, len(d.evals)),
+    return Symptom(d.stage, confidence(stay / bonus - 1.0, len(d.evals)),
                    "the success bonus does not dominate the discounted per-step rewards",
                    [f"episodes last {horizon:.0f} steps earning {per_step:.3f} per step ({', '.join(STAY_TERMS)}; "
                     f"{steps_span(d)})", f"succeeding at step {t_success:.0f} gives {bonus:g} but forgoes "
@@ -158,6 +163,7 @@ def bonus_too_small(d: StageData) -> Optional[Symptom]:
                     "per_step_reward": per_step, "continuation_value": stay}, s.out)
 
 
+@rule("algorithm.budget_below_rollout")
 def budget_below_rollout(d: StageData) -> Optional[Symptom]:
     budget = d.budget
     if budget <= 0:
@@ -177,12 +183,13 @@ def budget_below_rollout(d: StageData) -> Optional[Symptom]:
             return None
         s.algo("learning_starts", max(1, budget // 10))
         what, limit = f"learning_starts = {starts}", starts
-    return Symptom("algorithm.budget_below_rollout", d.stage, confidence(1.0 - budget / limit),
+    return Symptom(d.stage, confidence(1.0 - budget / limit),
                    "training budget shorter than one rollout / than learning_starts",
                    [f"budget {budget} steps is below {what}: the policy gets at most one update"],
                    {"budget": budget, "limit": limit}, s.out)
 
 
+@rule("algorithm.entropy_collapse")
 def entropy_collapse(d: StageData) -> Optional[Symptom]:
     tag = "train/std" if d.algorithm == "ppo" else "train/ent_coef"
     series = d.scalar(tag)
@@ -197,13 +204,14 @@ def entropy_collapse(d: StageData) -> Optional[Symptom]:
     ent = d.algo("ent_coef")
     if d.algorithm == "ppo":
         s.algo("ent_coef", float(ent) * 5.0 if isinstance(ent, (int, float)) and ent > 0 else ENT_COEF_FALLBACK)
-    return Symptom("algorithm.entropy_collapse", d.stage, confidence(1.0 - low[1] / (COLLAPSE_FRACTION * first)),
+    return Symptom(d.stage, confidence(1.0 - low[1] / (COLLAPSE_FRACTION * first)),
                    "entropy collapse: exploration noise near its floor early",
                    [f"{tag} fell from {first:.3g} to {low[1]:.3g} by step {low[0]} "
                     f"({(low[0] - d.start_step) / span:.0%} into the stage), gate not passed"],
                    {"tag": tag, "first": first, "low": low[1], "low_step": low[0]}, s.out)
 
 
+@rule("algorithm.value_loss_exploding")
 def value_loss_exploding(d: StageData) -> Optional[Symptom]:
     tag = "train/value_loss" if d.algorithm == "ppo" else "train/critic_loss"
     series = d.scalar(tag)
@@ -220,12 +228,13 @@ def value_loss_exploding(d: StageData) -> Optional[Symptom]:
         s.scale_algo("vf_coef", 0.5).scale_algo("max_grad_norm", 0.5)
     else:
         s.scale_algo("tau", 0.5)
-    return Symptom("algorithm.value_loss_exploding", d.stage, confidence(worst[1] / (VALUE_BLOWUP * base) - 1.0),
+    return Symptom(d.stage, confidence(worst[1] / (VALUE_BLOWUP * base) - 1.0),
                    "value loss exploding",
                    [f"{tag} reached {worst[1]:.3g} at step {worst[0]}, {worst[1] / base:.0f}x the early median "
                     f"{base:.3g}"], {"tag": tag, "early_median": base, "peak": worst[1], "peak_step": worst[0]}, s.out)
 
 
+@rule("algorithm.nan_guard")
 def nan_guard(d: StageData) -> Optional[Symptom]:
     message = d.run_message
     if d.run_status != "failed" or not NAN_PATTERN.search(message) or f"stage {d.stage}," not in message:
@@ -233,7 +242,7 @@ def nan_guard(d: StageData) -> Optional[Symptom]:
     s = Suggest(d).scale_algo("learning_rate", 0.3)
     if d.algorithm == "ppo":
         s.scale_algo("max_grad_norm", 0.5).scale_algo("clip_range", 0.5)
-    return Symptom("algorithm.nan_guard", d.stage, 1.0, "NaN guard triggered: training stopped on a non-finite value",
+    return Symptom(d.stage, 1.0, "NaN guard triggered: training stopped on a non-finite value",
                    [f"summary.json: {message}"], {"message": message}, s.out)
 
 
