@@ -192,7 +192,7 @@ def test_never_triggers(tmp_path):
     # the T-Rex: walks past the prey to the time limit
     past = bite_run(tmp_path, "past", [ev(25000 * i, 100.0, 750, 0.0, forward=415, approach=-682, alive=369,
                                           proximity=20) for i in range(1, 5)])
-    assert "behaviour.never_triggers" in ids(past)
+    assert {"behaviour.never_triggers", "behaviour.bonus_too_small"} <= ids(past)
     approaching = bite_run(tmp_path, "app", [ev(25000 * i, 100.0, 300, 0.0, approach=120, alive=150, posture=60)
                                              for i in range(1, 5)])
     assert "behaviour.never_triggers" not in ids(approaching)
@@ -205,6 +205,10 @@ def test_hovering(tmp_path):
     hover = bite_run(tmp_path, "h", [ev(25000 * i, 500.0, 740, 0.0, proximity=180, alive=370, posture=150)
                                      for i in range(1, 5)])
     found = next(s for s in diagnose([hover], reader=scalars()).symptoms() if s.id == "behaviour.hovering")
+    # the numbers: proximity +58 per 750-step episode (weight 0.5: exp(-d / 1.5 m) = 0.155 on average)
+    beside = bite_run(tmp_path, "beside", [ev(25000 * i, 500.0, 750, 0.0, proximity=58, alive=375, posture=200)
+                                           for i in range(1, 5)])
+    assert "behaviour.hovering" in ids(beside)
     assert {"stage3.env.bite_proximity_weight=0.25", "stage3.env.bite_bonus=200.0"} <= set(found.overrides)
     biting = bite_run(tmp_path, "b", [ev(25000 * i, 150.0, 120, 0.8, proximity=30, alive=60, success=80)
                                       for i in range(1, 5)])

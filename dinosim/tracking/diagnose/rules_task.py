@@ -4,6 +4,7 @@ constants below and docs/diagnose.md explains each (the rule, its thresholds, wh
 from __future__ import annotations
 
 import re
+import math
 from typing import Optional
 
 from dinosim.tracking.diagnose.data import EVAL_LENGTH, EVAL_REWARD, EVAL_SUCCESS, StageData
@@ -14,7 +15,8 @@ from dinosim.tracking.diagnose.model import Suggest, Symptom, behaviour_keys, co
 
 NEVER_EVALS = 3  # never_triggers: at least this many evaluations, none with a success ...
 APPROACH_FLAT = 0.05  # ... and the approach reward at most this share of the positive reward
-PROXIMITY_SHARE = 0.2  # hovering: proximity reward at least this share of the positive reward ...
+PROXIMITY_SHARE = 0.2  # hovering: proximity reward at least this share of the positive reward, or ...
+HOVER_PROXIMITY = math.exp(-2.0)  # ... mean exp(-distance / reach scale) at least this (within ~2 reach scales) ...
 HOVER_SUCCESS = 0.2  # ... success rate below this ...
 HOVER_LENGTH = 0.5  # ... and episodes at least this fraction of max_episode_steps (it waits, it does not fall)
 FORGET_DROP = 0.5  # forgets_walking: early episodes of the stage below this x the previous stage's (as fractions)
@@ -60,20 +62,25 @@ def hovering(d: StageData) -> Optional[Symptom]:
     if not has_target(d) or not d.evals:
         return None
     prox, success, length = share(d, "proximity"), recent_success(d), recent_length(d) or 0.0
-    if prox < PROXIMITY_SHARE or success >= HOVER_SUCCESS or length < HOVER_LENGTH * d.max_steps:
-        return None
     keys = behaviour_keys(d.species)
+    w = weight(d, keys.get("proximity", ""))
+    near = component(d, "proximity") / (w * length) if w > 0 and length else 0.0
+    if ((prox < PROXIMITY_SHARE and near < HOVER_PROXIMITY) or success >= HOVER_SUCCESS
+            or length < HOVER_LENGTH * d.max_steps):
+        return None
     s = Suggest(d)
     if "proximity" in keys:
         s.scale_env(keys["proximity"], 0.5)
     if "bonus" in keys:
         s.scale_env(keys["bonus"], 2.0)
     s.env("max_episode_steps", max(1, int(d.max_steps * 0.75)))
-    return Symptom(d.stage, confidence(prox / PROXIMITY_SHARE - 1.0, len(d.evals)),
+    return Symptom(d.stage, confidence(max(prox / PROXIMITY_SHARE, near / HOVER_PROXIMITY) - 1.0, len(d.evals)),
                    "hovers near the target without touching: proximity reward large, success rare",
                    [f"proximity {component(d, 'proximity'):.1f} per episode = {prox:.0%} of the positive reward, "
-                    f"success {success:.0%}, episodes {length:.0f} of {d.max_steps} steps ({steps_span(d)})"],
-                   {"proximity_share": prox, "success_rate": success, "mean_ep_length": length}, s.out)
+                    f"mean exp(-distance / reach scale) {near:.3f}, success {success:.0%}, episodes {length:.0f} of "
+                    f"{d.max_steps} steps ({steps_span(d)})"],
+                   {"proximity_share": prox, "mean_proximity": near, "success_rate": success,
+                    "mean_ep_length": length}, s.out)
 
 
 @rule("behaviour.forgets_walking")
