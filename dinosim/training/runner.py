@@ -154,6 +154,9 @@ def _execute(run_dir: Path, run_data: dict, summary: RunSummary, progress: bool,
             tracker.finish(exit_code=EXIT_FAILED)
         raise
     summary.save(run_dir)
+    if tracker is not None and summary.status == "failed":  # the failed stage never reached on_stage_end
+        for stage in (n for n, s in summary.stages.items() if s.status == "running"):
+            _log_stage_diagnosis(tracker, Path(run_dir), stage, summary.global_step, hooks)
     for message in hooks.messages:
         print(f"warning: {message}", file=sys.stderr)
     if tracker is not None:
@@ -209,7 +212,8 @@ def _log_stage_video(tracker: Any, run_dir: Path, stage: int, step: int, hooks: 
 
 
 def _log_stage_diagnosis(tracker: Any, run_dir: Path, stage: int, step: int, hooks: "RunHooks") -> None:
-    """``dinosim diagnose`` of the finished stage into the W&B summary and a table (a message when it cannot run)."""
+    """``dinosim diagnose`` of a finished (or failed) stage into the W&B summary and a table (a message when it
+    cannot run)."""
     try:
         tracker.log_diagnosis(run_dir, stage, step)
     except DinosimError as exc:
