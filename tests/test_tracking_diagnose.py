@@ -184,8 +184,15 @@ def test_over_speed_cap(tmp_path):
 
 
 # -- behaviour -----------------------------------------------------------------------------------------------------
-def bite_run(tmp_path: Path, name: str, records: list[dict], **kw: Any) -> Path:
-    return make_run(tmp_path, name, {3: records}, species="trex", **kw)
+# The T-Rex bite weights of the issue's runs (before the committed stage-3 configs made the bonus dominate).
+ISSUE_BITE = ("env.bite_bonus=100.0", "env.alive_bonus=0.5", "env.forward_vel_weight=0.5", "env.posture_weight=0.3",
+              "env.bite_proximity_weight=0.5", "env.max_episode_steps=750", "ppo.gamma=0.995",
+              "ppo.learning_rate=5e-5")
+
+
+def bite_run(tmp_path: Path, name: str, records: list[dict], overrides: tuple[str, ...] = ISSUE_BITE,
+             **kw: Any) -> Path:
+    return make_run(tmp_path, name, {3: records}, species="trex", overrides=overrides, **kw)
 
 
 def test_never_triggers(tmp_path):
@@ -236,12 +243,16 @@ def test_regression(tmp_path):
 
 def test_bonus_too_small(tmp_path):
     records = [ev(25000 * i, 500.0, 740, 0.0, alive=370, posture=150, proximity=100) for i in range(1, 4)]
-    small = bite_run(tmp_path, "s", records, overrides=("env.bite_bonus=20.0",))
-    large = bite_run(tmp_path, "l", records, overrides=("env.bite_bonus=1000.0",))
-    found = next(s for s in diagnose([small], reader=scalars()).symptoms() if s.id == "behaviour.bonus_too_small")
-    # 620 / 740 per step over 370 steps at gamma 0.995: (1 - 0.995^370) / 0.005 * 0.8378 = 141.3
-    assert found.numbers["continuation_value"] == pytest.approx(141.3, abs=0.1)
-    assert "behaviour.bonus_too_small" not in ids(large)
+    issue = bite_run(tmp_path, "issue", records)
+    found = next(s for s in diagnose([issue], reader=scalars()).symptoms() if s.id == "behaviour.bonus_too_small")
+    # per step at most 0.5 alive + 0.3 posture + 0.5 x 2 m/s forward + 0.5 proximity = 2.3, over 750 steps at 0.995
+    standby = 2.3 * (1 - 0.995**750) / 0.005
+    assert found.numbers["standby_value"] == pytest.approx(standby) and found.numbers["bonus"] == 100.0
+    assert f"stage3.env.bite_bonus={round(2 * standby, 0)}" in found.overrides
+    committed = bite_run(tmp_path, "committed", records, overrides=())  # bonus 300 against 0.5 per step
+    assert "behaviour.bonus_too_small" not in ids(committed)
+    succeeding = bite_run(tmp_path, "ok", [ev(25000 * i, 500.0, 100, 0.95, alive=50) for i in range(1, 4)])
+    assert "behaviour.bonus_too_small" not in ids(succeeding)
 
 
 # -- algorithm -----------------------------------------------------------------------------------------------------

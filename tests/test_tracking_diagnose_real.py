@@ -43,7 +43,7 @@ def runs(tmp_path_factory) -> dict[str, Path]:
     return {
         # budget 600 steps < one rollout of 512 x 2 envs; the policy trains once and falls within ~40 of 500 steps
         "budget": train(tmp, "budget", "velociraptor", 1, 600, "ppo.n_steps=512", "curriculum.eval_freq=256"),
-        # a bite bonus of 1 against ~0.8 per step of alive + posture + proximity reward
+        # a bite bonus of 1 against the per-step pay of alive + posture + proximity over a 300-step episode
         "bonus": train(tmp, "bonus", "trex", 3, 2048, "ppo.n_steps=128", "curriculum.eval_freq=400",
                        "env.bite_bonus=1.0", "env.max_episode_steps=300", "curriculum.warmup_timesteps=0",
                        "curriculum.ramp_timesteps=0"),
@@ -65,7 +65,7 @@ def test_budget_below_one_rollout_and_falls_early(runs):
 def test_bonus_smaller_than_discounted_per_step_rewards(runs):
     found = symptoms(diagnose_json(runs["bonus"]))
     small = found["behaviour.bonus_too_small"]
-    assert small["numbers"]["bonus"] == 1.0 and small["numbers"]["continuation_value"] > 1.0
+    assert small["numbers"]["bonus"] == 1.0 and small["numbers"]["standby_value"] > 1.0
     assert small["overrides"][0].startswith("stage3.env.bite_bonus=")
     assert "behaviour.never_triggers" in found
 

@@ -17,6 +17,7 @@ from typing import Any, Callable, Optional
 
 from dinosim.config.schema import section_keys
 from dinosim.config.toml_writer import value_text
+from dinosim.species import SPECIES
 from dinosim.tracking.diagnose.data import StageData
 
 CATEGORIES = ("balance", "locomotion", "behaviour", "algorithm")
@@ -142,17 +143,11 @@ class Suggest:
 
 
 def behaviour_keys(species: str) -> dict[str, str]:
-    """``{"bonus": ..., "approach": ..., "proximity": ...}``: the species' own stage-3 weight keys, found in its
-    ``[env]`` schema (``<behaviour>_bonus``, ``<behaviour>_approach_weight``, ``<behaviour>_proximity_weight``)."""
-    out = {}
-    for key in section_keys("env", species):
-        if key.endswith("_bonus") and key != "alive_bonus":
-            out["bonus"] = key
-        elif key.endswith("_approach_weight"):
-            out["approach"] = key
-        elif key.endswith("_proximity_weight"):
-            out["proximity"] = key
-    return out
+    """``{"bonus": ..., "approach": ..., "proximity": ...}``: the species' own stage-3 weight keys
+    (:attr:`dinosim.species.Species.target_weights`), those its ``[env]`` schema accepts."""
+    names = SPECIES[species].target_weights if species in SPECIES else ()
+    valid = section_keys("env", species) if species in SPECIES else {}
+    return {role: key for role, key in zip(("bonus", "approach", "proximity"), names) if key in valid}
 
 
 def _json_number(value: Any) -> Any:

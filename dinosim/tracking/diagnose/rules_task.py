@@ -29,7 +29,7 @@ COLLAPSE_EARLY = 0.5  # ... within this fraction of the stage's steps
 VALUE_BLOWUP = 10.0  # value_loss_exploding: a later value-loss point at least this x the median of the first quarter
 VALUE_POINTS = 4  # ... with at least this many logged points
 NAN_PATTERN = re.compile(r"\b(NaN|nan|inf|non-finite)\b")
-STAY_TERMS = ("alive", "forward", "posture", "proximity")  # bonus_too_small: per-step rewards a success ends
+BONUS_MARGIN = 2.0  # bonus_too_small: the suggested bonus, as a multiple of the standby value
 ENT_COEF_FALLBACK = 0.001  # entropy_collapse with ent_coef = 0: the smallest non-zero ent_coef of the committed configs
 
 
@@ -146,28 +146,30 @@ def regression(d: StageData) -> Optional[Symptom]:
 
 @rule("behaviour.bonus_too_small")
 def bonus_too_small(d: StageData) -> Optional[Symptom]:
+    from dinosim.envs.rewards import standby_value  # the one rule, shared with the committed-config tests
+
     keys = behaviour_keys(d.species)
     bonus = weight(d, keys.get("bonus", ""))
-    length = recent_length(d)
-    if not has_target(d) or bonus <= 0 or not length:
+    if not has_target(d) or "bonus" not in keys:
         return None
     gate_success = d.curriculum("min_success_rate") or 0.6
-    if recent_success(d) >= gate_success:
+    if d.evals and recent_success(d) >= gate_success:
         return None
     gamma = float(d.algo("gamma", 0.99) or 0.99)
-    per_step = sum(max(component(d, t), 0.0) for t in STAY_TERMS) / length
-    horizon, t_success = length, length / 2.0
-    stay = per_step * (1.0 - gamma ** (horizon - t_success)) / (1.0 - gamma)
-    if bonus >= stay:
+    standby = standby_value(d.env, keys.get("proximity", ""), gamma)
+    if bonus >= standby:
         return None
-    s = Suggest(d).env(keys["bonus"], 2.0 * stay).scale_env("alive_bonus", 0.5)
-    return Symptom(d.stage, confidence(stay / bonus - 1.0, len(d.evals)),
-                   "the success bonus does not dominate the discounted per-step rewards",
-                   [f"episodes last {horizon:.0f} steps earning {per_step:.3f} per step ({', '.join(STAY_TERMS)}; "
-                    f"{steps_span(d)})", f"succeeding at step {t_success:.0f} gives {bonus:g} but forgoes "
-                    f"{stay:.1f} of discounted per-step reward (gamma {gamma:g}) to step {horizon:.0f}"],
-                   {"gamma": gamma, "bonus": bonus, "success_step": t_success, "horizon": horizon,
-                    "per_step_reward": per_step, "continuation_value": stay}, s.out)
+    s = Suggest(d).env(keys["bonus"], BONUS_MARGIN * standby).scale_env("alive_bonus", 0.5)
+    evidence = [f"{keys['bonus']} = {bonus:g} against {standby:.1f}, the discounted per-step pay of an episode "
+                f"without the behaviour (alive, posture, forward and proximity weights at their maximum, "
+                f"gamma {gamma:g} over {d.max_steps} steps)"]
+    if d.evals:
+        evidence.append(f"recent success {recent_success(d):.0%} against the gate's {gate_success:g} "
+                        f"({steps_span(d)})")
+    return Symptom(d.stage, confidence(standby / max(bonus, 1e-9) - 1.0, len(d.evals)),
+                   "the success bonus does not dominate the discounted per-step rewards", evidence,
+                   {"gamma": gamma, "bonus": bonus, "standby_value": standby, "max_episode_steps": d.max_steps,
+                    "success_rate": recent_success(d) if d.evals else None}, s.out)
 
 
 @rule("algorithm.budget_below_rollout")
