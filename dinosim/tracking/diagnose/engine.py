@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import Any, Iterable, Optional, Sequence
 
 from dinosim.errors import DinosimError
-from dinosim.tracking.diagnose.data import EVAL_REWARD, RunData, StageData, load_run_data
+from dinosim.tracking.diagnose.data import RunData, ScalarReader, StageData, load_run_data
+from dinosim.tracking.diagnose.measure import recent_return
 from dinosim.tracking.diagnose.model import Rule, Suggest, Symptom, confidence
 from dinosim.tracking.diagnose import rules_motion, rules_task
 
@@ -71,9 +72,10 @@ def diagnose_stage(data: StageData) -> list[Symptom]:
     return sorted(found, key=lambda s: (-s.confidence, s.id))
 
 
-def diagnose(paths: Sequence[Path], stage: Optional[int] = None, reader: Any = None) -> Diagnosis:
-    """Diagnose run folders (``stage``: only that stage). Raises :class:`DinosimError` for a path that is not a run
-    folder, or when no run has ``stage``, before any TensorBoard file is read."""
+def diagnose(paths: Sequence[Path], stage: Optional[int] = None, reader: Optional[ScalarReader] = None) -> Diagnosis:
+    """Diagnose run folders (``stage``: only that stage; ``reader``: reads a stage folder's TensorBoard scalars,
+    default :func:`dinosim.tracking.run_logs.read_scalars`). Raises :class:`DinosimError` for a path that is not a
+    run folder, or when no run has ``stage``, before any TensorBoard file is read."""
     runs = [load_run_data(p, reader) if reader else load_run_data(p) for p in paths]
     if stage is not None and not any(s.stage == stage for r in runs for s in r.stages):
         have = sorted({s.stage for r in runs for s in r.stages})
@@ -90,13 +92,13 @@ def seed_spread(stages: Iterable[StageData]) -> list[tuple[Symptom, list[str]]]:
     at least :data:`SPREAD_RATIO` x their mean magnitude, or some passed the gate and some did not."""
     groups: dict[tuple[str, int], list[StageData]] = {}
     for s in stages:
-        if s.evals:
+        if recent_return(s) is not None:
             groups.setdefault((s.species, s.stage), []).append(s)
     found = []
     for (_, n), group in sorted(groups.items()):
         if len(group) < 2:
             continue
-        finals = [sum(g.eval_values(EVAL_REWARD)[-3:]) / len(g.eval_values(EVAL_REWARD)[-3:]) for g in group]
+        finals = [float(recent_return(g) or 0.0) for g in group]
         scale = max(abs(sum(finals) / len(finals)), 1e-9)
         ratio = (max(finals) - min(finals)) / scale
         passed = [g.gate_passed for g in group]
