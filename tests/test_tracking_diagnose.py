@@ -139,9 +139,15 @@ def test_seed_spread(tmp_path):
 
 
 # -- locomotion ----------------------------------------------------------------------------------------------------
+# Walking-stage weights these tests assert on (the velociraptor's before its committed alive_bonus became 0).
+WALK = ("env.alive_bonus=0.25", "env.forward_vel_weight=1.5", "env.forward_vel_max=2.0", "env.posture_weight=0.25",
+        "env.speed_penalty_weight=1.0", "env.max_episode_steps=1000")
+
+
 def walk_run(tmp_path: Path, name: str, length: float = 950, **components: float) -> Path:
     comps = {"alive": 0.25 * length, "posture": 100.0, **components}
-    return make_run(tmp_path, name, {2: [ev(25000 * i, 400.0, length, **comps) for i in (1, 2, 3, 4)]})
+    return make_run(tmp_path, name, {2: [ev(25000 * i, 400.0, length, **comps) for i in (1, 2, 3, 4)]},
+                    overrides=WALK)
 
 
 def test_standing_still(tmp_path):

@@ -19,8 +19,8 @@ PROXIMITY_SHARE = 0.2  # hovering: proximity reward at least this share of the p
 HOVER_PROXIMITY = math.exp(-2.0)  # ... mean exp(-distance / reach scale) at least this (within ~2 reach scales) ...
 HOVER_SUCCESS = 0.2  # ... success rate below this ...
 HOVER_LENGTH = 0.5  # ... and episodes at least this fraction of max_episode_steps (it waits, it does not fall)
-FORGET_DROP = 0.5  # forgets_walking: early episodes of the stage below this x the previous stage's (as fractions)
-FORGET_SUCCESS = 0.3  # ... and with a success rate below this
+FORGET_DROP = 0.5  # forgets_walking: early episodes of the stage below this x the previous stage's (as fractions),
+# with no success in them
 REGRESS_EVALS = 4  # regression: at least this many evaluations, two or more after the peak ...
 REGRESS_DROP = 0.5  # ... and the recent value at most this x the peak (success) / peak - this x |peak| (return)
 REGRESS_PEAK_SUCCESS = 0.3  # a success peak must reach this to count
@@ -89,12 +89,12 @@ def forgets_walking(d: StageData) -> Optional[Symptom]:
     if prev is None or not prev.evals or not d.evals:
         return None
     prev_frac = (mean(prev.eval_values(EVAL_LENGTH)[-2:]) or 0.0) / prev.max_steps
-    window = max(int(d.curriculum("warmup_timesteps", 0) or 0), int(d.curriculum("ramp_timesteps", 0) or 0),
-                 int(d.curriculum("eval_freq", 0) or 0))
+    window = max(int(d.curriculum(key, 0) or 0) for key in
+                 ("warmup_timesteps", "ramp_timesteps", "critic_warmup_timesteps", "eval_freq"))
     early = [r for r in d.evals if int(r["global_step"]) <= d.start_step + window] or d.evals[:1]
     early_frac = min(float(r.get(EVAL_LENGTH, 0.0)) for r in early) / d.max_steps
     early_success = max(float(r.get(EVAL_SUCCESS) or 0.0) for r in early)
-    if early_frac >= FORGET_DROP * prev_frac or early_success >= FORGET_SUCCESS:
+    if early_frac >= FORGET_DROP * prev_frac or early_success > 0:  # a success means it reached the target
         return None
     cur_warm = int(d.curriculum("warmup_timesteps", 0) or 0)
     cur_ramp = int(d.curriculum("ramp_timesteps", 0) or 0)
