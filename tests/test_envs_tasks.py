@@ -22,7 +22,8 @@ from dinosim.envs.rewards import REWARD_KEYS, TERMS, StepSignals, reward_terms
 from dinosim.species import CONFIGS_DIR, SPECIES
 
 SPECIES_NAMES = tuple(SPECIES)
-RAW_KEYS = ("forward_velocity", "tilt", "height", "target_distance", "termination_reason")
+RAW_KEYS = ("forward_velocity", "lateral_velocity", "yaw_rate", "drift", "gait_asymmetry", "tilt", "height",
+            "target_distance", "termination_reason")
 
 
 def stage_config(species: str, stage: int) -> dict:

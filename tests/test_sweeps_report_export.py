@@ -153,3 +153,26 @@ def test_export_refuses_values_that_make_the_stage_config_invalid(tmp_path):
     with pytest.raises(ConfigError, match="nothing was written: .*the schedule would rise"):
         export_best(load_study(path, sweep_dir=tmp_path / "sd"), to=target)
     assert target.read_text() == before
+
+
+def test_report_lists_the_most_frequent_symptoms(tmp_path):
+    """Trials' run folders (<trial_dir>/runs/<species>/<stamp>) are diagnosed; each trial counts a symptom once."""
+    from types import SimpleNamespace
+
+    from test_tracking_diagnose import balance_evals, ev, make_run
+
+    from dinosim.sweeps.report import Report, symptom_counts
+
+    falling = [ev(25000 * i, 30.0, 30.0, alive=30) for i in (1, 2, 3)]
+    trials = []
+    for number, records in enumerate((falling, falling, balance_evals(), falling)):
+        trial_dir = tmp_path / f"{number:04d}"
+        make_run(trial_dir / "runs", f"run{number}", {1: records})
+        trials.append(SimpleNamespace(user_attrs={"trial_dir": str(trial_dir)}))
+    trials.append(SimpleNamespace(user_attrs={}))  # a trial that never started: not diagnosed
+    counts, diagnosed = symptom_counts(trials)
+    assert diagnosed == 4 and counts["balance.falls_early"] == 3
+    assert list(counts)[0] == "balance.falls_early"
+    text = Report("s", "eval/mean_reward", "maximize", {}, [], {}, "n/a", symptoms=counts,
+                  diagnosed_trials=diagnosed).to_text()
+    assert "most frequent symptoms" in text and "balance.falls_early" in text and "(75%)" in text

@@ -160,6 +160,8 @@ def test_cli_train_with_wandb_unreachable(tmp_path):
     # the end of the stage rendered the best policy and attached it to the W&B run
     assert list((tmp_path / "run" / "stage1").glob("best_policy.*"))
     assert list((tmp_path / "run").glob("wandb/offline-run-*/files/media/videos/video/stage1_*"))
+    # and the diagnosis of the stage as a table
+    assert list((tmp_path / "run").glob("wandb/offline-run-*/files/media/table/diagnose/stage1_*.table.json"))
 
 
 def test_skip_under_wandb_agent_is_marked_and_quick(tmp_path):
@@ -194,3 +196,19 @@ def test_forced_online_with_dead_server_falls_back_offline(tmp_path):
     assert r.returncode == 0, r.stderr[-2000:]
     assert "MODE offline" in r.stdout and "online init failed" in r.stderr
     assert time.monotonic() - t0 < 90
+
+
+def test_log_diagnosis_summary_and_table(tmp_path):
+    from test_tracking_diagnose import ev, make_run
+
+    run_dir = make_run(tmp_path, "r", {1: [ev(25000 * i, 30.0, 30.0, alive=30) for i in (1, 2, 3)]}, timesteps=1000)
+    run = FakeRun()
+    tracker = WandbTracker(run, tmp_path, "offline")
+    ids = tracker.log_diagnosis(run_dir, 1, global_step=75000)
+    assert "balance.falls_early" in ids
+    assert run.summary["diagnose/stage1/symptoms"] == ids and run.summary["diagnose/stage1/count"] == len(ids)
+    assert run.summary["diagnose/stage1/top"] == ids[0]
+    assert 0.5 <= run.summary["diagnose/stage1/balance.falls_early"] <= 1.0
+    table = run.rows[-1]["diagnose/stage1"]
+    assert run.rows[-1][STEP_KEY] == 75000 and list(table.columns)[:2] == ["stage", "id"]
+    assert [row[1] for row in table.data] == ids

@@ -352,6 +352,10 @@ def test_nan_stops_with_stage_and_step_and_keeps_the_last_checkpoint(tmp_path: P
     assert checkpoints, "the checkpoint at step 256 must stay"
     model = PPO.load(str(checkpoints[-1]), device="cpu")
     assert all(np.isfinite(p.detach().numpy()).all() for p in model.policy.parameters())
+    from dinosim.tracking.diagnose import diagnose  # `dinosim diagnose` names the stop, with overrides to try
+
+    found = {s.id: s for s in diagnose([tmp_path / "run"]).symptoms()}
+    assert found["algorithm.nan_guard"].confidence == 1.0 and found["algorithm.nan_guard"].overrides
 
 
 @pytest.mark.parametrize("algorithm", ["sac", "tqc", "crossq"])

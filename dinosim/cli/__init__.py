@@ -13,7 +13,7 @@ import click
 
 from dinosim import __version__
 from dinosim.cli.config_cmds import config
-from dinosim.cli.results_cmds import plot, summary
+from dinosim.cli.results_cmds import diagnose, plot, summary
 from dinosim.cli.run_cmds import audit, curriculum, evaluate, resume, train
 from dinosim.cli.sweep_cmds import sweep
 from dinosim.cli.watch_cmd import watch
@@ -30,7 +30,7 @@ def cli() -> None:
     """
 
 
-for _command in (train, curriculum, resume, evaluate, watch, audit, plot, summary, config, sweep):
+for _command in (train, curriculum, resume, evaluate, watch, audit, plot, summary, diagnose, config, sweep):
     cli.add_command(_command)
 
 

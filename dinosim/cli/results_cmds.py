@@ -71,3 +71,19 @@ def summary(run_dir: Path, top: int, as_json: bool) -> int:
     else:
         click.echo(format_table(table))
     return 0
+
+
+@click.command()
+@click.argument("run_dirs", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--stage", type=click.IntRange(min=1), default=None, help="Diagnose only this stage.")
+@click.option("--json", "as_json", is_flag=True, help="Print the diagnosis as JSON (schema in docs/diagnose.md).")
+def diagnose(run_dirs: tuple[Path, ...], stage: Optional[int], as_json: bool) -> int:
+    """Name what went wrong in each stage of one or more runs: symptoms ranked by confidence, the evidence (numbers
+    and steps) and --override values to try, derived from the run's own config. Several runs of the same stage are
+    also compared with each other (spread across seeds)."""
+    from dinosim.tracking.diagnose import diagnose as run_diagnosis
+    from dinosim.tracking.diagnose import format_text
+
+    result = run_diagnosis(list(run_dirs), stage=stage)
+    click.echo(json.dumps(result.to_json(), indent=2) if as_json else format_text(result))
+    return 0

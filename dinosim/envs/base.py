@@ -49,7 +49,9 @@ class DinoEnv(TargetTask, gym.Env):
     """Base MuJoCo dinosaur env; see the module docstring for the design and :meth:`__init__` for the kwargs.
 
     ``info`` on every step (same keys every step of an env instance): ``reward_<term>`` for each term of
-    :data:`dinosim.envs.rewards.TERMS`, ``forward_velocity`` (m/s along the heading), ``tilt`` (rad), ``height``
+    :data:`dinosim.envs.rewards.TERMS`, ``forward_velocity`` and ``lateral_velocity`` (m/s along / across the
+    heading), ``yaw_rate`` (rad/s), ``drift`` (m from the spawn point), ``gait_asymmetry`` (the gait-symmetry
+    signal, whatever its weight), ``tilt`` (rad), ``height``
     (m, torso), ``target_distance`` (m, effector to target; ``-1.0`` without target), ``termination_reason``
     (``""``, ``"fell_height"``, ``"fell_tilt"``, ``"fell_contact"``, ``"success"``, ``"time_limit"``), and, when the
     task has a target, ``is_success`` (bool).
@@ -251,6 +253,10 @@ class DinoEnv(TargetTask, gym.Env):
         info: dict[str, Any] = {}
         reward = compute_reward(self, s, info)
         info["forward_velocity"] = s.forward_velocity
+        info["lateral_velocity"] = s.lateral_velocity
+        info["yaw_rate"] = s.yaw_rate
+        info["drift"] = s.drift
+        info["gait_asymmetry"] = s.gait_asymmetry
         info["tilt"] = tilt
         info["height"] = height
         info["target_distance"] = dist
@@ -353,6 +359,10 @@ class DinoEnv(TargetTask, gym.Env):
     def _reset_info(self) -> dict[str, Any]:
         info: dict[str, Any] = {
             "forward_velocity": 0.0,
+            "lateral_velocity": 0.0,
+            "yaw_rate": 0.0,
+            "drift": 0.0,
+            "gait_asymmetry": 0.0,
             "tilt": 0.0,
             "height": self.standing_height,
             "target_distance": self._target_dist,

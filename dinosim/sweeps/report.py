@@ -106,6 +106,8 @@ class Report:
     importance: dict[str, float]
     importance_method: str
     plots: list[str] = field(default_factory=list)
+    symptoms: dict[str, int] = field(default_factory=dict)  # symptom id -> trials showing it, most frequent first
+    diagnosed_trials: int = 0
 
     def to_text(self) -> str:
         c = self.counts
@@ -117,6 +119,11 @@ class Report:
         lines.append(f"parameter importance ({self.importance_method}):")
         for k, v in self.importance.items():
             lines.append(f"  {k:<40} {v:6.3f} {'#' * int(round(v * 40))}")
+        if self.diagnosed_trials:
+            lines.append(f"most frequent symptoms (`dinosim diagnose`) across {self.diagnosed_trials} trials:")
+            lines += [f"  {k:<40} {v:4d} ({v / self.diagnosed_trials:.0%})" for k, v in self.symptoms.items()]
+            if not self.symptoms:
+                lines.append("  none")
         lines += [f"wrote {p}" for p in self.plots]
         return "\n".join(lines)
 
@@ -136,6 +143,7 @@ def build_report(loaded: LoadedSweep, k: int = 10, out_dir: Optional[Path] = Non
     top = [{"number": t.number, "value": t.value, "params": trial_params(t)} for t in top_trials(loaded, k)]
     imp, method = importances(loaded)
     report = Report(loaded.spec.name, loaded.spec.metric, loaded.spec.goal, counts, top, imp, method)
+    report.symptoms, report.diagnosed_trials = symptom_counts(trials)
     out = out_dir or loaded.sweep_dir / "report"
     out.mkdir(parents=True, exist_ok=True)
     if plots:
@@ -148,6 +156,37 @@ def build_report(loaded: LoadedSweep, k: int = 10, out_dir: Optional[Path] = Non
         ) if p is not None]
     (out / "report.json").write_text(json.dumps(report.__dict__, indent=2, default=_json_default) + "\n")
     return report
+
+
+def trial_run_dirs(trial: Any) -> list[Path]:
+    """Run folders a trial's program wrote: ``<trial_dir>/runs/<species>/<stamp>/`` (the engine sets
+    ``DINOSIM_RUNS_DIR`` to ``<trial_dir>/runs``)."""
+    trial_dir = trial.user_attrs.get("trial_dir")
+    if not trial_dir:
+        return []
+    return sorted(p.parent for p in Path(trial_dir, "runs").glob("*/*/summary.json"))
+
+
+def symptom_counts(trials: list[Any]) -> tuple[dict[str, int], int]:
+    """(symptom id -> number of trials whose runs show it, most frequent first; trials diagnosed). Each trial counts
+    a symptom once, whichever of its runs/stages shows it; trials whose runs cannot be read are left out."""
+    from dinosim.errors import DinosimError
+    from dinosim.tracking.diagnose import diagnose
+
+    counts: dict[str, int] = {}
+    diagnosed = 0
+    for trial in trials:
+        runs = trial_run_dirs(trial)
+        if not runs:
+            continue
+        try:
+            ids = {s.id for s in diagnose(runs).symptoms()}
+        except DinosimError:
+            continue
+        diagnosed += 1
+        for symptom_id in ids:
+            counts[symptom_id] = counts.get(symptom_id, 0) + 1
+    return dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))), diagnosed
 
 
 def _json_default(v: Any) -> Any:

@@ -17,7 +17,8 @@ Use::
   (``resume="allow"`` with the stored id).
 * Config = :func:`dinosim.config.flatten.flatten_config` + ``git_commit``. Every history row carries
   ``global_step`` (the x-axis of every metric, via ``define_metric``) and ``curriculum/stage``.
-* Summary: ``final/<eval key>``, ``best/<eval key>`` (max) and ``gate/stageN/passed``/``gate/stageN/global_step``;
+* Summary: ``final/<eval key>``, ``best/<eval key>`` (max), ``gate/stageN/passed``/``gate/stageN/global_step`` and
+  the diagnosis of each finished stage (``diagnose/stageN/...`` and a table, see :meth:`WandbTracker.log_diagnosis`);
   the plain ``eval/...`` summary keeps W&B's default (last value), which is what a sweep's metric reads.
 """
 
@@ -45,6 +46,7 @@ INIT_TIMEOUT = float(os.environ.get("DINOSIM_WANDB_INIT_TIMEOUT", "30"))  # wand
 DEFAULT_BASE_URL = "https://api.wandb.ai"
 STEP_KEY = "global_step"
 STAGE_KEY = "curriculum/stage"
+DIAGNOSIS_COLUMNS = ("stage", "id", "category", "confidence", "summary", "evidence", "overrides")
 
 
 def wandb_enabled_from_env(environ: Optional[Mapping[str, str]] = None) -> bool:
@@ -241,6 +243,33 @@ class WandbTracker:
         for k, v in details.items():
             self.run.summary[f"gate/stage{stage}/{k}"] = _jsonable(v)
         self.log({f"gate/stage{stage}_passed": int(bool(passed))}, global_step)
+
+    def log_diagnosis(self, run_dir: Path, stage: int, global_step: Optional[int] = None) -> list[str]:
+        """Diagnose ``stage`` of ``run_dir`` (:mod:`dinosim.tracking.diagnose`) and log it: summary keys
+        ``diagnose/stageN/symptoms`` (ids, ranked), ``diagnose/stageN/count``, ``diagnose/stageN/top`` and
+        ``diagnose/stageN/<id>`` (confidence), and a ``diagnose/stageN`` table (one row a symptom). Returns the ids."""
+        import wandb
+
+        from dinosim.tracking.diagnose import diagnose
+
+        symptoms = diagnose([run_dir], stage=stage).symptoms()
+        ids = [s.id for s in symptoms]
+        prefix = f"diagnose/stage{stage}"
+        self.run.summary[f"{prefix}/symptoms"] = ids
+        self.run.summary[f"{prefix}/count"] = len(ids)
+        self.run.summary[f"{prefix}/top"] = ids[0] if ids else ""
+        for s in symptoms:
+            self.run.summary[f"{prefix}/{s.id}"] = s.confidence
+        table = wandb.Table(columns=list(DIAGNOSIS_COLUMNS))
+        for s in symptoms:
+            row = s.to_json()
+            table.add_data(*(row[c] if c not in ("evidence", "overrides") else "\n".join(row[c])
+                             for c in DIAGNOSIS_COLUMNS))
+        row: dict[str, Any] = {prefix: table}
+        if global_step is not None:
+            row[STEP_KEY] = int(global_step)
+        self.run.log(row)
+        return ids
 
     def log_video(self, path: str | os.PathLike, stage: int, global_step: Optional[int] = None) -> None:
         """Attach a rendered episode (.mp4/.gif) as ``video/stageN`` (at ``global_step`` when given)."""

@@ -370,3 +370,57 @@ class WarmupRampCallback(BaseCallback):
             if stage_steps >= self._next_update:
                 self._ramp_now(stage_steps)
         return True
+
+
+SIGNAL_PREFIX = "signal/"
+# info key -> how an episode is summarised: "mean" of the per-step value, "absmean" magnitude of that mean (a steady
+# sideways walk or spin in either direction, not sway), "last" value.
+SIGNALS: dict[str, str] = {
+    "forward_velocity": "mean", "lateral_velocity": "absmean", "yaw_rate": "absmean", "drift": "last",
+    "gait_asymmetry": "mean",
+}
+FELL_SIGNAL = "signal/fell"  # fraction of finished episodes that ended in a fall
+
+
+class SignalCallback(BaseCallback):
+    """``signal/<name>``: per-episode summaries of the env's physical signals over training-rollout episodes.
+
+    For each finished episode: the mean of ``forward_velocity`` and ``gait_asymmetry``, the magnitude of the mean
+    of ``lateral_velocity`` and ``yaw_rate`` (steady sideways walking or spinning, not sway), the final ``drift``
+    (m from the spawn point), and ``signal/fell`` (1 when the episode ended with a ``fell_*`` termination reason).
+    Averaged over the episodes finished since the last dump, like ``reward/<term>``. Envs without these info keys
+    log nothing. ``dinosim diagnose`` reads them.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._sums: list[dict[str, float]] = []
+        self._steps: list[int] = []
+
+    def _on_training_start(self) -> None:
+        self._sums = [{} for _ in range(self.training_env.num_envs)]
+        self._steps = [0] * self.training_env.num_envs
+
+    def _on_step(self) -> bool:
+        infos = self.locals.get("infos") or []
+        dones = self.locals.get("dones")
+        for i, info in enumerate(infos):
+            sums = self._sums[i]
+            self._steps[i] += 1
+            for key, how in SIGNALS.items():
+                value = info.get(key)
+                if isinstance(value, _NUMBERS):
+                    sums[key] = float(value) if how == "last" else sums.get(key, 0.0) + float(value)
+            if dones is not None and dones[i]:
+                self._episode_end(sums, self._steps[i], str(info.get("termination_reason", "")))
+                self._sums[i], self._steps[i] = {}, 0
+        return True
+
+    def _episode_end(self, sums: dict[str, float], steps: int, reason: str) -> None:
+        if not sums or steps <= 0:
+            return
+        for key, value in sums.items():
+            how = SIGNALS[key]
+            summary = value if how == "last" else value / steps
+            self.logger.record_mean(SIGNAL_PREFIX + key, abs(summary) if how == "absmean" else summary)
+        self.logger.record_mean(FELL_SIGNAL, 1.0 if reason.startswith("fell") else 0.0)

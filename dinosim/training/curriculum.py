@@ -58,6 +58,7 @@ from dinosim.training.callbacks import (
     EvalGateCallback,
     EvalSink,
     RewardComponentCallback,
+    SignalCallback,
     StageContext,
     WarmupRampCallback,
     load_evaluations,
@@ -291,7 +292,7 @@ def _callbacks(ctx: StageContext, model: Any, reporter: ProgressReporter, hooks:
     stage = ctx.stage
     return [
         _Where(), FiniteLossCallback(lambda: f"stage {stage}, step {model.num_timesteps}"),
-        RewardComponentCallback(ctx), ramp_cb, CriticWarmupCallback(ctx), EvalGateCallback(ctx),
+        RewardComponentCallback(ctx), SignalCallback(), ramp_cb, CriticWarmupCallback(ctx), EvalGateCallback(ctx),
         CheckpointCallback(ctx),
         ProgressCallback(reporter, int(ctx.state.start_step or 0)), *hooks.extra_callbacks,
     ]

@@ -180,6 +180,9 @@ def _execute(run_dir: Path, run_data: dict, summary: RunSummary, progress: bool,
             tracker.finish(exit_code=EXIT_FAILED)
         raise
     summary.save(run_dir)
+    if tracker is not None and summary.status == "failed":  # the failed stage never reached on_stage_end
+        for stage in (n for n, s in summary.stages.items() if s.status == "running"):
+            _log_stage_diagnosis(tracker, Path(run_dir), stage, summary.global_step, hooks)
     for message in hooks.messages:
         print(f"warning: {message}", file=sys.stderr)
     if tracker is not None:
@@ -224,6 +227,7 @@ def _start_wandb(run_dir: Path, run_data: dict, config: "RunConfig", hooks: "Run
         tracker.log_gate(stage, state.gate_passed, state.gate_passed_at or end_step,
                          timesteps_used=state.timesteps_used)
         _log_stage_video(tracker, Path(run_dir), stage, end_step, hooks)
+        _log_stage_diagnosis(tracker, Path(run_dir), stage, end_step, hooks)
         if previous_end:
             previous_end(stage, state)
 
@@ -244,6 +248,15 @@ def _log_stage_video(tracker: Any, run_dir: Path, stage: int, step: int, hooks: 
         tracker.log_video(path, stage, step)
     except DinosimError as exc:
         hooks.messages.append(f"stage {stage}: no video for W&B ({exc})")
+
+
+def _log_stage_diagnosis(tracker: Any, run_dir: Path, stage: int, step: int, hooks: "RunHooks") -> None:
+    """``dinosim diagnose`` of a finished (or failed) stage into the W&B summary and a table (a message when it
+    cannot run)."""
+    try:
+        tracker.log_diagnosis(run_dir, stage, step)
+    except DinosimError as exc:
+        hooks.messages.append(f"stage {stage}: no diagnosis for W&B ({exc})")
 
 
 def _print_summary(run_dir: Path, summary: RunSummary, brief: bool = False) -> None:
