@@ -14,8 +14,9 @@
 * Budget: ``run_cap`` bounds the trials in the study (interrupted ones excepted), ``--count`` the trials of this
   invocation, a grid its size; ``metric.target`` reached -> no new trials start.
 * Storage: default ``<runs>/sweeps/<yaml-stem>/study.journal`` (Optuna JournalFileBackend) so a sweep resumes; trials
-  interrupted by Ctrl-C or a crash of the engine are queued again on resume. ``--storage URL`` (e.g.
-  ``postgresql://...``, ``sqlite:///...``) shares one study between machines.
+  interrupted by Ctrl-C, SIGTERM, SIGHUP or a crash of the engine are queued again (once) on resume; trial
+  processes die with the engine even when it is killed outright (:mod:`dinosim.sweeps.orphan_guard`).
+  ``--storage URL`` (e.g. ``postgresql://...``, ``sqlite:///...``) shares one study between machines.
 """
 
 from __future__ import annotations
@@ -34,10 +35,11 @@ from dinosim.errors import ConfigError
 from dinosim.sweeps.distributions import grid_search_space, suggest
 from dinosim.sweeps.macros import expand_command
 from dinosim.sweeps.progress import Progress
-from dinosim.sweeps.storage import make_storage, storage_url
+from dinosim.sweeps.storage import make_storage, redact, storage_url
 from dinosim.sweeps.trial import ProcessRegistry, run_process, trial_env
 from dinosim.sweeps.yaml_spec import SweepSpec
-from dinosim.training.rundir import process_alive
+from dinosim.training.rundir import process_alive, runs_root
+from dinosim.training.stop_signals import STOP_SIGNALS, Terminated
 
 SPEC_COPY = "sweep.yaml"
 
@@ -63,16 +65,12 @@ class EngineOptions:
 @dataclass
 class SweepResult:
     study_name: str
-    storage: str
+    storage: str  # for display: the password of a database URL is replaced by ***
     sweep_dir: Path
     counts: dict[str, int] = field(default_factory=dict)
     best_value: Optional[float] = None
     best_params: Optional[dict[str, Any]] = None
     target_reached: bool = False
-
-
-def runs_root() -> Path:
-    return Path(os.environ.get("DINOSIM_RUNS_DIR") or "runs")
 
 
 def default_sweep_dir(spec: SweepSpec) -> Path:
@@ -119,7 +117,7 @@ def open_study(spec: SweepSpec, sweep_dir: Path, storage: Optional[str], sampler
     )
     text = spec.path.read_text(encoding="utf-8")
     if study.user_attrs.get("sweep_yaml") not in (None, text):
-        raise ConfigError(f"study {spec.path.stem} in {storage_url(sweep_dir, storage)} was made from a different YAML")
+        raise ConfigError(f"study {spec.path.stem} in {redact(storage_url(sweep_dir, storage))} was made from a different YAML")
     study.set_user_attr("sweep_yaml", text)
     study.set_user_attr("metric", spec.metric)
     (sweep_dir / SPEC_COPY).write_text(text, encoding="utf-8")
@@ -135,7 +133,8 @@ def _requeue_interrupted(study: Any) -> None:
     for t in study.get_trials(deepcopy=False):
         if t.state == TrialState.RUNNING and t.user_attrs.get("host") == host:
             pid = t.user_attrs.get("engine_pid")
-            if pid is not None and not process_alive(int(pid)):
+            rebooted = t.user_attrs.get("boot_id") not in (None, boot_id())  # its PID may belong to anyone now
+            if pid is not None and (rebooted or not process_alive(int(pid))):
                 study._storage.set_trial_user_attr(t._trial_id, "interrupted", True)
                 study._storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
                 t = study._storage.get_trial(t._trial_id)
@@ -143,6 +142,15 @@ def _requeue_interrupted(study: Any) -> None:
             study.enqueue_trial(t.params, user_attrs={"requeued_from": t.number}, skip_if_exists=False)
             done.append(t.number)
     study.set_user_attr("requeued", done)
+
+
+def boot_id() -> Optional[str]:
+    """The kernel's id of this boot (Linux), so a PID recorded before a reboot is not mistaken for a live engine."""
+    try:
+        with open("/proc/sys/kernel/random/boot_id", encoding="ascii") as fh:
+            return fh.read().strip()
+    except OSError:
+        return None
 
 
 def counted_trials(study: Any) -> int:
@@ -183,6 +191,7 @@ class _Objective:
         trial.set_user_attr("params", _jsonable(params))
         trial.set_user_attr("host", socket.gethostname())
         trial.set_user_attr("engine_pid", os.getpid())
+        trial.set_user_attr("boot_id", boot_id())
         for c in spec.constraints:
             if c.evaluate_partial(params):
                 reason = f"skip-if: {c.text}"
@@ -299,7 +308,7 @@ def run_sweep(spec: SweepSpec, opts: EngineOptions, progress: Optional[Progress]
     _requeue_interrupted(study)
     progress = progress or Progress.create(spec)
     objective = _Objective(spec, opts, sweep_dir, progress)
-    result = SweepResult(study.study_name, storage_url(sweep_dir, opts.storage), sweep_dir)
+    result = SweepResult(study.study_name, redact(storage_url(sweep_dir, opts.storage)), sweep_dir)
     best, _ = _best(spec, study)
     if best is not None and spec.reaches_target(best):
         result.target_reached = True
@@ -315,16 +324,20 @@ def run_sweep(spec: SweepSpec, opts: EngineOptions, progress: Optional[Progress]
         elif spec.run_cap is not None and counted_trials(st) >= spec.run_cap:
             st.stop()
 
-    def on_sigint(signum: int, frame: Any) -> None:
-        # First Ctrl-C: stop every trial process (their trials are recorded as interrupted and re-run on resume)
-        # and start no new trial; the sweep then unwinds by itself. A second Ctrl-C interrupts at once.
+    received: list[int] = []
+
+    def on_stop_signal(signum: int, frame: Any) -> None:
+        # First Ctrl-C / SIGTERM / SIGHUP: stop every trial process (their trials are recorded as interrupted and
+        # re-run once on resume) and start no new trial; the sweep then unwinds by itself. A second one interrupts
+        # at once. Trials of an engine killed outright die with it (dinosim.sweeps.orphan_guard).
         if objective.registry.stopping.is_set():
-            raise KeyboardInterrupt
+            raise _interruption(signum)
+        received.append(signum)
         objective.registry.stopping.set()
         threading.Thread(target=objective.registry.terminate_all, args=(opts.term_timeout,), daemon=True).start()
 
     in_main = threading.current_thread() is threading.main_thread()
-    previous = signal.signal(signal.SIGINT, on_sigint) if in_main else None
+    previous = {s: signal.signal(s, on_stop_signal) for s in (signal.SIGINT, *STOP_SIGNALS)} if in_main else {}
     progress.start(study)
     try:
         if not result.target_reached and budget != 0:
@@ -335,10 +348,10 @@ def run_sweep(spec: SweepSpec, opts: EngineOptions, progress: Optional[Progress]
         raise
     finally:
         progress.stop()
-        if in_main:
-            signal.signal(signal.SIGINT, previous)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
     if objective.registry.stopping.is_set():
-        raise KeyboardInterrupt
+        raise _interruption(received[0] if received else signal.SIGINT)
     from optuna.trial import TrialState
 
     for state in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL, TrialState.RUNNING):
@@ -348,6 +361,11 @@ def run_sweep(spec: SweepSpec, opts: EngineOptions, progress: Optional[Progress]
     if result.best_value is not None and spec.reaches_target(result.best_value):
         result.target_reached = True
     return result
+
+
+def _interruption(signum: int) -> KeyboardInterrupt:
+    """KeyboardInterrupt for Ctrl-C, :class:`Terminated` (a KeyboardInterrupt, exit 128 + signal) for the others."""
+    return KeyboardInterrupt() if signum == signal.SIGINT else Terminated(signum)
 
 
 __all__ = ["EngineOptions", "SweepResult", "TrialFailed", "run_sweep", "open_study", "default_sweep_dir"]
