@@ -20,12 +20,12 @@ from typing import Any, Callable, Optional
 import numpy as np
 from stable_baselines3.common.callbacks import BaseCallback
 
+from dinosim.run_integrity import model_bytes, save_best_pair, vecnormalize_bytes, write_checkpoint
 from dinosim.training.evaluation import (
     REWARD_PREFIX, EvalResult, gate_seeds, model_policy, obs_normalizer, run_seeded_episodes,
 )
 from dinosim.training.rundir import (
-    METRICS_FILE, MODEL_FILE, TRIAL_METRICS_ENV, VECNORM_FILE, append_json_line, atomic_write_bytes,
-    atomic_write_json, checkpoint_paths, prune_checkpoints, save_model_atomic, save_vecnormalize_atomic,
+    METRICS_FILE, TRIAL_METRICS_ENV, append_json_line, atomic_write_bytes, prune_checkpoints,
 )
 from dinosim.training.schedules import ramp_typed
 from dinosim.config.settings import CurriculumSettings
@@ -71,14 +71,13 @@ class StageContext:
 
 
 def save_checkpoint(ctx: StageContext, model: Any, keep: Optional[int] = None) -> int:
-    """Model, VecNormalize, then a meta file (the stage state): only a checkpoint with all three counts."""
+    """Model, VecNormalize, then a meta file (the stage state and both files' sha256): written as one unit by
+    :func:`dinosim.run_integrity.write_checkpoint`; only a checkpoint whose meta file matches both files counts."""
     step = int(model.num_timesteps)
     ctx.update_progress(step)
     ctx.state.last_checkpoint_stage_step = ctx.stage_steps(step)
-    model_path, vecnorm_path, meta_path = checkpoint_paths(ctx.stage_dir, step)
-    save_model_atomic(model, model_path)
-    save_vecnormalize_atomic(ctx.train_env, vecnorm_path)
-    atomic_write_json(meta_path, {"global_step": step, "stage": ctx.stage, "state": asdict(ctx.state)})
+    write_checkpoint(ctx.stage_dir, step, model_bytes(model), vecnormalize_bytes(ctx.train_env),
+                     {"global_step": step, "stage": ctx.stage, "state": asdict(ctx.state)})
     prune_checkpoints(ctx.stage_dir, ctx.curriculum.keep_checkpoints if keep is None else keep)
     ctx.summary.save(ctx.run_dir)
     return step
@@ -230,10 +229,8 @@ class EvalGateCallback(BaseCallback):
             state.last_eval = {"global_step": step, **metrics}
         rank = cur.rank(stats)
         if state.best_eval is None or rank > tuple(state.best_eval.get("rank", (-math.inf, -math.inf))):
-            save_model_atomic(self.model, ctx.stage_dir / "best" / MODEL_FILE)
-            save_vecnormalize_atomic(ctx.train_env, ctx.stage_dir / "best" / VECNORM_FILE)
-            atomic_write_json(ctx.stage_dir / "best" / "best.json",
-                              {"global_step": step, "eval_kind": kind, **metrics})
+            save_best_pair(ctx.stage_dir, model_bytes(self.model), vecnormalize_bytes(ctx.train_env),
+                           {"global_step": step, "eval_kind": kind, **metrics})
             state.best_eval, state.best_step = {**metrics, "eval_kind": kind, "rank": list(rank)}, step
         # eval component means are "eval/reward/<term>": "reward/<term>" is the training-rollout series
         record = {"global_step": step, "stage": ctx.stage, **metrics, "eval_kind": kind,

@@ -16,7 +16,6 @@ stage's logger (records arrive at the global step); ``extra_callbacks`` are SB3 
 from __future__ import annotations
 
 import shutil
-import signal
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,6 +32,7 @@ from dinosim.training.callbacks import (
     CheckpointCallback, CriticWarmupCallback, EvalGateCallback, EvalSink, RewardComponentCallback, StageContext, WarmupRampCallback,
     load_evaluations, save_checkpoint, write_evaluations,
 )
+from dinosim.run_integrity import loading, newest_intact_checkpoint, remove_checkpoint
 from dinosim.training.faults import FiniteCheckVecEnv, FiniteLossCallback
 from dinosim.training.progress import ProgressCallback, ProgressReporter
 from dinosim.training.rundir import (
@@ -41,13 +41,15 @@ from dinosim.training.rundir import (
 )
 from dinosim.training.schedules import StageClock, changed_numeric_weights
 from dinosim.training.state import RunSummary, StageState
+from dinosim.training.stop_signals import exit_code_for, signal_name, signals_deferred
 
 class RunInterrupted(Exception):
-    """Ctrl-C: a checkpoint was saved; ``step`` is the global step it holds."""
+    """Ctrl-C, SIGTERM or SIGHUP: a checkpoint was saved; ``step`` is the global step it holds, ``signal`` names
+    what stopped the run ("Ctrl-C", "SIGTERM", "SIGHUP") and ``exit_code`` is 128 + its number."""
 
-    def __init__(self, stage: int, step: int) -> None:
-        super().__init__(f"interrupted in stage {stage} at step {step}")
-        self.stage, self.step = stage, step
+    def __init__(self, stage: int, step: int, signal: str = "Ctrl-C", exit_code: int = 130) -> None:
+        super().__init__(f"interrupted ({signal}) in stage {stage} at step {step}")
+        self.stage, self.step, self.signal, self.exit_code = stage, step, signal, exit_code
 
 
 class GateNotPassed(Exception):
@@ -158,8 +160,8 @@ def _train_stage(run_dir: Path, plan: RunPlan, summary: RunSummary, hooks: RunHo
     env_kwargs = config.env_kwargs(stage)
     kwargs = config.algo_kwargs(stage)
     gamma = float(kwargs.get("gamma", 0.99))
-    checkpoints = complete_checkpoints(folder)
-    if state.status != "running" or not checkpoints:  # fresh start (also after a kill before the first checkpoint)
+    checkpoint = _intact_checkpoint(folder, stage) if state.status == "running" else None
+    if state.status != "running" or checkpoint is None:  # fresh start (also after a kill before the first checkpoint)
         start = state.start_step if state.status == "running" and state.start_step is not None else summary.global_step
         state = summary.stages[stage] = StageState(stage=stage, status="running", budget=budget, start_step=start)
         shutil.rmtree(folder / "best", ignore_errors=True)  # left by a killed attempt of this stage
@@ -179,18 +181,20 @@ def _train_stage(run_dir: Path, plan: RunPlan, summary: RunSummary, hooks: RunHo
     eval_envs = [factory(config.species, dict(env_kwargs), None) for _ in range(max(1, cur.eval_envs))]
     clock = StageClock(int(state.start_step or 0), budget)
     resumed_from: Optional[int] = None
-    if state.status == "running" and checkpoints:
-        step, model_path, vecnorm_path, meta_path = checkpoints[-1]
+    if checkpoint is not None:
+        step, model_path, vecnorm_path, meta_path = checkpoint
         from dinosim.training.rundir import read_json
 
         saved = StageState.from_dict(read_json(meta_path)["state"])
         saved.budget, saved.status = budget, "running"
         state = summary.stages[stage] = saved
-        train_env = VecNormalize.load(str(vecnorm_path), train_venv)
+        with loading(vecnorm_path, "normalisation file"):
+            train_env = VecNormalize.load(str(vecnorm_path), train_venv)
         train_env.training = True
         cls = algorithm_class(config.algorithm)
-        model = cls.load(str(model_path), env=train_env, device="cpu",
-                         custom_objects=stage_schedules(config, stage, clock))
+        with loading(model_path, f"{config.algorithm} checkpoint"):
+            model = cls.load(str(model_path), env=train_env, device="cpu",
+                             custom_objects=stage_schedules(config, stage, clock))
         if hasattr(model, "learning_starts"):  # the replay buffer is not checkpointed: refill a batch first
             model.learning_starts = max(model.learning_starts, model.num_timesteps + int(kwargs.get("batch_size", 256)))
         resumed_from = step
@@ -240,14 +244,11 @@ def _train_stage(run_dir: Path, plan: RunPlan, summary: RunSummary, hooks: RunHo
         if remaining > 0 and not state.gate_passed:
             model.learn(total_timesteps=remaining, callback=CallbackList(callbacks), reset_num_timesteps=False,
                         tb_log_name=f"stage{stage}")
-    except KeyboardInterrupt:
-        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not tear the checkpoint
-        try:
+    except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM/SIGHUP (dinosim.training.stop_signals.Terminated)
+        with signals_deferred():  # a second signal must not tear the checkpoint
             step = save_checkpoint(ctx, model)
-        finally:
-            signal.signal(signal.SIGINT, previous)
         _close(train_env, eval_envs, own_formats)
-        raise RunInterrupted(stage, step) from None
+        raise RunInterrupted(stage, step, signal_name(exc), exit_code_for(exc)) from None
     except BaseException:
         _close(train_env, eval_envs, own_formats)
         raise
@@ -261,6 +262,20 @@ def _train_stage(run_dir: Path, plan: RunPlan, summary: RunSummary, hooks: RunHo
     if hooks.on_stage_end is not None:
         hooks.on_stage_end(stage, state)
     _close(train_env, eval_envs, own_formats)
+
+
+def _intact_checkpoint(folder: Path, stage: int) -> Optional[tuple[int, Path, Path, Path]]:
+    """The newest checkpoint whose files match their checksums; newer damaged ones are reported and removed (they
+    would otherwise shadow the one training continues from)."""
+    checkpoint, damaged = newest_intact_checkpoint(folder)
+    for step, reason in damaged:
+        print(f"stage {stage}: skipping the damaged checkpoint at step {step}: {reason}", file=sys.stderr, flush=True)
+    for entry in complete_checkpoints(folder):
+        if checkpoint is None or entry[0] > checkpoint[0]:
+            remove_checkpoint(entry)
+    if damaged and checkpoint is None:
+        print(f"stage {stage}: no intact checkpoint left; the stage starts again", file=sys.stderr, flush=True)
+    return checkpoint
 
 
 def _close(train_env: Any, eval_envs: list, formats: list[KVWriter]) -> None:

@@ -20,10 +20,12 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Optional
 
+from dinosim.errors import ConfigError, DinosimError
 from dinosim.training.rundir import RUN_FILE, SUMMARY_FILE, atomic_write_json, read_json
 
 RUN_FORMAT = 1
 STATUSES = ("running", "finished", "failed", "interrupted")
+STAGE_STATUSES = ("pending", "running", "finished")
 
 
 @dataclass
@@ -88,7 +90,18 @@ class RunSummary:
 
     @classmethod
     def load(cls, run_dir: Path) -> "RunSummary":
-        return cls.from_dict(read_json(Path(run_dir) / SUMMARY_FILE))
+        """The summary of a run folder; DinosimError (one line naming the file) when it is missing or damaged."""
+        path = Path(run_dir) / SUMMARY_FILE
+        data = read_json_object(path)
+        try:
+            summary = cls.from_dict(data)
+            if summary.status not in STATUSES or any(s.status not in STAGE_STATUSES for s in summary.stages.values()):
+                raise ValueError("unknown status")
+            for s in summary.stages.values():
+                int(s.start_step or 0), int(s.timesteps_used), int(s.budget), float(s.wall_time)
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise DinosimError(f"{path}: not a dinosim run summary ({type(exc).__name__}: {exc})") from None
+        return summary
 
 
 def write_run_file(run_dir: Path, data: dict[str, Any]) -> None:
@@ -96,4 +109,62 @@ def write_run_file(run_dir: Path, data: dict[str, Any]) -> None:
 
 
 def read_run_file(run_dir: Path) -> dict[str, Any]:
-    return read_json(Path(run_dir) / RUN_FILE)
+    """``run.json``, checked enough to rebuild the run from it (the command and a config whose sections and values
+    the config schema accepts); DinosimError (one line naming the file) otherwise."""
+    path = Path(run_dir) / RUN_FILE
+    data = read_json_object(path)
+    try:
+        if data.get("command") not in ("train", "curriculum"):
+            raise ValueError(f"unknown command {data.get('command')!r}")
+        check_stored_config(data["config"])
+        for key in ("init_model", "init_vecnorm", "init_from", "name"):
+            if not isinstance(data.get(key), (str, type(None))):
+                raise TypeError(f"{key} is not a string")
+        if not isinstance(data.get("wandb", {}), dict) or not isinstance(data.get("argv", []), list):
+            raise TypeError("wandb/argv have the wrong type")
+    except (KeyError, TypeError, ValueError, AttributeError, ConfigError) as exc:
+        raise DinosimError(f"{path}: not a dinosim run file ({type(exc).__name__}: {exc})") from None
+    return data
+
+
+def read_json_object(path: Path) -> dict[str, Any]:
+    """A JSON object from ``path``; DinosimError naming the file when it is missing, empty, truncated or not an
+    object."""
+    path = Path(path)
+    try:
+        data = read_json(path)
+    except FileNotFoundError:
+        raise DinosimError(f"{path}: missing") from None
+    except OSError as exc:
+        raise DinosimError(f"{path}: {exc.strerror or exc}") from None
+    except ValueError:  # JSONDecodeError or UnicodeDecodeError
+        raise DinosimError(f"{path}: not valid JSON (empty, truncated or damaged)") from None
+    if not isinstance(data, dict):
+        raise DinosimError(f"{path}: expected a JSON object, found {type(data).__name__}")
+    return data
+
+
+def check_stored_config(data: Any) -> None:
+    """Raise ConfigError/KeyError/TypeError/ValueError unless ``data`` is a resolved config as ``run.json`` stores
+    it: a [run] table with a known species, algorithm and vec env, and stage tables the schema accepts."""
+    from dinosim.config.resolve import ALGORITHMS, VEC_ENVS, RunConfig
+    from dinosim.config.schema import SECTIONS, section_keys
+    from dinosim.config.validate import coerce, unknown_key
+    from dinosim.species import SPECIES, STAGES
+
+    config = RunConfig.from_dict(data)
+    if config.species not in SPECIES or config.algorithm not in ALGORITHMS or config.vec_env not in VEC_ENVS:
+        raise ValueError(f"unknown species/algorithm/vec_env {config.species!r}/{config.algorithm!r}/"
+                         f"{config.vec_env!r}")
+    if not config.stages or any(s not in STAGES for s in config.stages) or config.n_envs < 1:
+        raise ValueError(f"stages {list(config.stages)} / n_envs {config.n_envs} out of range")
+    for stage in config.stages:
+        for section, table in data[f"stage{stage}"].items():
+            if section not in SECTIONS or not isinstance(table, dict):
+                raise ValueError(f"stage{stage}.{section} is not a config section")
+            keys = section_keys(section, config.species)
+            for key, value in table.items():
+                if key not in keys:
+                    raise unknown_key(f"stage{stage}.{section}", key, keys)
+                if value is not None:
+                    coerce(f"stage{stage}.{section}.{key}", keys[key], value)
