@@ -20,7 +20,7 @@ from typing import Any, Optional
 
 from dinosim.errors import ConfigError
 from dinosim.sweeps.engine import SPEC_COPY, default_sweep_dir
-from dinosim.sweeps.storage import STUDY_FILE, make_storage, storage_url
+from dinosim.sweeps.storage import STUDY_FILE, make_storage, redact, storage_url
 from dinosim.sweeps.yaml_spec import SweepSpec, load_sweep
 
 
@@ -43,7 +43,7 @@ def load_study(sweep: str | Path, storage: Optional[str] = None, sweep_dir: Opti
         storage = storage or storage_url(path, None)
         names = optuna.get_all_study_names(make_storage(storage))
         if len(names) != 1:
-            raise ConfigError(f"{path}: expected one study in {storage}, found {len(names)}")
+            raise ConfigError(f"{path}: expected one study in {redact(storage)}, found {len(names)}")
         spec = load_sweep(path / SPEC_COPY)
         study_name = names[0]
         spec.name = str(spec.raw.get("name") or study_name)
@@ -57,7 +57,7 @@ def load_study(sweep: str | Path, storage: Optional[str] = None, sweep_dir: Opti
     try:
         study = optuna.load_study(study_name=study_name, storage=make_storage(storage))
     except KeyError:
-        raise ConfigError(f"no study {study_name!r} in {storage}") from None
+        raise ConfigError(f"no study {study_name!r} in {redact(storage)}") from None
     return LoadedSweep(spec, study, sweep_dir)
 
 
