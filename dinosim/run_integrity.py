@@ -24,7 +24,7 @@ import shutil
 import tempfile
 import zipfile
 from pathlib import Path
-from typing import Any, Iterator, Mapping, Optional
+from typing import Any, Callable, Iterator, Mapping, Optional
 
 from dinosim.errors import DinosimError
 from dinosim.training.rundir import (
@@ -133,14 +133,20 @@ def write_checkpoint(stage_folder: Path, step: int, model_bytes: bytes, vecnorm_
         raise
 
 
-def checkpoint_damage(checkpoint: Checkpoint) -> Optional[str]:
-    """None for an intact checkpoint, else a one-line reason naming the damaged file."""
+def checkpoint_damage(checkpoint: Checkpoint, check_state: Optional[Callable[[Any], Any]] = None) -> Optional[str]:
+    """None for an intact checkpoint, else a one-line reason naming the damaged file. ``check_state`` (raising
+    TypeError/ValueError) vets the stage state stored in the meta file."""
     _, model, vecnorm, meta_path = checkpoint
     meta, problem = _read_meta(meta_path)
     if meta is None:
         return problem
     if not isinstance(meta.get("state"), dict):
         return f"{meta_path}: no stage state in it"
+    if check_state is not None:
+        try:
+            check_state(meta["state"])
+        except (TypeError, ValueError) as exc:
+            return f"{meta_path}: damaged stage state ({exc})"
     if DIGESTS_KEY in meta:
         digests = meta[DIGESTS_KEY]
         if not isinstance(digests, dict) or set(digests) != {model.name, vecnorm.name}:
@@ -149,11 +155,12 @@ def checkpoint_damage(checkpoint: Checkpoint) -> Optional[str]:
     return _zip_damage(model)  # written before checksums existed
 
 
-def newest_intact_checkpoint(stage_folder: Path) -> tuple[Optional[Checkpoint], list[tuple[int, str]]]:
+def newest_intact_checkpoint(stage_folder: Path, check_state: Optional[Callable[[Any], Any]] = None
+                             ) -> tuple[Optional[Checkpoint], list[tuple[int, str]]]:
     """(the newest intact checkpoint or None, [(step, reason) of every newer damaged one], newest first)."""
     damaged: list[tuple[int, str]] = []
     for checkpoint in reversed(complete_checkpoints(stage_folder)):
-        reason = checkpoint_damage(checkpoint)
+        reason = checkpoint_damage(checkpoint, check_state)
         if reason is None:
             return checkpoint, damaged
         damaged.append((checkpoint[0], reason))

@@ -301,11 +301,13 @@ def mark_skipped_under_agent(flat_config: Mapping[str, Any], reason: str, projec
 
 def read_run_file(run_dir: Path) -> Optional[dict[str, Any]]:
     try:
-        data = json.loads((run_dir / RUN_FILE).read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError):
+        data = json.loads((run_dir / RUN_FILE).read_bytes())
+    except (OSError, ValueError):  # missing, or damaged: a new W&B run is started
         return None
     return data if isinstance(data, dict) and data.get("id") else None
 
 
 def write_run_file(run_dir: Path, data: Mapping[str, Any]) -> None:
-    (run_dir / RUN_FILE).write_text(json.dumps(dict(data), indent=2) + "\n", encoding="utf-8")
+    from dinosim.training.rundir import atomic_write_json
+
+    atomic_write_json(run_dir / RUN_FILE, dict(data))

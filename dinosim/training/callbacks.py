@@ -12,6 +12,7 @@ from __future__ import annotations
 import io
 import math
 import os
+import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -99,11 +100,16 @@ def load_evaluations(stage_dir: Path, up_to_step: Optional[int]) -> dict[str, li
     history: dict[str, list] = {"timesteps": [], "results": [], "ep_lengths": [], "successes": []}
     if not path.exists():
         return history
-    with np.load(path) as data:
-        for i, step in enumerate(data["timesteps"]):
-            if up_to_step is None or step <= up_to_step:
-                for key in history:
-                    history[key].append(data[key][i].tolist())
+    try:
+        with np.load(path) as data:
+            for i, step in enumerate(data["timesteps"]):
+                if up_to_step is None or step <= up_to_step:
+                    for key in history:
+                        history[key].append(data[key][i].tolist())
+    except Exception as exc:  # noqa: BLE001 - a damaged file: the history is a record, training does not need it
+        print(f"warning: {path}: unreadable ({type(exc).__name__}); it starts again from this point "
+              "(metrics.jsonl keeps every evaluation)", file=sys.stderr, flush=True)
+        return {key: [] for key in history}
     return history
 
 

@@ -185,7 +185,7 @@ def _train_stage(run_dir: Path, plan: RunPlan, summary: RunSummary, hooks: RunHo
         step, model_path, vecnorm_path, meta_path = checkpoint
         from dinosim.training.rundir import read_json
 
-        saved = StageState.from_dict(read_json(meta_path)["state"])
+        saved = StageState.checked(read_json(meta_path)["state"])
         saved.budget, saved.status = budget, "running"
         state = summary.stages[stage] = saved
         with loading(vecnorm_path, "normalisation file"):
@@ -267,7 +267,7 @@ def _train_stage(run_dir: Path, plan: RunPlan, summary: RunSummary, hooks: RunHo
 def _intact_checkpoint(folder: Path, stage: int) -> Optional[tuple[int, Path, Path, Path]]:
     """The newest checkpoint whose files match their checksums; newer damaged ones are reported and removed (they
     would otherwise shadow the one training continues from)."""
-    checkpoint, damaged = newest_intact_checkpoint(folder)
+    checkpoint, damaged = newest_intact_checkpoint(folder, StageState.checked)
     for step, reason in damaged:
         print(f"stage {stage}: skipping the damaged checkpoint at step {step}: {reason}", file=sys.stderr, flush=True)
     for entry in complete_checkpoints(folder):

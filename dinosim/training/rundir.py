@@ -104,7 +104,7 @@ def parse_json_lines(lines: Iterable[str | bytes]) -> list[dict[str, Any]]:
             continue
         try:
             record = json.loads(line)
-        except json.JSONDecodeError:
+        except ValueError:  # JSONDecodeError, or bytes that are not UTF-8 (a damaged line)
             continue
         if isinstance(record, dict):
             records.append(record)

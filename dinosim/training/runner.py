@@ -26,7 +26,7 @@ from dinosim.training.request import RunRequest, WandbOptions
 from dinosim.run_integrity import check_policy_pair, newest_intact_checkpoint
 from dinosim.run_lock import lock_run_dir
 from dinosim.training.rundir import MODEL_FILE, RUN_FILE, SUMMARY_FILE, VECNORM_FILE, new_run_dir, stage_dir
-from dinosim.training.state import RunSummary, StageState, read_run_file, write_run_file
+from dinosim.training.state import RunSummary, StageState, read_run_file, read_run_file_checked, write_run_file
 from dinosim.training.stop_signals import exit_code_for, signal_name, stop_signals_interrupt
 
 if TYPE_CHECKING:
@@ -54,7 +54,7 @@ def find_init_source(path: Path, algorithm: str) -> tuple[Path, Optional[Path], 
         run_dir, candidates = path.parent, [path]
     else:
         raise DinosimError(f"--init-from {path}: not a dinosim run or stage folder (no {RUN_FILE})")
-    run_data = read_run_file(run_dir)
+    run_data = read_run_file_checked(run_dir)
     source_algorithm = run_data["config"]["run"]["algorithm"]
     if source_algorithm != algorithm:
         raise DinosimError(f"--init-from {path}: it holds a {source_algorithm} model, this run uses {algorithm}")
@@ -73,7 +73,8 @@ def check_resumable(run_dir: Path) -> tuple[dict, RunSummary]:
     run_dir = Path(run_dir)
     if not run_dir.is_dir() or (not (run_dir / RUN_FILE).exists() and not (run_dir / SUMMARY_FILE).exists()):
         raise DinosimError(f"{run_dir}: not a dinosim run folder (no {RUN_FILE} and {SUMMARY_FILE})")
-    run_data, summary = read_run_file(run_dir), RunSummary.load(run_dir)
+    summary = RunSummary.load(run_dir)
+    run_data = read_run_file(run_dir, summary.run_file_sha256)
     if set(summary.stages) != {int(s) for s in run_data["config"]["run"]["stages"]}:
         raise DinosimError(f"{run_dir / SUMMARY_FILE}: its stages do not match {run_dir / RUN_FILE}")
     if summary.status == "finished":
@@ -126,10 +127,11 @@ def run(request: RunRequest, hooks: Optional["RunHooks"] = None) -> int:
         "init_env": init[2] if init else None, "strict_gates": request.strict_gates, "argv": list(request.argv),
         "wandb": dataclasses.asdict(request.wandb),
     }
-    write_run_file(run_dir, run_data)
+    run_file_sha256 = write_run_file(run_dir, run_data)
     budgets = {s: request.timesteps or config.curriculum(s).timesteps for s in config.stages}
     summary = RunSummary(command=request.command, species=config.species, algorithm=config.algorithm,
-                         stages={s: StageState(stage=s, budget=budgets[s]) for s in config.stages})
+                         stages={s: StageState(stage=s, budget=budgets[s]) for s in config.stages},
+                         run_file_sha256=run_file_sha256)
     summary.save(run_dir)
     print(f"run folder: {run_dir}", flush=True)
     with lock:
@@ -278,7 +280,7 @@ def evaluate(run_dir: Path, stage: Optional[int], episodes: int, deterministic: 
         raise DinosimError(f"{run_dir}: not a dinosim run folder (no {RUN_FILE})")
     if episodes < 1:
         raise DinosimError(f"--episodes must be at least 1, got {episodes}")
-    run_data = read_run_file(run_dir)
+    run_data = read_run_file_checked(run_dir)
     stages = [int(s) for s in run_data["config"]["run"]["stages"]]
     if stage is not None and stage not in stages:
         raise DinosimError(f"{run_dir}: stage {stage} is not part of this run (stages: {stages})")
