@@ -22,6 +22,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import signal
 import socket
@@ -35,7 +36,7 @@ from dinosim.errors import ConfigError
 from dinosim.sweeps.distributions import grid_search_space, suggest
 from dinosim.sweeps.macros import expand_command
 from dinosim.sweeps.progress import Progress
-from dinosim.sweeps.storage import make_storage, redact, storage_url
+from dinosim.sweeps.storage import damaged_study_is_config_error, make_storage, redact, storage_url
 from dinosim.sweeps.trial import ProcessRegistry, run_process, trial_env
 from dinosim.sweeps.yaml_spec import SweepSpec
 from dinosim.training.rundir import process_alive, runs_root
@@ -107,14 +108,15 @@ def open_study(spec: SweepSpec, sweep_dir: Path, storage: Optional[str], sampler
     import optuna
 
     sweep_dir.mkdir(parents=True, exist_ok=True)
-    study = optuna.create_study(
-        study_name=spec.path.stem,
-        storage=make_storage(storage_url(sweep_dir, storage)),
-        sampler=make_sampler(spec, sampler_seed),
-        pruner=make_pruner(spec),
-        direction=spec.direction,
-        load_if_exists=True,
-    )
+    with damaged_study_is_config_error(storage_url(sweep_dir, storage)):
+        study = optuna.create_study(
+            study_name=spec.path.stem,
+            storage=make_storage(storage_url(sweep_dir, storage)),
+            sampler=make_sampler(spec, sampler_seed),
+            pruner=make_pruner(spec),
+            direction=spec.direction,
+            load_if_exists=True,
+        )
     text = spec.path.read_text(encoding="utf-8")
     if study.user_attrs.get("sweep_yaml") not in (None, text):
         raise ConfigError(f"study {spec.path.stem} in {redact(storage_url(sweep_dir, storage))} was made from a different YAML")
@@ -303,6 +305,7 @@ def run_sweep(spec: SweepSpec, opts: EngineOptions, progress: Optional[Progress]
     if opts.seeds > 1 and "seed" in spec.parameters:
         raise ConfigError("--seeds cannot be used with a sweep that has a `seed` parameter")
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    _quiet_failed_trials()
     sweep_dir = opts.sweep_dir or default_sweep_dir(spec)
     study = open_study(spec, sweep_dir, opts.storage, opts.sampler_seed)
     _requeue_interrupted(study)
@@ -361,6 +364,25 @@ def run_sweep(spec: SweepSpec, opts: EngineOptions, progress: Optional[Progress]
     if result.best_value is not None and spec.reaches_target(result.best_value):
         result.target_reached = True
     return result
+
+
+class _NoTracebackForFailedTrials(logging.Filter):
+    """Optuna logs every failed trial with the traceback of the exception; a :class:`TrialFailed` (crash, NaN,
+    interrupted) is fully described by its one-line message, so its traceback is left out."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and isinstance(record.exc_info[1], TrialFailed):
+            record.exc_info, record.exc_text = None, None
+        return True
+
+
+def _quiet_failed_trials() -> None:
+    import optuna
+
+    root = optuna.logging._get_library_root_logger()  # noqa: SLF001 - where Optuna attaches its handler
+    for handler in root.handlers:
+        if not any(isinstance(f, _NoTracebackForFailedTrials) for f in handler.filters):
+            handler.addFilter(_NoTracebackForFailedTrials())
 
 
 def _interruption(signum: int) -> KeyboardInterrupt:

@@ -20,7 +20,7 @@ from typing import Any, Optional
 
 from dinosim.errors import ConfigError
 from dinosim.sweeps.engine import SPEC_COPY, default_sweep_dir
-from dinosim.sweeps.storage import STUDY_FILE, make_storage, redact, storage_url
+from dinosim.sweeps.storage import STUDY_FILE, damaged_study_is_config_error, make_storage, redact, storage_url
 from dinosim.sweeps.yaml_spec import SweepSpec, load_sweep
 
 
@@ -41,7 +41,8 @@ def load_study(sweep: str | Path, storage: Optional[str] = None, sweep_dir: Opti
         if not (path / SPEC_COPY).exists():
             raise ConfigError(f"{path}: not a sweep folder (no {SPEC_COPY})")
         storage = storage or storage_url(path, None)
-        names = optuna.get_all_study_names(make_storage(storage))
+        with damaged_study_is_config_error(storage):
+            names = optuna.get_all_study_names(make_storage(storage))
         if len(names) != 1:
             raise ConfigError(f"{path}: expected one study in {redact(storage)}, found {len(names)}")
         spec = load_sweep(path / SPEC_COPY)
@@ -54,10 +55,11 @@ def load_study(sweep: str | Path, storage: Optional[str] = None, sweep_dir: Opti
         if storage.startswith("journal:") and not Path(storage[len("journal:"):]).exists():
             raise ConfigError(f"no study for {path} in {sweep_dir / STUDY_FILE}: run `dinosim sweep run {path}` first")
         study_name = path.stem
-    try:
-        study = optuna.load_study(study_name=study_name, storage=make_storage(storage))
-    except KeyError:
-        raise ConfigError(f"no study {study_name!r} in {redact(storage)}") from None
+    with damaged_study_is_config_error(storage):
+        try:
+            study = optuna.load_study(study_name=study_name, storage=make_storage(storage))
+        except KeyError:
+            raise ConfigError(f"no study {study_name!r} in {redact(storage)}") from None
     return LoadedSweep(spec, study, sweep_dir)
 
 

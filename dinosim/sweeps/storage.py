@@ -8,9 +8,10 @@ ConfigError line, raised before any trial starts. Connecting gives up after ``CO
 
 from __future__ import annotations
 
+import contextlib
 import re
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Iterator, Optional
 
 from dinosim.errors import ConfigError
 
@@ -115,3 +116,17 @@ def _open_rdb(url: str, engine_kwargs: dict[str, Any], retry: dict[str, Any], at
             if attempt == attempts - 1:
                 raise
             time.sleep(0.2 + random.random())
+
+
+@contextlib.contextmanager
+def damaged_study_is_config_error(url: str) -> Iterator[None]:
+    """Reading a study: a journal file damaged by something other than Optuna (truncated, garbled, not UTF-8)
+    becomes one ConfigError line naming it instead of a traceback from deep inside Optuna's replay."""
+    try:
+        yield
+    except ConfigError:
+        raise
+    except (ValueError, KeyError, TypeError, IndexError, AttributeError) as exc:
+        where = url[len("journal:"):] if url.startswith("journal:") else redact(url)
+        raise ConfigError(f"{where}: the study cannot be read; it is damaged ({type(exc).__name__}: "
+                          f"{str(exc).splitlines()[0][:160] if str(exc) else ''})") from None
