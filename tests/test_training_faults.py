@@ -35,6 +35,8 @@ def test_sigterm_and_sighup_checkpoint_like_ctrl_c(tmp_path: Path, signum: int, 
     newest = max(int(p.stem.split("_")[1]) for p in (run_dir / "stage1" / "checkpoints").glob("*.json"))
     assert newest == summary["global_step"]  # the signal itself was checkpointed
     assert_every_file_loads(run_dir)
+    if signum != signal.SIGTERM:
+        return
     # resumable, and the lock died with the process
     resumed = cli("resume", str(run_dir), "--no-progress")
     wait_for(run_dir / "stage1" / "checkpoints", f"step_*{newest + 256:012d}.json", resumed)
@@ -153,3 +155,19 @@ def test_resume_says_which_checkpoint_it_used(template: Path, tmp_path: Path) ->
     assert f"skipping the damaged checkpoint at step 512: {newest}: damaged" in out.stderr
     assert "stage 1: resumed from the checkpoint at step 256" in out.stdout
     assert json.loads((case / "summary.json").read_text())["status"] == "finished"
+
+
+def test_no_secret_in_output_or_run_files(tmp_path: Path) -> None:
+    """A W&B key in the environment is never written: not to the output, the run folder, nor W&B's offline files
+    (the W&B config holds the flattened run config, not the environment)."""
+    key = "0123456789abcdef" * 2 + "deadbeef"
+    run_dir = tmp_path / "run"
+    proc = cli("train", "--species", "velociraptor", "--stage", "1", "--timesteps", "256", "--n-envs", str(N_ENVS),
+               "--run-dir", str(run_dir), "--no-progress", "--wandb", "--override", *TINY,
+               env={"WANDB_API_KEY": key, "WANDB_MODE": "offline", "WANDB_BASE_URL": "http://127.0.0.1:9"})
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err[-3000:]
+    assert key not in out + err
+    files = [p for p in run_dir.rglob("*") if p.is_file()]
+    assert any("wandb" in str(p) for p in files)  # W&B's offline run is inside the run folder
+    assert not [p for p in files if key.encode() in p.read_bytes()]

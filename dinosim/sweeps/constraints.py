@@ -5,6 +5,9 @@ A constraint is a boolean expression over dotted config keys (the override spell
 ``False``/``None``, lists/tuples of literals, the comparisons ``< <= > >= == != in not in``, the arithmetic
 ``+ - * / // % **`` and ``and``/``or``/``not``. When it evaluates true, the run is skipped.
 
+Limits (:data:`MAX_LENGTH` characters, :data:`MAX_DEPTH` levels of nesting, integers of :data:`MAX_INT_BITS` bits,
+sequences of :data:`MAX_SEQUENCE` items) keep checking cheap; beyond them the error is one line.
+
 The text is parsed with :func:`ast.parse` in ``eval`` mode and the tree is walked with a whitelist of node types; it is
 never passed to :func:`eval`. Anything else (calls, subscripts, lambdas, comprehensions, attribute access on
 non-names, ...) is rejected by :func:`parse_constraint` with a :class:`ConstraintError`.
