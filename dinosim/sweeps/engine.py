@@ -39,7 +39,7 @@ from dinosim.sweeps.progress import Progress
 from dinosim.sweeps.storage import damaged_study_is_config_error, make_storage, redact, storage_url
 from dinosim.sweeps.trial import ProcessRegistry, run_process, trial_env
 from dinosim.sweeps.yaml_spec import SweepSpec
-from dinosim.training.rundir import process_alive, runs_root
+from dinosim.training.rundir import atomic_write_text, process_alive, runs_root
 from dinosim.training.stop_signals import STOP_SIGNALS, Terminated
 
 SPEC_COPY = "sweep.yaml"
@@ -122,7 +122,7 @@ def open_study(spec: SweepSpec, sweep_dir: Path, storage: Optional[str], sampler
         raise ConfigError(f"study {spec.path.stem} in {redact(storage_url(sweep_dir, storage))} was made from a different YAML")
     study.set_user_attr("sweep_yaml", text)
     study.set_user_attr("metric", spec.metric)
-    (sweep_dir / SPEC_COPY).write_text(text, encoding="utf-8")
+    atomic_write_text(sweep_dir / SPEC_COPY, text)
     return study
 
 
@@ -221,7 +221,7 @@ class _Objective:
         metrics = tdir / f"metrics{suffix}.jsonl"
         metrics.unlink(missing_ok=True)
         json_file = tdir / f"args{suffix}.json"
-        json_file.write_text(json.dumps(params), encoding="utf-8")
+        atomic_write_text(json_file, json.dumps(params))
         argv = expand_command(
             self.spec.command, params, self.spec.program or "", interpreter=self.opts.interpreter,
             args_json_file=str(json_file),

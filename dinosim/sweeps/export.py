@@ -23,6 +23,7 @@ from dinosim.errors import ConfigError
 from dinosim.species import CONFIGS_DIR, SPECIES
 from dinosim.sweeps.keys import command_target
 from dinosim.sweeps.report import LoadedSweep, top_trials, trial_params
+from dinosim.training.rundir import atomic_write_text
 
 _STAGE = re.compile(r"^(?:stage)?(\d+)\.(.+)$")
 
@@ -131,6 +132,7 @@ def export_best(loaded: LoadedSweep, to: Optional[Path] = None, out: Optional[Pa
     if out is not None and len(plan) > 1 and out.suffix == ".toml":
         raise ConfigError(f"--out {out}: {len(plan)} stage files change; give a folder")
     changes: list[Change] = []
+    writes: list[tuple[Path, str]] = []  # every file is edited in memory first: a failure writes none of them
     for src, values in plan.items():
         try:
             text = src.read_text(encoding="utf-8")
@@ -143,8 +145,9 @@ def export_best(loaded: LoadedSweep, to: Optional[Path] = None, out: Optional[Pa
             dest = out
         else:
             dest = out / src.name
-        dest.parent.mkdir(parents=True, exist_ok=True)
         if changed or dest != src:
-            dest.write_text(new_text, encoding="utf-8")
+            writes.append((dest, new_text))
         changes += [Change(dest, k, o, n) for k, o, n in changed]
+    for dest, new_text in writes:
+        atomic_write_text(dest, new_text)  # a kill leaves the old or the new file, never half a committed TOML
     return changes

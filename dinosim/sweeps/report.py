@@ -20,6 +20,7 @@ from typing import Any, Optional
 
 from dinosim.errors import ConfigError
 from dinosim.sweeps.engine import SPEC_COPY, default_sweep_dir
+from dinosim.training.rundir import atomic_write_text
 from dinosim.sweeps.storage import STUDY_FILE, damaged_study_is_config_error, make_storage, redact, storage_url
 from dinosim.sweeps.yaml_spec import SweepSpec, load_sweep
 
@@ -153,7 +154,7 @@ def build_report(loaded: LoadedSweep, k: int = 10, out_dir: Optional[Path] = Non
             plot_history(loaded, out / "history.png"),
             plot_parallel(loaded, top_trials(loaded, max(k, 20)), out / "parallel.png"),
         ) if p is not None]
-    (out / "report.json").write_text(json.dumps(report.__dict__, indent=2, default=_json_default) + "\n")
+    atomic_write_text(out / "report.json", json.dumps(report.__dict__, indent=2, default=_json_default) + "\n")
     return report
 
 
