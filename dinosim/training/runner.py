@@ -116,25 +116,24 @@ def run(request: RunRequest, hooks: Optional["RunHooks"] = None) -> int:
         raise DinosimError(f"--timesteps must be at least 1, got {request.timesteps}")
     init = find_init_source(request.init_from, config.algorithm) if request.init_from is not None else None
     run_dir = new_run_dir(config.species, request.name, request.run_dir)
-    lock = lock_run_dir(run_dir)
-    if request.run_dir is not None and (run_dir / RUN_FILE).exists():  # another `train` won the race for the folder
-        lock.release()
-        raise DinosimError(f"{run_dir} already holds a run; use `dinosim resume {run_dir}` or another --run-dir")
-    run_data = {
-        "command": request.command, "config": config.to_dict(), "timesteps": request.timesteps,
-        "name": request.name, "init_from": str(request.init_from) if request.init_from else None,
-        "init_model": str(init[0]) if init else None, "init_vecnorm": str(init[1]) if init and init[1] else None,
-        "init_env": init[2] if init else None, "strict_gates": request.strict_gates, "argv": list(request.argv),
-        "wandb": dataclasses.asdict(request.wandb),
-    }
-    run_file_sha256 = write_run_file(run_dir, run_data)
-    budgets = {s: request.timesteps or config.curriculum(s).timesteps for s in config.stages}
-    summary = RunSummary(command=request.command, species=config.species, algorithm=config.algorithm,
-                         stages={s: StageState(stage=s, budget=budgets[s]) for s in config.stages},
-                         run_file_sha256=run_file_sha256)
-    summary.save(run_dir)
-    print(f"run folder: {run_dir}", flush=True)
-    with lock:
+    with lock_run_dir(run_dir):  # held until the run stops; the OS drops it if the process dies
+        if request.run_dir is not None and (run_dir / RUN_FILE).exists():  # another `train` won the race
+            raise DinosimError(f"{run_dir} already holds a run; use `dinosim resume {run_dir}` or another --run-dir")
+        run_data = {
+            "command": request.command, "config": config.to_dict(), "timesteps": request.timesteps,
+            "name": request.name, "init_from": str(request.init_from) if request.init_from else None,
+            "init_model": str(init[0]) if init else None,
+            "init_vecnorm": str(init[1]) if init and init[1] else None,
+            "init_env": init[2] if init else None, "strict_gates": request.strict_gates, "argv": list(request.argv),
+            "wandb": dataclasses.asdict(request.wandb),
+        }
+        run_file_sha256 = write_run_file(run_dir, run_data)
+        budgets = {s: request.timesteps or config.curriculum(s).timesteps for s in config.stages}
+        summary = RunSummary(command=request.command, species=config.species, algorithm=config.algorithm,
+                             stages={s: StageState(stage=s, budget=budgets[s]) for s in config.stages},
+                             run_file_sha256=run_file_sha256)
+        summary.save(run_dir)
+        print(f"run folder: {run_dir}", flush=True)
         return _execute(run_dir, run_data, summary, request.progress, hooks)
 
 
