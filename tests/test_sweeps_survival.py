@@ -171,3 +171,33 @@ def test_damaged_study_is_one_line(tmp_path: Path, damage: str) -> None:
         if out.returncode != 0:
             lines = out.stderr.strip().splitlines()
             assert out.returncode == 2 and len(lines) == 1 and lines[0].startswith("error: "), out.stderr
+
+
+def test_engines_starting_together_requeue_an_interrupted_trial_once(tmp_path: Path) -> None:
+    import threading
+
+    import optuna
+    from optuna.storages.journal import JournalFileBackend, JournalStorage
+
+    from dinosim.sweeps.engine import _requeue_interrupted
+
+    journal = str(tmp_path / "study.journal")
+    study = optuna.create_study(study_name="s", storage=JournalStorage(JournalFileBackend(journal)))
+    trial = study.ask()
+    trial.suggest_float("x", 0, 1)
+    trial.set_user_attr("interrupted", True)
+    study.tell(trial, state=optuna.trial.TrialState.FAIL)
+    barrier = threading.Barrier(4)
+
+    def engine() -> None:
+        mine = optuna.load_study(study_name="s", storage=JournalStorage(JournalFileBackend(journal)))
+        barrier.wait()
+        _requeue_interrupted(mine, tmp_path)
+
+    threads = [threading.Thread(target=engine) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    waiting = study.get_trials(states=(optuna.trial.TrialState.WAITING,))
+    assert len(waiting) == 1 and waiting[0].user_attrs["requeued_from"] == 0

@@ -126,8 +126,18 @@ def open_study(spec: SweepSpec, sweep_dir: Path, storage: Optional[str], sampler
     return study
 
 
-def _requeue_interrupted(study: Any) -> None:
-    """Queue again trials of an earlier invocation that were interrupted (Ctrl-C) or left RUNNING by a dead engine."""
+def _requeue_interrupted(study: Any, sweep_dir: Path) -> None:
+    """Queue again, once, trials of an earlier invocation that were interrupted (Ctrl-C, SIGTERM, SIGHUP) or left
+    RUNNING by a dead engine. Engines on one machine starting together take turns (a lock file in the sweep folder),
+    so each sees the others' ``requeued`` list and no trial is queued twice."""
+    import fcntl
+
+    with open(sweep_dir / ".requeue.lock", "a") as lock:
+        fcntl.flock(lock.fileno(), fcntl.LOCK_EX)  # released when the file closes
+        _requeue_locked(study)
+
+
+def _requeue_locked(study: Any) -> None:
     from optuna.trial import TrialState
 
     host = socket.gethostname()
@@ -308,7 +318,7 @@ def run_sweep(spec: SweepSpec, opts: EngineOptions, progress: Optional[Progress]
     _quiet_failed_trials()
     sweep_dir = opts.sweep_dir or default_sweep_dir(spec)
     study = open_study(spec, sweep_dir, opts.storage, opts.sampler_seed)
-    _requeue_interrupted(study)
+    _requeue_interrupted(study, sweep_dir)
     progress = progress or Progress.create(spec)
     objective = _Objective(spec, opts, sweep_dir, progress)
     result = SweepResult(study.study_name, redact(storage_url(sweep_dir, opts.storage)), sweep_dir)
