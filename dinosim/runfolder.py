@@ -62,6 +62,7 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=_TMP_PREFIX + path.name + ".", dir=path.parent)
     try:
+        os.fchmod(fd, file_mode())  # mkstemp makes 0600; run files are shared like any file the user creates
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()
@@ -73,6 +74,25 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         except OSError:
             pass
         raise
+
+
+def file_mode(directory: bool = False) -> int:
+    """The mode ``open``/``mkdir`` would give a new file (0o666) or folder (0o777) under the current umask."""
+    return (0o777 if directory else 0o666) & ~_umask()
+
+
+def _umask() -> int:
+    """The process umask, read without changing it where Linux tells it (``os.umask`` is set-and-get)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -129,7 +149,7 @@ def append_json_line(path: Path, record: dict[str, Any]) -> None:
     line = (json.dumps(record, default=_json_default, allow_nan=True) + "\n").encode("utf-8")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)  # the umask applies
     try:
         written = os.write(fd, line)
         if written != len(line):  # regular files do not short-write in practice; make it loud if they do
@@ -152,18 +172,39 @@ def save_vecnormalize_atomic(vec_normalize: Any, path: Path) -> None:
     atomic_write_bytes(path, pickle.dumps(vec_normalize))
 
 
-def remove_stale_temp_files(folder: Path) -> None:
-    """Delete temporary files a killed writer left behind (never complete files)."""
-    for tmp in Path(folder).rglob(_TMP_PREFIX + "*"):
-        try:
-            tmp.unlink()
-        except OSError:
-            pass
+def remove_stale_temp_files(run_dir: Path) -> None:
+    """Delete temporary files and folders a killed writer of THIS run left behind (never complete files).
+
+    Only the folders this run writes are looked at: the run folder itself, its ``stage<N>/`` folders and their
+    ``best/`` and ``checkpoints/``; never other folders below it (``--run-dir .`` or ``--run-dir runs`` must not
+    touch the in-flight files of other runs). The caller holds the run's lock, so no writer of this run is live.
+    """
+    import shutil
+
+    run_dir = Path(run_dir)
+    folders = [run_dir]
+    for stage in sorted(run_dir.glob("stage*")):
+        if re.fullmatch(r"stage\d+", stage.name) and stage.is_dir() and not stage.is_symlink():
+            folders += [stage, stage / "best", stage / "checkpoints"]
+    for folder in folders:
+        for tmp in folder.glob(_TMP_PREFIX + "*") if folder.is_dir() else ():
+            try:
+                if tmp.is_dir() and not tmp.is_symlink():
+                    shutil.rmtree(tmp)
+                else:
+                    tmp.unlink()
+            except OSError:
+                pass
 
 
 def runs_root() -> Path:
-    """``$DINOSIM_RUNS_DIR`` or ``./runs``."""
-    return Path(os.environ.get(RUNS_DIR_ENV) or "runs")
+    """``$DINOSIM_RUNS_DIR`` or ``./runs``; a DinosimError when it names something that is not a folder."""
+    from dinosim.errors import DinosimError
+
+    root = Path(os.environ.get(RUNS_DIR_ENV) or "runs")
+    if root.exists() and not root.is_dir():
+        raise DinosimError(f"{RUNS_DIR_ENV}={root}: not a folder; point it at a folder for run folders")
+    return root
 
 
 RUN_NAME_PATTERN = r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}"
@@ -294,13 +335,24 @@ def complete_checkpoints(stage_folder: Path) -> list[tuple[int, Path, Path, Path
 
 
 def prune_checkpoints(stage_folder: Path, keep: int) -> None:
-    """Keep the newest ``keep`` complete checkpoints; delete older ones (meta first, so none looks complete)."""
-    for _, model, vecnorm, meta in complete_checkpoints(stage_folder)[:-keep] if keep > 0 else []:
+    """Keep the newest ``keep`` complete checkpoints; delete older ones (meta first, so none looks complete) and
+    every ``step_*`` file that belongs to no kept checkpoint (left by a save that failed half-way)."""
+    complete = complete_checkpoints(stage_folder)
+    kept = complete[-keep:] if keep > 0 else complete
+    for _, model, vecnorm, meta in complete[:-keep] if keep > 0 else []:
         for path in (meta, model, vecnorm):
             try:
                 path.unlink()
             except FileNotFoundError:
                 pass
+    keep_names = {p.name for entry in kept for p in entry[1:]}
+    for path in (Path(stage_folder) / "checkpoints").glob("step_*"):  # one writer (the run's lock): none in flight
+        if path.name in keep_names:
+            continue
+        try:
+            path.unlink()
+        except OSError:
+            pass
 
 
 def process_alive(pid: Optional[int]) -> bool:

@@ -19,7 +19,7 @@ import dinosim
 PACKAGE = Path(dinosim.__file__).parent
 LAYERS: dict[str, tuple[str, ...]] = {  # layer -> its module prefixes
     "base": ("dinosim.species", "dinosim.errors", "dinosim.registration"),
-    "runfolder": ("dinosim.runfolder",),
+    "runfolder": ("dinosim.runfolder", "dinosim.run_integrity", "dinosim.run_lock"),
     "config": ("dinosim.config",),
     "envs": ("dinosim.envs",),
     "tracking": ("dinosim.tracking",),

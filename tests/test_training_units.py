@@ -92,9 +92,12 @@ def test_gate_needs_reward_length_and_success(mean_reward, mean_length, success,
 
 # -- runner bad-input checks: DinosimError, before torch ---------------------------------------------------------------
 def _make_run(folder: Path, status: str, algorithm: str = "ppo", stage_status: str = "finished") -> None:
+    from dinosim.config.resolve import resolve_run
+
     folder.mkdir(parents=True)
+    config = resolve_run("velociraptor", algorithm, (1,)).to_dict()
     (folder / "run.json").write_text(json.dumps({"format": 1, "command": "train", "strict_gates": False,
-                                                 "config": {"run": {"algorithm": algorithm, "stages": [1]}}}))
+                                                 "config": config}))
     summary = RunSummary(command="train", species="velociraptor", algorithm=algorithm,
                          stages={1: StageState(stage=1, status=stage_status)}, status=status)
     summary.save(folder)
@@ -129,23 +132,42 @@ def test_resume_refuses_non_run_and_finished_runs_without_torch(tmp_path: Path) 
     assert proc.returncode == 0, proc.stderr
 
 
-def test_resume_refuses_a_run_whose_process_is_alive(tmp_path: Path) -> None:
+def test_resume_refuses_a_run_locked_by_a_live_process_and_ignores_stale_pids(tmp_path: Path) -> None:
+    """The run folder's flock decides, not the PID in summary.json: a PID reused by another process (or one from
+    before a reboot) never blocks `resume`; a live holder of the lock does, with one line naming it."""
+    import socket
+
+    from dinosim.run_lock import lock_run_dir
     from dinosim.training.runner import check_resumable
 
     _make_run(tmp_path / "live", "running", stage_status="running")
-    data = json.loads((tmp_path / "live" / "summary.json").read_text())
-    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    holder = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
+        import sys, time
+        from pathlib import Path
+        from dinosim.run_lock import lock_run_dir
+        lock = lock_run_dir(Path({str(tmp_path / 'live')!r}))
+        print("locked", flush=True)
+        time.sleep(60)
+    """)], stdout=subprocess.PIPE, text=True)
     try:
-        import socket
-
-        data["pid"], data["host"] = sleeper.pid, socket.gethostname()
+        assert holder.stdout.readline().strip() == "locked"
+        with pytest.raises(DinosimError, match=f"process {holder.pid} is already training"):
+            lock_run_dir(tmp_path / "live")
+        data = json.loads((tmp_path / "live" / "summary.json").read_text())
+        data["pid"], data["host"] = holder.pid, socket.gethostname()  # an alive PID in the summary
         (tmp_path / "live" / "summary.json").write_text(json.dumps(data))
-        with pytest.raises(DinosimError, match="still training"):
+    finally:
+        holder.kill()
+        holder.wait()
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:  # a live, unrelated process with the summary's PID (a reused PID, e.g. after a reboot) does not block
+        data["pid"] = sleeper.pid
+        (tmp_path / "live" / "summary.json").write_text(json.dumps(data))
+        with lock_run_dir(tmp_path / "live"):  # the killed holder's lock went with it
             check_resumable(tmp_path / "live")
     finally:
         sleeper.kill()
         sleeper.wait()
-    check_resumable(tmp_path / "live")  # dead now: resumable
 
 
 def test_init_from_and_evaluate_bad_input_without_torch(tmp_path: Path) -> None:
@@ -153,7 +175,10 @@ def test_init_from_and_evaluate_bad_input_without_torch(tmp_path: Path) -> None:
     (tmp_path / "nomodel" / "stage1").mkdir()
     _make_run(tmp_path / "sac", "finished", algorithm="sac")
     (tmp_path / "sac" / "stage1").mkdir()
-    (tmp_path / "sac" / "stage1" / "model.zip").write_bytes(b"x")
+    import zipfile
+
+    with zipfile.ZipFile(tmp_path / "sac" / "stage1" / "model.zip", "w") as archive:  # paths only: never loaded
+        archive.writestr("data", "{}")
     code = textwrap.dedent(f"""
         from pathlib import Path
         from dinosim.errors import DinosimError

@@ -50,9 +50,11 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
         sys.exit(2)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
-    except click.exceptions.Abort:
+    except click.exceptions.Abort as exc:  # Ctrl-C (130), or SIGTERM (143) / SIGHUP (129) of a sweep
+        from dinosim.training.stop_signals import exit_code_for
+
         click.echo("aborted", err=True)
-        sys.exit(130)
+        sys.exit(exit_code_for(exc))
     except click.ClickException as exc:
         click.echo(f"error: {exc.format_message()}", err=True)
         sys.exit(2)

@@ -5,6 +5,9 @@ A constraint is a boolean expression over dotted config keys (the override spell
 ``False``/``None``, lists/tuples of literals, the comparisons ``< <= > >= == != in not in``, the arithmetic
 ``+ - * / // % **`` and ``and``/``or``/``not``. When it evaluates true, the run is skipped.
 
+Limits (:data:`MAX_LENGTH` characters, :data:`MAX_DEPTH` levels of nesting, integers of :data:`MAX_INT_BITS` bits,
+sequences of :data:`MAX_SEQUENCE` items) keep checking cheap; beyond them the error is one line.
+
 The text is parsed with :func:`ast.parse` in ``eval`` mode and the tree is walked with a whitelist of node types; it is
 never passed to :func:`eval`. Anything else (calls, subscripts, lambdas, comprehensions, attribute access on
 non-names, ...) is rejected by :func:`parse_constraint` with a :class:`ConstraintError`.
@@ -22,6 +25,7 @@ from __future__ import annotations
 
 import ast
 import json
+import math
 import operator
 import os
 from dataclasses import dataclass
@@ -35,6 +39,44 @@ if TYPE_CHECKING:
 
 class ConstraintError(ConfigError):
     """A constraint that does not parse, names an unknown key, or compares values of incompatible types."""
+
+
+# Limits that keep a constraint cheap to check: a run's config is a few hundred small values, so no sensible
+# constraint comes near them, while `a ** 10 ** 10` or ten thousand nested parentheses would hang or crash.
+MAX_LENGTH = 1000  # characters
+MAX_DEPTH = 50  # levels of nested sub-expressions
+MAX_INT_BITS = 1024  # integers computed on the way (about 308 decimal digits)
+MAX_SEQUENCE = 10_000  # items of a list/string built by `*` or `+`
+
+
+def _depth(tree: ast.AST) -> int:
+    """Nesting depth of ``tree``, counted without recursion (the tree may be deeper than Python's stack)."""
+    deepest, todo = 0, [(tree, 1)]
+    while todo:
+        node, depth = todo.pop()
+        deepest = max(deepest, depth)
+        todo.extend((child, depth + 1) for child in ast.iter_child_nodes(node))
+    return deepest
+
+
+def _bounded_binary(op: type, left: Any, right: Any) -> Any:
+    """``left <op> right`` unless its result would exceed the magnitude limits (checked before computing it)."""
+    def is_int(v: Any) -> bool:
+        return isinstance(v, int) and not isinstance(v, bool)
+
+    if op is ast.Pow and is_int(left) and is_int(right) and right > 0:
+        if abs(left) > 1 and right * math.log2(abs(left)) > MAX_INT_BITS:
+            raise OverflowError(f"{left} ** {right} is too large (limit {MAX_INT_BITS} bits)")
+    if op is ast.Mult and isinstance(left, (str, list, tuple)) != isinstance(right, (str, list, tuple)):
+        count, seq = (right, left) if isinstance(left, (str, list, tuple)) else (left, right)
+        if isinstance(count, int) and count * max(len(seq), 1) > MAX_SEQUENCE:
+            raise OverflowError(f"a sequence of more than {MAX_SEQUENCE} items")
+    result = _BINARY[op](left, right)
+    if is_int(result) and result.bit_length() > MAX_INT_BITS:
+        raise OverflowError(f"an intermediate integer exceeds {MAX_INT_BITS} bits")
+    if isinstance(result, (str, list, tuple)) and len(result) > MAX_SEQUENCE:
+        raise OverflowError(f"a sequence of more than {MAX_SEQUENCE} items")
+    return result
 
 
 _COMPARE = {
@@ -116,7 +158,7 @@ class Constraint:
             raise ConstraintError(f"constraint {self.text!r}: unknown config key(s) {', '.join(missing)}")
         try:
             return bool(self._eval(self.tree.body, flat_config))
-        except (TypeError, ZeroDivisionError, OverflowError, ValueError) as exc:
+        except (TypeError, ZeroDivisionError, OverflowError, ValueError, RecursionError, MemoryError) as exc:
             raise ConstraintError(f"constraint {self.text!r}: {exc}") from None
 
     def evaluate_partial(self, values: Mapping[str, Any]) -> Optional[bool]:
@@ -143,7 +185,7 @@ class Constraint:
         if isinstance(node, ast.UnaryOp):
             return _UNARY[type(node.op)](self._eval(node.operand, env))
         if isinstance(node, ast.BinOp):
-            return _BINARY[type(node.op)](self._eval(node.left, env), self._eval(node.right, env))
+            return _bounded_binary(type(node.op), self._eval(node.left, env), self._eval(node.right, env))
         if isinstance(node, ast.Compare):
             left = self._eval(node.left, env)
             for op, comp in zip(node.ops, node.comparators):
@@ -170,13 +212,20 @@ class Constraint:
 
 
 def parse_constraint(text: str) -> Constraint:
-    """Parse one ``--skip-if`` expression; ConstraintError (exit 2 in the CLI) when it is not a valid constraint."""
+    """Parse one ``--skip-if`` expression; ConstraintError (exit 2 in the CLI) when it is not a valid constraint or
+    exceeds the limits (:data:`MAX_LENGTH` characters, :data:`MAX_DEPTH` levels of nesting)."""
     if not isinstance(text, str) or not text.strip():
         raise ConstraintError("constraint: empty expression")
+    if len(text) > MAX_LENGTH:
+        raise ConstraintError(f"constraint {text[:40]!r}...: {len(text)} characters; the limit is {MAX_LENGTH}")
     try:
         tree = ast.parse(text.strip(), mode="eval")
     except SyntaxError as exc:
         raise ConstraintError(f"constraint {text!r}: syntax error at column {exc.offset}: {exc.msg}") from None
+    except (RecursionError, MemoryError):
+        raise ConstraintError(f"constraint {text[:40]!r}...: nested too deeply (limit {MAX_DEPTH})") from None
+    if _depth(tree) > MAX_DEPTH:
+        raise ConstraintError(f"constraint {text[:40]!r}...: nested too deeply (limit {MAX_DEPTH})")
     keys = _check(tree, text)
     return Constraint(text=text.strip(), tree=tree, keys=frozenset(keys))
 

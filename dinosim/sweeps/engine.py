@@ -14,13 +14,15 @@
 * Budget: ``run_cap`` bounds the trials in the study (interrupted ones excepted), ``--count`` the trials of this
   invocation, a grid its size; ``metric.target`` reached -> no new trials start.
 * Storage: default ``<runs>/sweeps/<yaml-stem>/study.journal`` (Optuna JournalFileBackend) so a sweep resumes; trials
-  interrupted by Ctrl-C or a crash of the engine are queued again on resume. ``--storage URL`` (e.g.
-  ``postgresql://...``, ``sqlite:///...``) shares one study between machines.
+  interrupted by Ctrl-C, SIGTERM, SIGHUP or a crash of the engine are queued again (once) on resume; trial
+  processes die with the engine even when it is killed outright (:mod:`dinosim.sweeps.orphan_guard`).
+  ``--storage URL`` (e.g. ``postgresql://...``, ``sqlite:///...``) shares one study between machines.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import signal
 import socket
@@ -31,13 +33,21 @@ from pathlib import Path
 from typing import Any, Optional
 
 from dinosim.errors import ConfigError
-from dinosim.runfolder import process_alive
+from dinosim.runfolder import atomic_write_text, process_alive, runs_root
 from dinosim.sweeps.distributions import grid_search_space, suggest
 from dinosim.sweeps.macros import expand_command
 from dinosim.sweeps.progress import Progress
-from dinosim.sweeps.storage import PARAMS_ATTR, make_storage, storage_url, trial_params
+from dinosim.sweeps.storage import (
+    PARAMS_ATTR,
+    damaged_study_is_config_error,
+    make_storage,
+    redact,
+    storage_url,
+    trial_params,
+)
 from dinosim.sweeps.trial import ProcessRegistry, run_process, trial_env
 from dinosim.sweeps.yaml_spec import SweepSpec
+from dinosim.training.stop_signals import STOP_SIGNALS, Terminated
 
 SPEC_COPY = "sweep.yaml"
 
@@ -63,16 +73,12 @@ class EngineOptions:
 @dataclass
 class SweepResult:
     study_name: str
-    storage: str
+    storage: str  # for display: the password of a database URL is replaced by ***
     sweep_dir: Path
     counts: dict[str, int] = field(default_factory=dict)
     best_value: Optional[float] = None
     best_params: Optional[dict[str, Any]] = None
     target_reached: bool = False
-
-
-def runs_root() -> Path:
-    return Path(os.environ.get("DINOSIM_RUNS_DIR") or "runs")
 
 
 def default_sweep_dir(spec: SweepSpec) -> Path:
@@ -109,25 +115,37 @@ def open_study(spec: SweepSpec, sweep_dir: Path, storage: Optional[str], sampler
     import optuna
 
     sweep_dir.mkdir(parents=True, exist_ok=True)
-    study = optuna.create_study(
-        study_name=spec.path.stem,
-        storage=make_storage(storage_url(sweep_dir, storage)),
-        sampler=make_sampler(spec, sampler_seed),
-        pruner=make_pruner(spec),
-        direction=spec.direction,
-        load_if_exists=True,
-    )
+    with damaged_study_is_config_error(storage_url(sweep_dir, storage)):
+        study = optuna.create_study(
+            study_name=spec.path.stem,
+            storage=make_storage(storage_url(sweep_dir, storage)),
+            sampler=make_sampler(spec, sampler_seed),
+            pruner=make_pruner(spec),
+            direction=spec.direction,
+            load_if_exists=True,
+        )
     text = spec.path.read_text(encoding="utf-8")
     if study.user_attrs.get("sweep_yaml") not in (None, text):
-        raise ConfigError(f"study {spec.path.stem} in {storage_url(sweep_dir, storage)} was made from a different YAML")
+        where = redact(storage_url(sweep_dir, storage))
+        raise ConfigError(f"study {spec.path.stem} in {where} was made from a different YAML")
     study.set_user_attr("sweep_yaml", text)
     study.set_user_attr("metric", spec.metric)
-    (sweep_dir / SPEC_COPY).write_text(text, encoding="utf-8")
+    atomic_write_text(sweep_dir / SPEC_COPY, text)
     return study
 
 
-def _requeue_interrupted(study: Any) -> None:
-    """Queue again trials of an earlier invocation that were interrupted (Ctrl-C) or left RUNNING by a dead engine."""
+def _requeue_interrupted(study: Any, sweep_dir: Path) -> None:
+    """Queue again, once, trials of an earlier invocation that were interrupted (Ctrl-C, SIGTERM, SIGHUP) or left
+    RUNNING by a dead engine. Engines on one machine starting together take turns (a lock file in the sweep folder),
+    so each sees the others' ``requeued`` list and no trial is queued twice."""
+    import fcntl
+
+    with open(sweep_dir / ".requeue.lock", "a") as lock:
+        fcntl.flock(lock.fileno(), fcntl.LOCK_EX)  # released when the file closes
+        _requeue_locked(study)
+
+
+def _requeue_locked(study: Any) -> None:
     from optuna.trial import TrialState
 
     host = socket.gethostname()
@@ -135,7 +153,8 @@ def _requeue_interrupted(study: Any) -> None:
     for t in study.get_trials(deepcopy=False):
         if t.state == TrialState.RUNNING and t.user_attrs.get("host") == host:
             pid = t.user_attrs.get("engine_pid")
-            if pid is not None and not process_alive(int(pid)):
+            rebooted = t.user_attrs.get("boot_id") not in (None, boot_id())  # its PID may belong to anyone now
+            if pid is not None and (rebooted or not process_alive(int(pid))):
                 study._storage.set_trial_user_attr(t._trial_id, "interrupted", True)
                 study._storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
                 t = study._storage.get_trial(t._trial_id)
@@ -143,6 +162,15 @@ def _requeue_interrupted(study: Any) -> None:
             study.enqueue_trial(t.params, user_attrs={"requeued_from": t.number}, skip_if_exists=False)
             done.append(t.number)
     study.set_user_attr("requeued", done)
+
+
+def boot_id() -> Optional[str]:
+    """The kernel's id of this boot (Linux), so a PID recorded before a reboot is not mistaken for a live engine."""
+    try:
+        with open("/proc/sys/kernel/random/boot_id", encoding="ascii") as fh:
+            return fh.read().strip()
+    except OSError:
+        return None
 
 
 def counted_trials(study: Any) -> int:
@@ -183,6 +211,7 @@ class _Objective:
         trial.set_user_attr(PARAMS_ATTR, _jsonable(params))
         trial.set_user_attr("host", socket.gethostname())
         trial.set_user_attr("engine_pid", os.getpid())
+        trial.set_user_attr("boot_id", boot_id())
         for c in spec.constraints:
             if c.evaluate_partial(params):
                 reason = f"skip-if: {c.text}"
@@ -210,7 +239,7 @@ class _Objective:
         metrics = tdir / f"metrics{suffix}.jsonl"
         metrics.unlink(missing_ok=True)
         json_file = tdir / f"args{suffix}.json"
-        json_file.write_text(json.dumps(params), encoding="utf-8")
+        atomic_write_text(json_file, json.dumps(params))
         argv = expand_command(
             self.spec.command, params, self.spec.program or "", interpreter=self.opts.interpreter,
             args_json_file=str(json_file),
@@ -296,12 +325,13 @@ def run_sweep(  # noqa: C901 - not split yet (issue 15): worker loop
     if opts.seeds > 1 and "seed" in spec.parameters:
         raise ConfigError("--seeds cannot be used with a sweep that has a `seed` parameter")
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    _quiet_failed_trials()
     sweep_dir = opts.sweep_dir or default_sweep_dir(spec)
     study = open_study(spec, sweep_dir, opts.storage, opts.sampler_seed)
-    _requeue_interrupted(study)
+    _requeue_interrupted(study, sweep_dir)
     progress = progress or Progress.create(spec)
     objective = _Objective(spec, opts, sweep_dir, progress)
-    result = SweepResult(study.study_name, storage_url(sweep_dir, opts.storage), sweep_dir)
+    result = SweepResult(study.study_name, redact(storage_url(sweep_dir, opts.storage)), sweep_dir)
     best, _ = _best(spec, study)
     if best is not None and spec.reaches_target(best):
         result.target_reached = True
@@ -317,16 +347,20 @@ def run_sweep(  # noqa: C901 - not split yet (issue 15): worker loop
         elif spec.run_cap is not None and counted_trials(st) >= spec.run_cap:
             st.stop()
 
-    def on_sigint(signum: int, frame: Any) -> None:
-        # First Ctrl-C: stop every trial process (their trials are recorded as interrupted and re-run on resume)
-        # and start no new trial; the sweep then unwinds by itself. A second Ctrl-C interrupts at once.
+    received: list[int] = []
+
+    def on_stop_signal(signum: int, frame: Any) -> None:
+        # First Ctrl-C / SIGTERM / SIGHUP: stop every trial process (their trials are recorded as interrupted and
+        # re-run once on resume) and start no new trial; the sweep then unwinds by itself. A second one interrupts
+        # at once. Trials of an engine killed outright die with it (dinosim.sweeps.orphan_guard).
         if objective.registry.stopping.is_set():
-            raise KeyboardInterrupt
+            raise _interruption(signum)
+        received.append(signum)
         objective.registry.stopping.set()
         threading.Thread(target=objective.registry.terminate_all, args=(opts.term_timeout,), daemon=True).start()
 
     in_main = threading.current_thread() is threading.main_thread()
-    previous = signal.signal(signal.SIGINT, on_sigint) if in_main else None
+    previous = {s: signal.signal(s, on_stop_signal) for s in (signal.SIGINT, *STOP_SIGNALS)} if in_main else {}
     progress.start(study)
     try:
         if not result.target_reached and budget != 0:
@@ -337,10 +371,10 @@ def run_sweep(  # noqa: C901 - not split yet (issue 15): worker loop
         raise
     finally:
         progress.stop()
-        if in_main:
-            signal.signal(signal.SIGINT, previous)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
     if objective.registry.stopping.is_set():
-        raise KeyboardInterrupt
+        raise _interruption(received[0] if received else signal.SIGINT)
     from optuna.trial import TrialState
 
     for state in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL, TrialState.RUNNING):
@@ -350,6 +384,30 @@ def run_sweep(  # noqa: C901 - not split yet (issue 15): worker loop
     if result.best_value is not None and spec.reaches_target(result.best_value):
         result.target_reached = True
     return result
+
+
+class _NoTracebackForFailedTrials(logging.Filter):
+    """Optuna logs every failed trial with the traceback of the exception; a :class:`TrialFailed` (crash, NaN,
+    interrupted) is fully described by its one-line message, so its traceback is left out."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and isinstance(record.exc_info[1], TrialFailed):
+            record.exc_info, record.exc_text = None, None
+        return True
+
+
+def _quiet_failed_trials() -> None:
+    import optuna
+
+    root = optuna.logging._get_library_root_logger()  # noqa: SLF001 - where Optuna attaches its handler
+    for handler in root.handlers:
+        if not any(isinstance(f, _NoTracebackForFailedTrials) for f in handler.filters):
+            handler.addFilter(_NoTracebackForFailedTrials())
+
+
+def _interruption(signum: int) -> KeyboardInterrupt:
+    """KeyboardInterrupt for Ctrl-C, :class:`Terminated` (a KeyboardInterrupt, exit 128 + signal) for the others."""
+    return KeyboardInterrupt() if signum == signal.SIGINT else Terminated(signum)
 
 
 __all__ = ["EngineOptions", "SweepResult", "TrialFailed", "run_sweep", "open_study", "default_sweep_dir"]

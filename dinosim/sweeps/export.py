@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from dinosim.errors import ConfigError
+from dinosim.runfolder import atomic_write_text
 from dinosim.species import CONFIGS_DIR, SPECIES
 from dinosim.sweeps.keys import command_target
 from dinosim.sweeps.report import LoadedSweep, top_trials
@@ -132,6 +133,7 @@ def export_best(loaded: LoadedSweep, to: Optional[Path] = None, out: Optional[Pa
     if out is not None and len(plan) > 1 and out.suffix == ".toml":
         raise ConfigError(f"--out {out}: {len(plan)} stage files change; give a folder")
     edited: dict[Path, tuple[str, list[tuple[str, Any, Any]]]] = {}
+    writes: list[tuple[Path, str]] = []  # every file is edited in memory first: a failure writes none of them
     for src, values in plan.items():
         try:
             text = src.read_text(encoding="utf-8")
@@ -147,10 +149,11 @@ def export_best(loaded: LoadedSweep, to: Optional[Path] = None, out: Optional[Pa
             dest = out
         else:
             dest = out / src.name
-        dest.parent.mkdir(parents=True, exist_ok=True)
         if changed or dest != src:
-            dest.write_text(new_text, encoding="utf-8")
+            writes.append((dest, new_text))
         changes += [Change(dest, k, o, n) for k, o, n in changed]
+    for dest, new_text in writes:
+        atomic_write_text(dest, new_text)  # a kill leaves the old or the new file, never half a committed TOML
     return changes
 
 

@@ -19,8 +19,16 @@ from pathlib import Path
 from typing import Any, Optional
 
 from dinosim.errors import ConfigError
+from dinosim.runfolder import atomic_write_text
 from dinosim.sweeps.engine import SPEC_COPY, default_sweep_dir
-from dinosim.sweeps.storage import STUDY_FILE, make_storage, storage_url, trial_params
+from dinosim.sweeps.storage import (
+    STUDY_FILE,
+    damaged_study_is_config_error,
+    make_storage,
+    redact,
+    storage_url,
+    trial_params,
+)
 from dinosim.sweeps.yaml_spec import SweepSpec, load_sweep
 
 
@@ -41,9 +49,10 @@ def load_study(sweep: str | Path, storage: Optional[str] = None, sweep_dir: Opti
         if not (path / SPEC_COPY).exists():
             raise ConfigError(f"{path}: not a sweep folder (no {SPEC_COPY})")
         storage = storage or storage_url(path, None)
-        names = optuna.get_all_study_names(make_storage(storage))
+        with damaged_study_is_config_error(storage):
+            names = optuna.get_all_study_names(make_storage(storage))
         if len(names) != 1:
-            raise ConfigError(f"{path}: expected one study in {storage}, found {len(names)}")
+            raise ConfigError(f"{path}: expected one study in {redact(storage)}, found {len(names)}")
         spec = load_sweep(path / SPEC_COPY)
         study_name = names[0]
         spec.name = str(spec.raw.get("name") or study_name)
@@ -54,10 +63,11 @@ def load_study(sweep: str | Path, storage: Optional[str] = None, sweep_dir: Opti
         if storage.startswith("journal:") and not Path(storage[len("journal:"):]).exists():
             raise ConfigError(f"no study for {path} in {sweep_dir / STUDY_FILE}: run `dinosim sweep run {path}` first")
         study_name = path.stem
-    try:
-        study = optuna.load_study(study_name=study_name, storage=make_storage(storage))
-    except KeyError:
-        raise ConfigError(f"no study {study_name!r} in {storage}") from None
+    with damaged_study_is_config_error(storage):
+        try:
+            study = optuna.load_study(study_name=study_name, storage=make_storage(storage))
+        except KeyError:
+            raise ConfigError(f"no study {study_name!r} in {redact(storage)}") from None
     return LoadedSweep(spec, study, sweep_dir)
 
 
@@ -154,7 +164,7 @@ def build_report(loaded: LoadedSweep, k: int = 10, out_dir: Optional[Path] = Non
             plot_history(loaded, out / "history.png"),
             plot_parallel(loaded, top_trials(loaded, max(k, 20)), out / "parallel.png"),
         ) if p is not None]
-    (out / "report.json").write_text(json.dumps(report.__dict__, indent=2, default=_json_default) + "\n")
+    atomic_write_text(out / "report.json", json.dumps(report.__dict__, indent=2, default=_json_default) + "\n")
     return report
 
 

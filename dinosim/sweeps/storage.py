@@ -8,8 +8,10 @@ ConfigError line, raised before any trial starts. Connecting gives up after ``CO
 
 from __future__ import annotations
 
+import contextlib
+import re
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Iterator, Optional
 
 from dinosim.errors import ConfigError
 
@@ -36,14 +38,25 @@ def storage_url(sweep_dir: Path, storage: Optional[str]) -> str:
     return storage or f"journal:{sweep_dir / STUDY_FILE}"
 
 
-def _redacted(url: str) -> str:
-    """The URL with its password replaced by ***, for error messages."""
-    from sqlalchemy.engine import make_url
+def redact(url: str) -> str:
+    """``url`` with its password replaced by ``***`` (in ``user:PASSWORD@host`` and in a ``password=`` query
+    parameter), for everything that prints or records a storage URL. Standard library only; a malformed URL is
+    redacted just the same."""
+    head, sep, rest = url.partition("://")
+    if sep:
+        netloc, slash, tail = rest.partition("/")
+        userinfo, at, host = netloc.rpartition("@")
+        if at and ":" in userinfo:
+            rest = f"{userinfo.split(':', 1)[0]}:***@{host}{slash}{tail}"
+        url = f"{head}{sep}{rest}"
+    return re.sub(r"(?i)((?:^|[?&;\s])password=)[^&;\s]*", r"\1***", url)
 
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except Exception:
-        return url
+
+def _password(url: str) -> Optional[str]:
+    """The password in ``url`` (to scrub it from a driver's error message), or None."""
+    netloc = url.partition("://")[2].partition("/")[0]
+    userinfo, at, _ = netloc.rpartition("@")
+    return userinfo.split(":", 1)[1] if at and ":" in userinfo else None
 
 
 def _backend(url: str) -> str:
@@ -53,7 +66,7 @@ def _backend(url: str) -> str:
     try:
         return make_url(url).get_backend_name()
     except Exception:
-        raise ConfigError(f"--storage {url!r}: not a database URL; use e.g. postgresql://user@host/db, "
+        raise ConfigError(f"--storage {redact(url)!r}: not a database URL; use e.g. postgresql://user@host/db, "
                           f"sqlite:///path/study.db or journal:path/study.journal") from None
 
 
@@ -83,11 +96,13 @@ def make_storage(url: str) -> Any:
             return _open_rdb(url, ENGINE_KWARGS.get(backend, {}), retry)
         except ImportError:
             hint = DRIVER_HINTS.get(backend, "install its SQLAlchemy driver")
-            raise ConfigError(f"--storage {_redacted(url)}: the database driver for {backend} is not installed; "
+            raise ConfigError(f"--storage {redact(url)}: the database driver for {backend} is not installed; "
                               f"{hint}") from None
         except Exception as exc:  # sqlalchemy.exc.OperationalError and friends: server down, bad credentials, ...
             first = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
-            raise ConfigError(f"--storage {_redacted(url)}: cannot open the study database: {first}") from None
+            secret = _password(url)
+            first = first.replace(secret, "***") if secret else first
+            raise ConfigError(f"--storage {redact(url)}: cannot open the study database: {first}") from None
 
 
 def _open_rdb(url: str, engine_kwargs: dict[str, Any], retry: dict[str, Any], attempts: int = 5) -> Any:
@@ -107,3 +122,17 @@ def _open_rdb(url: str, engine_kwargs: dict[str, Any], retry: dict[str, Any], at
             if attempt == attempts - 1:
                 raise
             time.sleep(0.2 + random.random())
+
+
+@contextlib.contextmanager
+def damaged_study_is_config_error(url: str) -> Iterator[None]:
+    """Reading a study: a journal file damaged by something other than Optuna (truncated, garbled, not UTF-8)
+    becomes one ConfigError line naming it instead of a traceback from deep inside Optuna's replay."""
+    try:
+        yield
+    except ConfigError:
+        raise
+    except (ValueError, KeyError, TypeError, IndexError, AttributeError) as exc:
+        where = url[len("journal:"):] if url.startswith("journal:") else redact(url)
+        raise ConfigError(f"{where}: the study cannot be read; it is damaged ({type(exc).__name__}: "
+                          f"{str(exc).splitlines()[0][:160] if str(exc) else ''})") from None

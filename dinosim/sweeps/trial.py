@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional
 
+from dinosim.sweeps.orphan_guard import guarded_argv
+
 # W&B agent variables: a trial of the offline engine must not believe it runs under `wandb agent`.
 AGENT_ENV_VARS = ("WANDB_SWEEP_ID", "WANDB_RUN_ID", "WANDB_SWEEP_PARAM_PATH")
 
@@ -156,7 +158,7 @@ def run_process(  # noqa: C901 - not split yet (issue 15): polling vs start/stop
 
     with open(log_path, "ab") as log:
         proc = subprocess.Popen(
-            argv, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            guarded_argv(argv), cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             start_new_session=True,
         )
         registry.add(proc)

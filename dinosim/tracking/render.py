@@ -226,11 +226,13 @@ def render_best_policy(
     import pickle
 
     from dinosim.envs import make_env
+    from dinosim.run_integrity import check_policy_pair, loading
 
+    check_policy_pair(model_path, vecnorm_path)  # a damaged best/ pair: one line naming the file
     model = load_model(algorithm, model_path)
     vec_normalize = None
     if vecnorm_path is not None:
-        with open(vecnorm_path, "rb") as fh:
+        with loading(vecnorm_path, "normalisation file"), open(vecnorm_path, "rb") as fh:
             vec_normalize = pickle.load(fh)
 
     def factory() -> Any:

@@ -31,7 +31,6 @@ from dinosim.runfolder import (
     METRICS_FILE,
     STAGE_CONFIG_FILE,
     SUMMARY_FILE,
-    read_json,
     read_json_lines,
     stage_dirs,
     stage_number,
@@ -169,10 +168,12 @@ def read_summary(path: Path) -> dict[str, Any]:
     if not file.exists():
         return {}
     try:
-        data = read_json(file)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise DinosimError(f"{file}: not valid JSON ({exc}); the run may still be writing it, retry") from None
-    return data if isinstance(data, dict) else {}
+        data = json.loads(file.read_bytes())
+    except ValueError:  # JSONDecodeError, UnicodeDecodeError: our writes are atomic, so the file is damaged
+        raise DinosimError(f"{file}: not valid JSON (empty, truncated or damaged)") from None
+    if not isinstance(data, dict):
+        raise DinosimError(f"{file}: not a dinosim run summary (expected a JSON object, found {type(data).__name__})")
+    return data
 
 
 def read_gate(stage_dir: Path, stage: int) -> Gate:
@@ -181,8 +182,8 @@ def read_gate(stage_dir: Path, stage: int) -> Gate:
     if not file.exists():
         return Gate()
     try:
-        data = loads_toml(file.read_text())
-    except TOMLDecodeError as exc:
+        data = loads_toml(file.read_bytes().decode("utf-8"))
+    except (TOMLDecodeError, UnicodeDecodeError) as exc:
         raise DinosimError(f"{file}: not valid TOML ({exc})") from None
     table = data.get("curriculum") or data.get(f"stage{stage}", {}).get("curriculum") or {}
     return Gate(
@@ -252,7 +253,7 @@ def _stages(path: Path, summary: dict[str, Any], scalars: dict[str, Series],
             evals: list[dict[str, Any]]) -> dict[int, StageLogs]:
     dirs = stage_dirs(path)
     entries = stage_summaries(summary)
-    numbers = sorted(set(dirs) | set(entries) | {int(r["stage"]) for r in evals if "stage" in r})
+    numbers = sorted(set(dirs) | set(entries) | {int(r["stage"]) for r in evals if _is_number(r.get("stage"))})
     starts = _stage_starts(scalars.get(STAGE_TAG), entries, evals)
     stages = {}
     for n in numbers:
@@ -288,7 +289,7 @@ def _stage_starts(stage_series: Optional[Series], entries: dict[int, dict[str, A
             total += int(entry.get("timesteps", 0) or 0)
         return starts
     for record in evals:
-        if "stage" in record and "global_step" in record:
+        if _is_number(record.get("stage")) and _is_number(record.get("global_step")):
             starts.setdefault(int(record["stage"]), int(record["global_step"]))
     return starts
 

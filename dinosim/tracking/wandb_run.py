@@ -331,7 +331,7 @@ def read_wandb_file(run_dir: Path) -> Optional[dict[str, Any]]:
     """``<run_dir>/wandb.json`` (the W&B run to continue), None when missing, unreadable or without an id."""
     try:
         data = read_json(run_dir / WANDB_FILE)
-    except (OSError, ValueError):
+    except (OSError, ValueError):  # missing, or damaged: a new W&B run is started
         return None
     return data if isinstance(data, dict) and data.get("id") else None
 

@@ -80,9 +80,11 @@ def _make_thunk(factory: EnvFactory, species: str, env_kwargs: dict, seed: Optio
         from stable_baselines3.common.monitor import Monitor
 
         if multiprocessing.parent_process() is not None:
-            # a SubprocVecEnv worker: Ctrl-C reaches the whole process group; only the main process handles it
-            # (saves a checkpoint, then closes the workers)
-            signal.signal(signal.SIGINT, signal.SIG_IGN)
+            # a SubprocVecEnv worker: Ctrl-C (and SIGTERM/SIGHUP from a scheduler) reaches the whole process group;
+            # only the main process handles it (saves a checkpoint, then closes the workers; a worker whose parent
+            # died ends on the closed pipe)
+            for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+                signal.signal(signum, signal.SIG_IGN)
 
         env = factory(species, dict(env_kwargs), seed)
         return Monitor(EnvParamSetter(env))
@@ -178,10 +180,10 @@ def build_model(config: "RunConfig", stage: int, env: "VecEnv", clock: StageCloc
 
 def load_model(algorithm: str, path: Path, env: Optional["VecEnv"] = None) -> "BaseAlgorithm":
     cls = algorithm_class(algorithm)
-    try:
+    from dinosim.run_integrity import loading
+
+    with loading(path, f"{algorithm} model"):  # a damaged or foreign file: one line naming it
         return cls.load(str(path), env=env, device="cpu")
-    except (ValueError, KeyError, RuntimeError) as exc:
-        raise DinosimError(f"cannot load {path} as a {algorithm} model: {exc}") from None
 
 
 def warm_start(model: "BaseAlgorithm", source_model: Path, source_vecnorm: Optional[Path],
@@ -211,7 +213,9 @@ def warm_start(model: "BaseAlgorithm", source_model: Path, source_vecnorm: Optio
         )
     model.policy.load_state_dict(state, strict=not keep_log_std)
     if source_vecnorm is not None and Path(source_vecnorm).exists():
-        with open(source_vecnorm, "rb") as fh:
+        from dinosim.run_integrity import loading
+
+        with loading(source_vecnorm, "normalisation file"), open(source_vecnorm, "rb") as fh:
             saved = pickle.load(fh)
         if saved.obs_rms is not None and vec_normalize.obs_rms is not None:
             if np.shape(saved.obs_rms.mean) != np.shape(vec_normalize.obs_rms.mean):

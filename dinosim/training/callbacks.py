@@ -12,6 +12,7 @@ from __future__ import annotations
 import io
 import math
 import os
+import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -21,25 +22,18 @@ import numpy as np
 from stable_baselines3.common.callbacks import BaseCallback
 
 from dinosim.config.settings import CurriculumSettings
+from dinosim.run_integrity import model_bytes, save_best_pair, vecnormalize_bytes, write_checkpoint
 from dinosim.runfolder import (
-    BEST_DIR,
-    BEST_META_FILE,
     EVAL_KIND_KEY,
     EVAL_SEEDS_KEY,
     EVALUATIONS_FILE,
     GATE_KIND,
     METRICS_FILE,
-    MODEL_FILE,
     SCREEN_KIND,
     TRIAL_METRICS_ENV,
-    VECNORM_FILE,
     append_json_line,
     atomic_write_bytes,
-    atomic_write_json,
-    checkpoint_paths,
     prune_checkpoints,
-    save_model_atomic,
-    save_vecnormalize_atomic,
 )
 from dinosim.training.evaluation import (
     REWARD_PREFIX,
@@ -92,14 +86,13 @@ class StageContext:
 
 
 def save_checkpoint(ctx: StageContext, model: Any, keep: Optional[int] = None) -> int:
-    """Model, VecNormalize, then a meta file (the stage state): only a checkpoint with all three counts."""
+    """Model, VecNormalize, then a meta file (the stage state and both files' sha256): written as one unit by
+    :func:`dinosim.run_integrity.write_checkpoint`; only a checkpoint whose meta file matches both files counts."""
     step = int(model.num_timesteps)
     ctx.update_progress(step)
     ctx.state.last_checkpoint_stage_step = ctx.stage_steps(step)
-    model_path, vecnorm_path, meta_path = checkpoint_paths(ctx.stage_dir, step)
-    save_model_atomic(model, model_path)
-    save_vecnormalize_atomic(ctx.train_env, vecnorm_path)
-    atomic_write_json(meta_path, {"global_step": step, "stage": ctx.stage, "state": asdict(ctx.state)})
+    write_checkpoint(ctx.stage_dir, step, model_bytes(model), vecnormalize_bytes(ctx.train_env),
+                     {"global_step": step, "stage": ctx.stage, "state": asdict(ctx.state)})
     prune_checkpoints(ctx.stage_dir, ctx.curriculum.keep_checkpoints if keep is None else keep)
     ctx.summary.save(ctx.run_dir)
     return step
@@ -121,11 +114,16 @@ def load_evaluations(stage_dir: Path, up_to_step: Optional[int]) -> dict[str, li
     history: dict[str, list] = {"timesteps": [], "results": [], "ep_lengths": [], "successes": []}
     if not path.exists():
         return history
-    with np.load(path) as data:
-        for i, step in enumerate(data["timesteps"]):
-            if up_to_step is None or step <= up_to_step:
-                for key in history:
-                    history[key].append(data[key][i].tolist())
+    try:
+        with np.load(path) as data:
+            for i, step in enumerate(data["timesteps"]):
+                if up_to_step is None or step <= up_to_step:
+                    for key in history:
+                        history[key].append(data[key][i].tolist())
+    except Exception as exc:  # noqa: BLE001 - a damaged file: the history is a record, training does not need it
+        print(f"warning: {path}: unreadable ({type(exc).__name__}); it starts again from this point "
+              "(metrics.jsonl keeps every evaluation)", file=sys.stderr, flush=True)
+        return {key: [] for key in history}
     return history
 
 
@@ -251,10 +249,8 @@ class EvalGateCallback(BaseCallback):
             state.last_eval = {"global_step": step, **metrics}
         rank = cur.rank(stats)
         if state.best_eval is None or rank > tuple(state.best_eval.get("rank", (-math.inf, -math.inf))):
-            save_model_atomic(self.model, ctx.stage_dir / BEST_DIR / MODEL_FILE)
-            save_vecnormalize_atomic(ctx.train_env, ctx.stage_dir / BEST_DIR / VECNORM_FILE)
-            atomic_write_json(ctx.stage_dir / BEST_DIR / BEST_META_FILE,
-                              {"global_step": step, EVAL_KIND_KEY: kind, **metrics})
+            save_best_pair(ctx.stage_dir, model_bytes(self.model), vecnormalize_bytes(ctx.train_env),
+                           {"global_step": step, EVAL_KIND_KEY: kind, **metrics})
             state.best_eval, state.best_step = {**metrics, EVAL_KIND_KEY: kind, "rank": list(rank)}, step
         # eval component means are "eval/reward/<term>": "reward/<term>" is the training-rollout series
         record = {"global_step": step, "stage": ctx.stage, **metrics, EVAL_KIND_KEY: kind,

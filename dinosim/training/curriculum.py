@@ -16,7 +16,6 @@ stage's logger (records arrive at the global step); ``extra_callbacks`` are SB3 
 from __future__ import annotations
 
 import shutil
-import signal
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +25,7 @@ from stable_baselines3.common.callbacks import BaseCallback, CallbackList
 from stable_baselines3.common.logger import HumanOutputFormat, KVWriter, Logger, TensorBoardOutputFormat
 
 from dinosim.config.resolve import RunConfig
+from dinosim.run_integrity import loading, newest_intact_checkpoint, remove_checkpoint
 from dinosim.runfolder import (
     BEST_DIR,
     MODEL_FILE,
@@ -69,14 +69,16 @@ from dinosim.training.faults import FiniteCheckVecEnv, FiniteLossCallback
 from dinosim.training.progress import ProgressCallback, ProgressReporter
 from dinosim.training.schedules import StageClock, changed_numeric_weights
 from dinosim.training.state import RunSummary, StageState
+from dinosim.training.stop_signals import exit_code_for, signal_name, signals_deferred
 
 
 class RunInterrupted(Exception):
-    """Ctrl-C: a checkpoint was saved; ``step`` is the global step it holds."""
+    """Ctrl-C, SIGTERM or SIGHUP: a checkpoint was saved; ``step`` is the global step it holds, ``signal`` names
+    what stopped the run ("Ctrl-C", "SIGTERM", "SIGHUP") and ``exit_code`` is 128 + its number."""
 
-    def __init__(self, stage: int, step: int) -> None:
-        super().__init__(f"interrupted in stage {stage} at step {step}")
-        self.stage, self.step = stage, step
+    def __init__(self, stage: int, step: int, signal: str = "Ctrl-C", exit_code: int = 130) -> None:
+        super().__init__(f"interrupted ({signal}) in stage {stage} at step {step}")
+        self.stage, self.step, self.signal, self.exit_code = stage, step, signal, exit_code
 
 
 class GateNotPassed(Exception):
@@ -182,11 +184,11 @@ def _train_stage(run_dir: Path, plan: RunPlan, summary: RunSummary, hooks: RunHo
     eval_envs = [factory(config.species, dict(env_kwargs), None) for _ in range(max(1, cur.eval_envs))]
     clock = StageClock(int(summary.stages[stage].start_step or 0), budget)
     if checkpoint is not None:
-        model, train_env = _resume_model(config, summary, stage, checkpoint, train_venv, clock, budget)
+        model, train_env = _resume_model(config, summary, stage, checkpoint, train_venv, clock, budget, plan.device)
         resumed_from: Optional[int] = checkpoint[0]
     else:
         model, train_env = _fresh_model(config, summary.stages[stage], stage, train_venv, clock, source_model,
-                                        source_vecnorm)
+                                        source_vecnorm, plan.device)
         resumed_from = None
     history = load_evaluations(folder, -1 if resumed_from is None else resumed_from)
     state = summary.stages[stage]
@@ -231,8 +233,8 @@ def _begin_stage(plan: RunPlan, summary: RunSummary, stage: int, folder: Path,
     fresh start (a stage not running yet, or killed before its first checkpoint: its ``best/`` is removed)."""
     folder.mkdir(parents=True, exist_ok=True)
     state = summary.stages[stage]
-    checkpoints = complete_checkpoints(folder)
-    resuming = state.status == "running" and bool(checkpoints)
+    checkpoint = _intact_checkpoint(folder, stage) if state.status == "running" else None
+    resuming = checkpoint is not None
     if not resuming:
         start = state.start_step if state.status == "running" and state.start_step is not None else summary.global_step
         state = summary.stages[stage] = StageState(stage=stage, status="running", budget=budget, start_step=start)
@@ -240,23 +242,25 @@ def _begin_stage(plan: RunPlan, summary: RunSummary, stage: int, folder: Path,
     state.budget = budget
     if not (folder / STAGE_CONFIG_FILE).exists():
         atomic_write_text(folder / STAGE_CONFIG_FILE, _stage_config_toml(plan, stage))
-    return checkpoints[-1] if resuming else None
+    return checkpoint
 
 
 def _resume_model(config: RunConfig, summary: RunSummary, stage: int, checkpoint: tuple[int, Path, Path, Path],
-                  train_venv: Any, clock: StageClock, budget: int) -> tuple[Any, Any]:
+                  train_venv: Any, clock: StageClock, budget: int, device: str) -> tuple[Any, Any]:
     """(model, training VecNormalize) from a checkpoint; ``summary.stages[stage]`` becomes the stage state saved
     with it."""
     from stable_baselines3.common.vec_env import VecNormalize
 
     _, model_path, vecnorm_path, meta_path = checkpoint
-    saved = StageState.from_dict(read_json(meta_path)["state"])
+    saved = StageState.checked(read_json(meta_path)["state"])
     saved.budget, saved.status = budget, "running"
     summary.stages[stage] = saved
-    train_env = VecNormalize.load(str(vecnorm_path), train_venv)
+    with loading(vecnorm_path, "normalisation file"):
+        train_env = VecNormalize.load(str(vecnorm_path), train_venv)
     train_env.training = True
-    model = algorithm_class(config.algorithm).load(str(model_path), env=train_env, device="cpu",
-                                                   custom_objects=stage_schedules(config, stage, clock))
+    with loading(model_path, f"{config.algorithm} checkpoint"):
+        model = algorithm_class(config.algorithm).load(str(model_path), env=train_env, device=device,
+                                                       custom_objects=stage_schedules(config, stage, clock))
     if hasattr(model, "learning_starts"):  # the replay buffer is not checkpointed: refill a batch first
         batch_size = int(algo_setting(config, stage, "batch_size"))
         model.learning_starts = max(model.learning_starts, model.num_timesteps + batch_size)
@@ -264,11 +268,11 @@ def _resume_model(config: RunConfig, summary: RunSummary, stage: int, checkpoint
 
 
 def _fresh_model(config: RunConfig, state: StageState, stage: int, train_venv: Any, clock: StageClock,
-                 source_model: Optional[Path], source_vecnorm: Optional[Path]) -> tuple[Any, Any]:
+                 source_model: Optional[Path], source_vecnorm: Optional[Path], device: str) -> tuple[Any, Any]:
     """(model, training VecNormalize) built from the stage's config, warm-started from ``source_model``."""
     kwargs = config.algo_kwargs(stage)
     train_env = wrap_normalize(train_venv, config.algorithm, float(algo_setting(config, stage, "gamma")))
-    model = build_model(config, stage, train_env, clock, seed=config.seed)
+    model = build_model(config, stage, train_env, clock, seed=config.seed, device=device)
     if source_model is not None:
         keep_log_std = "log_std_init" in (kwargs.get("policy_kwargs") or {})
         warm_start(model, source_model, source_vecnorm, train_env, config.algorithm, keep_log_std,
@@ -307,13 +311,24 @@ def _learn(ctx: StageContext, model: Any, budget: int, callbacks: list[BaseCallb
         if remaining > 0 and not state.gate_passed:
             model.learn(total_timesteps=remaining, callback=CallbackList(callbacks), reset_num_timesteps=False,
                         tb_log_name=f"stage{ctx.stage}")
-    except KeyboardInterrupt:
-        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not tear the checkpoint
-        try:
+    except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM/SIGHUP (dinosim.training.stop_signals.Terminated)
+        with signals_deferred():  # a second signal must not tear the checkpoint
             step = save_checkpoint(ctx, model)
-        finally:
-            signal.signal(signal.SIGINT, previous)
-        raise RunInterrupted(ctx.stage, step) from None
+        raise RunInterrupted(ctx.stage, step, signal_name(exc), exit_code_for(exc)) from None
+
+
+def _intact_checkpoint(folder: Path, stage: int) -> Optional[tuple[int, Path, Path, Path]]:
+    """The newest checkpoint whose files match their checksums; newer damaged ones are reported and removed (they
+    would otherwise shadow the one training continues from)."""
+    checkpoint, damaged = newest_intact_checkpoint(folder, StageState.checked)
+    for step, reason in damaged:
+        print(f"stage {stage}: skipping the damaged checkpoint at step {step}: {reason}", file=sys.stderr, flush=True)
+    for entry in complete_checkpoints(folder):
+        if checkpoint is None or entry[0] > checkpoint[0]:
+            remove_checkpoint(entry)
+    if damaged and checkpoint is None:
+        print(f"stage {stage}: no intact checkpoint left; the stage starts again", file=sys.stderr, flush=True)
+    return checkpoint
 
 
 def _close(train_env: Any, eval_envs: list, formats: list[KVWriter]) -> None:

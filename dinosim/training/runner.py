@@ -2,8 +2,10 @@
 
 Contract: bad input (a folder that is not a run, a finished run, an ``init_from`` without a model, a stage that was
 never trained, ...) raises :class:`~dinosim.errors.DinosimError` with one line BEFORE torch or SB3 is imported.
-Exit codes returned: 0 done, 1 training stopped (NaN/inf, ``strict_gates``), 130 interrupted by Ctrl-C (a
-checkpoint was saved and the ``dinosim resume <run_dir>`` command printed).
+Exit codes returned: 0 done, 1 training stopped (NaN/inf, ``strict_gates``), 130 interrupted by Ctrl-C, 143 by
+SIGTERM, 129 by SIGHUP (each: a checkpoint was saved and the ``dinosim resume <run_dir>`` command printed).
+`train` and `resume` hold the run folder's lock (:mod:`dinosim.run_lock`) while they run: a second process on the
+same folder is refused with one line (exit 2).
 
 Tracker hooks: ``run(request, hooks=RunHooks(...))`` / ``resume(..., hooks=...)`` accept a
 :class:`dinosim.training.curriculum.RunHooks` (``extra_output_formats``: SB3 ``KVWriter`` objects receiving every
@@ -16,25 +18,25 @@ caller's ``log_stdout`` and eval sinks stand (``QUIET`` still turns the progress
 from __future__ import annotations
 
 import dataclasses
-import os
-import socket
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional
 
 from dinosim.errors import DinosimError
+from dinosim.run_integrity import check_policy_pair
+from dinosim.run_lock import lock_run_dir
 from dinosim.runfolder import (
     RUN_FILE,
     SUMMARY_FILE,
     new_run_dir,
-    process_alive,
     select_policy,
     stage_dir,
 )
 from dinosim.training.preflight import find_init_source, preflight  # noqa: F401 (find_init_source re-exported)
 from dinosim.training.request import NORMAL, QUIET, VERBOSE, RunRequest, WandbOptions
-from dinosim.training.state import RunSummary, StageState, read_run_file, write_run_file
+from dinosim.training.state import RunSummary, StageState, read_run_file, read_run_file_checked, write_run_file
+from dinosim.training.stop_signals import exit_code_for, signal_name, stop_signals_interrupt
 
 if TYPE_CHECKING:
     from dinosim.config.resolve import RunConfig
@@ -45,22 +47,21 @@ EXIT_OK, EXIT_FAILED, EXIT_INTERRUPTED = 0, 1, 130
 
 # -- bad-input checks (standard library only; see also dinosim.training.preflight) ---------------------------------
 def check_resumable(run_dir: Path) -> tuple[dict, RunSummary]:
+    """(run.json, summary) of a run that `resume` may continue; DinosimError (one line) otherwise. The caller holds
+    the run's lock (:mod:`dinosim.run_lock`), so no other process is training it."""
     run_dir = Path(run_dir)
-    if not (run_dir / RUN_FILE).exists() or not (run_dir / SUMMARY_FILE).exists():
+    if not run_dir.is_dir() or (not (run_dir / RUN_FILE).exists() and not (run_dir / SUMMARY_FILE).exists()):
         raise DinosimError(f"{run_dir}: not a dinosim run folder (no {RUN_FILE} and {SUMMARY_FILE})")
-    try:
-        run_data, summary = read_run_file(run_dir), RunSummary.load(run_dir)
-    except (ValueError, KeyError) as exc:
-        raise DinosimError(f"{run_dir}: unreadable run files ({exc})") from None
+    summary = RunSummary.load(run_dir)
+    run_data = read_run_file(run_dir, summary.run_file_sha256)
+    if set(summary.stages) != {int(s) for s in run_data["config"]["run"]["stages"]}:
+        raise DinosimError(f"{run_dir / SUMMARY_FILE}: its stages do not match {run_dir / RUN_FILE}")
     if summary.status == "finished":
         raise DinosimError(f"{run_dir}: the run already finished; nothing to resume")
     stopped = [s for s in summary.stages.values()
                if s.status == "finished" and not s.gate_passed and run_data.get("strict_gates")]
     if stopped:
         raise DinosimError(f"{run_dir}: stopped by --strict-gates after stage {stopped[0].stage}; nothing to resume")
-    if summary.status == "running" and summary.host == socket.gethostname() and summary.pid not in (None, os.getpid()):
-        if process_alive(summary.pid):
-            raise DinosimError(f"{run_dir}: the run seems to be still training (process {summary.pid} is alive)")
     return run_data, summary
 
 
@@ -90,20 +91,25 @@ def run(request: RunRequest, hooks: Optional["RunHooks"] = None) -> int:
     init = checked.init
     check_device(request.device)
     run_dir = new_run_dir(config.species, request.name, request.run_dir)
-    run_data = {
-        "command": request.command, "config": config.to_dict(), "timesteps": request.timesteps,
-        "name": request.name, "init_from": str(request.init_from) if request.init_from else None,
-        "init_model": str(init[0]) if init else None, "init_vecnorm": str(init[1]) if init and init[1] else None,
-        "init_env": init[2] if init else None, "strict_gates": request.strict_gates, "argv": list(request.argv),
-        "wandb": dataclasses.asdict(request.wandb), "device": request.device,
-    }
-    write_run_file(run_dir, run_data)
-    summary = RunSummary(command=request.command, species=config.species, algorithm=config.algorithm,
-                         stages={s: StageState(stage=s, budget=checked.budgets[s]) for s in config.stages})
-    summary.save(run_dir)
-    if request.output > QUIET:
-        print(f"run folder: {run_dir}", flush=True)
-    return _execute(run_dir, run_data, summary, request.progress, hooks, request.output)
+    with lock_run_dir(run_dir):  # held until the run stops; the OS drops it if the process dies
+        if request.run_dir is not None and (run_dir / RUN_FILE).exists():  # another `train` won the race
+            raise DinosimError(f"{run_dir} already holds a run; use `dinosim resume {run_dir}` or another --run-dir")
+        run_data = {
+            "command": request.command, "config": config.to_dict(), "timesteps": request.timesteps,
+            "name": request.name, "init_from": str(request.init_from) if request.init_from else None,
+            "init_model": str(init[0]) if init else None,
+            "init_vecnorm": str(init[1]) if init and init[1] else None,
+            "init_env": init[2] if init else None, "strict_gates": request.strict_gates, "argv": list(request.argv),
+            "wandb": dataclasses.asdict(request.wandb), "device": request.device,
+        }
+        run_file_sha256 = write_run_file(run_dir, run_data)
+        summary = RunSummary(command=request.command, species=config.species, algorithm=config.algorithm,
+                             stages={s: StageState(stage=s, budget=checked.budgets[s]) for s in config.stages},
+                             run_file_sha256=run_file_sha256)
+        summary.save(run_dir)
+        if request.output > QUIET:
+            print(f"run folder: {run_dir}", flush=True)
+        return _execute(run_dir, run_data, summary, request.progress, hooks, request.output)
 
 
 def check_device(device: str) -> None:
@@ -121,13 +127,15 @@ def check_device(device: str) -> None:
 def resume(run_dir: Path, progress: bool = True, hooks: Optional["RunHooks"] = None, output: int = NORMAL) -> int:
     """Continue an interrupted run from its newest checkpoint: same config and device, finished stages kept."""
     run_dir = Path(run_dir)
-    run_data, summary = check_resumable(run_dir)
-    check_device(run_data.get("device", "cpu"))
-    done = [str(s.stage) for s in summary.stages.values() if s.status == "finished"]
-    if output > QUIET:
-        print(f"resuming {run_dir} at step {summary.global_step}"
-              + (f" (finished stages: {', '.join(done)})" if done else ""), flush=True)
-    return _execute(run_dir, run_data, summary, progress, hooks, output)
+    check_resumable(run_dir)  # before the lock: a folder that is no run gets no lock file
+    with lock_run_dir(run_dir):
+        run_data, summary = check_resumable(run_dir)  # again: the previous holder may have changed it
+        check_device(run_data.get("device", "cpu"))
+        done = [str(s.stage) for s in summary.stages.values() if s.status == "finished"]
+        if output > QUIET:
+            print(f"resuming {run_dir} at step {summary.global_step}"
+                  + (f" (finished stages: {', '.join(done)})" if done else ""), flush=True)
+        return _execute(run_dir, run_data, summary, progress, hooks, output)
 
 
 def _plan(run_data: dict) -> "RunPlan":
@@ -160,16 +168,17 @@ def _execute(run_dir: Path, run_data: dict, summary: RunSummary, progress: bool,
     tracker = _start_wandb(run_dir, run_data, plan.config, hooks)
     code, summary.status, summary.message = EXIT_OK, "running", None
     try:
-        execute(run_dir, plan, summary, hooks, progress=progress)
+        with stop_signals_interrupt():  # SIGTERM/SIGHUP: like Ctrl-C (checkpoint, status interrupted, 128 + signal)
+            execute(run_dir, plan, summary, hooks, progress=progress)
         summary.status = "finished"
     except RunInterrupted as exc:
-        summary.status, summary.message, code = "interrupted", str(exc), EXIT_INTERRUPTED
-        print(f"\ninterrupted: checkpoint saved at step {exc.step} (stage {exc.stage}). Continue with:\n"
+        summary.status, summary.message, code = "interrupted", str(exc), exc.exit_code
+        print(f"\ninterrupted ({exc.signal}): checkpoint saved at step {exc.step} (stage {exc.stage}). "
+              f"Continue with:\n  dinosim resume {run_dir}", file=sys.stderr, flush=True)
+    except KeyboardInterrupt as exc:  # outside SB3's learn (start-up, final save): the newest checkpoint stands
+        summary.status, summary.message, code = "interrupted", f"interrupted ({signal_name(exc)})", exit_code_for(exc)
+        print(f"\ninterrupted ({signal_name(exc)}). Continue from the newest checkpoint with:\n"
               f"  dinosim resume {run_dir}", file=sys.stderr, flush=True)
-    except KeyboardInterrupt:  # outside SB3's learn (start-up, final save): the newest checkpoint stands
-        summary.status, summary.message, code = "interrupted", "interrupted", EXIT_INTERRUPTED
-        print(f"\ninterrupted. Continue from the newest checkpoint with:\n  dinosim resume {run_dir}",
-              file=sys.stderr, flush=True)
     except (TrainingFault, GateNotPassed) as exc:
         summary.status, summary.message, code = "failed", str(exc), EXIT_FAILED
         print(f"error: {exc}", file=sys.stderr, flush=True)
@@ -290,7 +299,7 @@ def evaluate(run_dir: Path, stage: Optional[int], episodes: int, deterministic: 
         raise DinosimError(f"{run_dir}: not a dinosim run folder (no {RUN_FILE})")
     if episodes < 1:
         raise DinosimError(f"--episodes must be at least 1, got {episodes}")
-    run_data = read_run_file(run_dir)
+    run_data = read_run_file_checked(run_dir)
     stages = [int(s) for s in run_data["config"]["run"]["stages"]]
     if stage is not None and stage not in stages:
         raise DinosimError(f"{run_dir}: stage {stage} is not part of this run (stages: {stages})")
@@ -303,6 +312,7 @@ def evaluate(run_dir: Path, stage: Optional[int], episodes: int, deterministic: 
     if model_path is None:
         raise DinosimError(f"{run_dir}: no {model if model != 'auto' else 'trained'} model for stage "
                            f"{stage if stage is not None else 'any'}")
+    check_policy_pair(model_path, vecnorm_path)  # before unpickling: a damaged file is named in one line
     if gif is not None:
         from dinosim.tracking.render import check_video_path, ensure_gl_backend
 
@@ -330,6 +340,7 @@ def _evaluate_model(run_data: dict, stage: int, model_path: Path, vecnorm_path: 
     from dinosim.config.resolve import RunConfig
     from dinosim.config.settings import wilson_lower_bound
     from dinosim.envs import make_env
+    from dinosim.run_integrity import loading
     from dinosim.training.builders import configure_torch_threads, load_model
     from dinosim.training.evaluation import (
         format_report,
@@ -344,7 +355,7 @@ def _evaluate_model(run_data: dict, stage: int, model_path: Path, vecnorm_path: 
     env_kwargs = config.env_kwargs(stage)
     vecnorm = None
     if vecnorm_path is not None:
-        with open(vecnorm_path, "rb") as fh:
+        with loading(vecnorm_path, "normalisation file"), open(vecnorm_path, "rb") as fh:
             vecnorm = pickle.load(fh)
     model = load_model(config.algorithm, model_path)
     seeds = (heldout_seeds(config.seed, options.episodes) if options.seed is None

@@ -20,10 +20,12 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Optional
 
+from dinosim.errors import ConfigError, DinosimError
 from dinosim.runfolder import RUN_FILE, SUMMARY_FILE, atomic_write_json, read_json
 
 RUN_FORMAT = 1
 STATUSES = ("running", "finished", "failed", "interrupted")
+STAGE_STATUSES = ("pending", "running", "finished")
 
 
 @dataclass
@@ -54,6 +56,26 @@ class StageState:
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in known})
 
+    @classmethod
+    def checked(cls, data: Any) -> "StageState":
+        """:meth:`from_dict` of data read from a file, with every field of the right type (TypeError/ValueError
+        otherwise), so damaged state is refused on reading instead of failing in the middle of training."""
+        if not isinstance(data, dict):
+            raise TypeError(f"a stage state must be a table, not {type(data).__name__}")
+        state = cls.from_dict(data)
+        ints = ("stage", "budget", "timesteps_used", "gate_streak", "evaluations", "last_eval_stage_step",
+                "last_checkpoint_stage_step")
+        optional_ints = ("start_step", "gate_passed_at", "best_step")
+        tables = ("last_eval", "best_eval", "ramped")
+        if (state.status not in STAGE_STATUSES or not isinstance(state.gate_passed, bool)
+                or any(type(getattr(state, n)) is not int or getattr(state, n) < 0 for n in ints)
+                or any(getattr(state, n) is not None and type(getattr(state, n)) is not int for n in optional_ints)
+                or any(not isinstance(getattr(state, n), (dict, type(None))) for n in tables)
+                or not isinstance(state.wall_time, (int, float))
+                or not isinstance(state.warm_start, (str, type(None)))):
+            raise ValueError(f"stage state with a wrong-typed or unknown value: {data}"[:200])
+        return state
+
 
 @dataclass
 class RunSummary:
@@ -65,8 +87,9 @@ class RunSummary:
     message: Optional[str] = None
     global_step: int = 0
     updated: float = field(default_factory=time.time)
-    pid: Optional[int] = None  # process that last wrote the summary (resume refuses a live one on this host)
+    pid: Optional[int] = None  # process that last wrote the summary (information only: the run's lock decides)
     host: Optional[str] = None
+    run_file_sha256: Optional[str] = None  # of run.json as written at the start: a changed byte is caught on reading
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -75,11 +98,11 @@ class RunSummary:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "RunSummary":
-        stages = {int(k): StageState.from_dict(v) for k, v in data["stages"].items()}
+        stages = {int(k): StageState.checked(v) for k, v in data["stages"].items()}
         return cls(command=data["command"], species=data["species"], algorithm=data["algorithm"], stages=stages,
                    status=data.get("status", "running"), message=data.get("message"),
                    global_step=int(data.get("global_step", 0)), updated=float(data.get("updated", 0.0)),
-                   pid=data.get("pid"), host=data.get("host"))
+                   pid=data.get("pid"), host=data.get("host"), run_file_sha256=data.get("run_file_sha256"))
 
     def save(self, run_dir: Path) -> None:
         self.updated = time.time()
@@ -88,12 +111,102 @@ class RunSummary:
 
     @classmethod
     def load(cls, run_dir: Path) -> "RunSummary":
-        return cls.from_dict(read_json(Path(run_dir) / SUMMARY_FILE))
+        """The summary of a run folder; DinosimError (one line naming the file) when it is missing or damaged."""
+        path = Path(run_dir) / SUMMARY_FILE
+        data = read_json_object(path)
+        try:
+            summary = cls.from_dict(data)
+            if summary.run_file_sha256 is not None and not isinstance(summary.run_file_sha256, str):
+                raise TypeError("run_file_sha256 is not a string")
+            if summary.status not in STATUSES or type(summary.global_step) is not int:
+                raise ValueError(f"status {summary.status!r}, global step {summary.global_step!r}")
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise DinosimError(f"{path}: not a dinosim run summary ({type(exc).__name__}: {exc})") from None
+        return summary
 
 
-def write_run_file(run_dir: Path, data: dict[str, Any]) -> None:
+def write_run_file(run_dir: Path, data: dict[str, Any]) -> str:
+    """Write ``run.json`` (once, when the run starts); returns its sha256 for :attr:`RunSummary.run_file_sha256`."""
+    from dinosim.run_integrity import sha256_file
+
     atomic_write_json(Path(run_dir) / RUN_FILE, {"format": RUN_FORMAT, **data})
+    return sha256_file(Path(run_dir) / RUN_FILE)
 
 
-def read_run_file(run_dir: Path) -> dict[str, Any]:
-    return read_json(Path(run_dir) / RUN_FILE)
+def read_run_file(run_dir: Path, expected_sha256: Optional[str] = None) -> dict[str, Any]:
+    """``run.json``, checked enough to rebuild the run from it (the command and a config whose sections and values
+    the config schema accepts) and, given ``expected_sha256`` (from summary.json), byte for byte as written;
+    DinosimError (one line naming the file) otherwise."""
+    path = Path(run_dir) / RUN_FILE
+    data = read_json_object(path)
+    if expected_sha256 is not None:
+        from dinosim.run_integrity import sha256_file
+
+        if sha256_file(path) != expected_sha256:
+            raise DinosimError(f"{path}: damaged (its sha256 differs from the one recorded in {SUMMARY_FILE} when "
+                               "the run started)")
+    try:
+        if data.get("command") not in ("train", "curriculum"):
+            raise ValueError(f"unknown command {data.get('command')!r}")
+        check_stored_config(data["config"])
+        for key in ("init_model", "init_vecnorm", "init_from", "name"):
+            if not isinstance(data.get(key), (str, type(None))):
+                raise TypeError(f"{key} is not a string")
+        if not isinstance(data.get("wandb", {}), dict) or not isinstance(data.get("argv", []), list):
+            raise TypeError("wandb/argv have the wrong type")
+    except (KeyError, TypeError, ValueError, AttributeError, ConfigError) as exc:
+        raise DinosimError(f"{path}: not a dinosim run file ({type(exc).__name__}: {exc})") from None
+    return data
+
+
+def read_run_file_checked(run_dir: Path) -> dict[str, Any]:
+    """:func:`read_run_file` against the digest in ``summary.json`` when that file is readable (commands that do not
+    need the summary, like `evaluate`, still work when only it is damaged)."""
+    try:
+        expected = RunSummary.load(run_dir).run_file_sha256
+    except DinosimError:
+        expected = None
+    return read_run_file(run_dir, expected)
+
+
+def read_json_object(path: Path) -> dict[str, Any]:
+    """A JSON object from ``path``; DinosimError naming the file when it is missing, empty, truncated or not an
+    object."""
+    path = Path(path)
+    try:
+        data = read_json(path)
+    except FileNotFoundError:
+        raise DinosimError(f"{path}: missing") from None
+    except OSError as exc:
+        raise DinosimError(f"{path}: {exc.strerror or exc}") from None
+    except ValueError:  # JSONDecodeError or UnicodeDecodeError
+        raise DinosimError(f"{path}: not valid JSON (empty, truncated or damaged)") from None
+    if not isinstance(data, dict):
+        raise DinosimError(f"{path}: expected a JSON object, found {type(data).__name__}")
+    return data
+
+
+def check_stored_config(data: Any) -> None:
+    """Raise ConfigError/KeyError/TypeError/ValueError unless ``data`` is a resolved config as ``run.json`` stores
+    it: a [run] table with a known species, algorithm and vec env, and stage tables the schema accepts."""
+    from dinosim.config.resolve import ALGORITHMS, VEC_ENVS, RunConfig
+    from dinosim.config.schema import SECTIONS, section_keys
+    from dinosim.config.validate import coerce, unknown_key
+    from dinosim.species import SPECIES, STAGES
+
+    config = RunConfig.from_dict(data)
+    if config.species not in SPECIES or config.algorithm not in ALGORITHMS or config.vec_env not in VEC_ENVS:
+        raise ValueError(f"unknown species/algorithm/vec_env {config.species!r}/{config.algorithm!r}/"
+                         f"{config.vec_env!r}")
+    if not config.stages or any(s not in STAGES for s in config.stages) or config.n_envs < 1:
+        raise ValueError(f"stages {list(config.stages)} / n_envs {config.n_envs} out of range")
+    for stage in config.stages:
+        for section, table in data[f"stage{stage}"].items():
+            if section not in SECTIONS or not isinstance(table, dict):
+                raise ValueError(f"stage{stage}.{section} is not a config section")
+            keys = section_keys(section, config.species)
+            for key, value in table.items():
+                if key not in keys:
+                    raise unknown_key(f"stage{stage}.{section}", key, keys)
+                if value is not None:
+                    coerce(f"stage{stage}.{section}.{key}", keys[key], value)
