@@ -12,14 +12,18 @@
 
 from __future__ import annotations
 
+import glob
 import json
 import math
 import os
+import shutil
+import socket
 import subprocess
 import sys
+import tempfile
 import textwrap
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import pytest
 import yaml
@@ -65,6 +69,12 @@ def _make_tiny_run(base: Path, name: str) -> Path:
 def tiny_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     base = tmp_path_factory.getbasetemp() / "tracking"
     return {name: _make_tiny_run(base, name) for name in RUNS}
+
+
+@pytest.fixture(scope="session")
+def tiny_overrides() -> list[str]:
+    """The overrides of the tiny tracking runs (``run_a``/``tiny_runs``)."""
+    return list(TINY)
 
 
 @pytest.fixture(scope="session")
@@ -182,3 +192,49 @@ def pytest_terminal_summary(terminalreporter) -> None:
         terminalreporter.section("dinosim figures")
         for line in _SUMMARY:
             terminalreporter.write_line(line)
+
+
+# -- a throw-away PostgreSQL server (test_sweeps_postgres, test_sweeps_survival) ------------------------------------
+def _pg_bin(name: str) -> str | None:
+    found = shutil.which(name) or sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"))
+    if isinstance(found, list):
+        return found[-1] if found else None
+    return found
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def postgres_url() -> Iterator[str]:
+    initdb, pg_ctl = _pg_bin("initdb"), _pg_bin("pg_ctl")
+    if initdb is None or pg_ctl is None:
+        message = "PostgreSQL server binaries (initdb, pg_ctl) not found: apt-get install postgresql"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    root = Path(tempfile.mkdtemp(prefix="dinosim-pg-"))
+    as_owner: list[str] = []
+    if os.geteuid() == 0:  # PostgreSQL refuses to run as root: run it as the package's `postgres` user
+        shutil.chown(root, "postgres", "postgres")
+        as_owner = ["runuser", "-u", "postgres", "--"]
+    data, port = root / "data", _free_port()
+    subprocess.run(as_owner + [initdb, "-D", str(data), "-A", "trust", "-U", "dinosim", "--no-sync"],
+                   check=True, capture_output=True)
+    options = f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c fsync=off"
+    subprocess.run(as_owner + [pg_ctl, "-D", str(data), "-o", options, "-l", str(root / "server.log"), "-w", "start"],
+                   check=True, capture_output=True)
+    try:
+        yield f"postgresql://dinosim@127.0.0.1:{port}/postgres"
+    finally:
+        subprocess.run(as_owner + [pg_ctl, "-D", str(data), "-m", "immediate", "stop"], capture_output=True)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def free_port() -> Callable[[], int]:
+    """``free_port()``: a free TCP port on the loopback interface."""
+    return _free_port

@@ -10,7 +10,6 @@ import sys
 from pathlib import Path
 
 import pytest
-from test_tracking_plots import TINY, make_tiny_run
 
 from dinosim.species import BUILTIN_CONFIGS_DIR, SPECIES
 
@@ -98,12 +97,12 @@ def test_cuda_without_a_gpu_is_one_line_before_the_run_folder_exists(tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("level", ["default", "-q", "-v"])
-def test_output_levels_of_a_real_run(tmp_path, level):
+def test_output_levels_of_a_real_run(tmp_path, level, tiny_overrides):
     """TINY's stage-1 gate passes its first screening (streak 1/1), then a 4-episode gate check ends the stage."""
     flags = [] if level == "default" else [level]
     proc = dinosim("train", "--species", "velociraptor", "--stage", "1", "--timesteps", "512", "--n-envs", "2",
                    "--run-dir", str(tmp_path / "run"), *flags, "--override",
-                   *[o for o in TINY if not o.startswith("2.")], "curriculum.gate_episodes=4")
+                   *[o for o in tiny_overrides if not o.startswith("2.")], "curriculum.gate_episodes=4")
     assert proc.returncode == 0, proc.stderr[-3000:]
     lines = proc.stdout.strip().splitlines()
     finished = f"run finished: {tmp_path / 'run'} (global step 256)"
@@ -161,8 +160,8 @@ def xvfb_display():
 
 
 @pytest.mark.slow
-def test_watch_plays_episodes_in_the_real_viewer(tmp_path_factory, xvfb_display):
-    run_dir = make_tiny_run(tmp_path_factory.getbasetemp() / "tracking", "A")
+def test_watch_plays_episodes_in_the_real_viewer(run_a, xvfb_display):
+    run_dir = run_a
     code = ("from pathlib import Path\nfrom dinosim.tracking.watch import check_display, watch_policy, "
             "watch_stage_dir\nfrom dinosim.training.builders import load_model\n"
             f"run = Path({str(run_dir)!r})\ncheck_display(run)\n"

@@ -10,56 +10,12 @@ from __future__ import annotations
 import glob
 import importlib.util
 import json
-import os
-import shutil
-import socket
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
-from typing import Iterator
 
 import optuna
 import pytest
-
-
-def _pg_bin(name: str) -> str | None:
-    found = shutil.which(name) or sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"))
-    if isinstance(found, list):
-        return found[-1] if found else None
-    return found
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.fixture(scope="module")
-def postgres_url() -> Iterator[str]:
-    initdb, pg_ctl = _pg_bin("initdb"), _pg_bin("pg_ctl")
-    if initdb is None or pg_ctl is None:
-        message = "PostgreSQL server binaries (initdb, pg_ctl) not found: apt-get install postgresql"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
-    root = Path(tempfile.mkdtemp(prefix="dinosim-pg-"))
-    as_owner: list[str] = []
-    if os.geteuid() == 0:  # PostgreSQL refuses to run as root: run it as the package's `postgres` user
-        shutil.chown(root, "postgres", "postgres")
-        as_owner = ["runuser", "-u", "postgres", "--"]
-    data, port = root / "data", _free_port()
-    subprocess.run(as_owner + [initdb, "-D", str(data), "-A", "trust", "-U", "dinosim", "--no-sync"],
-                   check=True, capture_output=True)
-    options = f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c fsync=off"
-    subprocess.run(as_owner + [pg_ctl, "-D", str(data), "-o", options, "-l", str(root / "server.log"), "-w", "start"],
-                   check=True, capture_output=True)
-    try:
-        yield f"postgresql://dinosim@127.0.0.1:{port}/postgres"
-    finally:
-        subprocess.run(as_owner + [pg_ctl, "-D", str(data), "-m", "immediate", "stop"], capture_output=True)
-        shutil.rmtree(root, ignore_errors=True)
 
 
 def test_two_engines_share_a_postgres_study(tmp_path, postgres_url, write_sweep, expected_value):
@@ -94,11 +50,11 @@ def test_two_engines_share_a_postgres_study(tmp_path, postgres_url, write_sweep,
     ("not a url", "not a database URL"),
     ("mysql://someone:secret@127.0.0.1:{port}/nowhere", "the database driver for mysql is not installed"),
 ])
-def test_bad_storage_is_a_one_line_error_before_any_trial(tmp_path, url, message, write_sweep):
+def test_bad_storage_is_a_one_line_error_before_any_trial(tmp_path, url, message, write_sweep, free_port):
     if "mysql" in url and importlib.util.find_spec("MySQLdb") is not None:
         pytest.skip("a MySQL driver is installed here")
     path = write_sweep(tmp_path, run_cap=1)
-    url = url.format(port=_free_port())
+    url = url.format(port=free_port())
     out = subprocess.run([sys.executable, "-m", "dinosim", "sweep", "run", str(path), "--storage", url],
                          capture_output=True, text=True, timeout=120)
     assert out.returncode == 2

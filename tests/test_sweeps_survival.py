@@ -13,11 +13,26 @@ import time
 from pathlib import Path
 
 import pytest
-from test_sweeps_engine import run, trials, write_sweep
-from test_sweeps_postgres import postgres_url  # noqa: F401 - the fixture
 
 from dinosim.sweeps.constraints import MAX_DEPTH, MAX_LENGTH, ConstraintError, parse_constraint
 from dinosim.sweeps.storage import redact
+
+
+def run(path: Path, tmp_path: Path, **opts):
+    """The offline engine on ``path`` with a sweep folder under ``tmp_path``."""
+    from dinosim.sweeps.engine import EngineOptions, run_sweep
+    from dinosim.sweeps.yaml_spec import load_sweep
+
+    options = EngineOptions(sweep_dir=tmp_path / "sweepdir", poll_interval=0.05, sampler_seed=0, **opts)
+    return run_sweep(load_sweep(path), options)
+
+
+def trials(tmp_path: Path, name: str = "fake"):
+    import optuna
+    from optuna.storages.journal import JournalFileBackend, JournalStorage
+
+    storage = JournalStorage(JournalFileBackend(str(tmp_path / "sweepdir" / "study.journal")))
+    return optuna.load_study(study_name=name, storage=storage).get_trials()
 
 
 def start_engine(path: Path, tmp_path: Path, log: Path) -> subprocess.Popen:
@@ -50,7 +65,7 @@ def gone(pid: int, timeout: float = 15.0) -> bool:
 
 
 @pytest.mark.parametrize("signum,code", [(signal.SIGTERM, 143), (signal.SIGHUP, 129)])
-def test_engine_stops_its_trials_on_sigterm_and_sighup(tmp_path: Path, signum: int, code: int) -> None:
+def test_engine_stops_its_trials_on_sigterm_and_sighup(tmp_path: Path, signum: int, code: int, write_sweep) -> None:
     path = write_sweep(tmp_path, run_cap=2)
     log = tmp_path / "starts.jsonl"
     engine = start_engine(path, tmp_path, log)
@@ -71,7 +86,8 @@ def test_engine_stops_its_trials_on_sigterm_and_sighup(tmp_path: Path, signum: i
     assert len(trials(tmp_path)) == 3
 
 
-def test_trials_die_with_an_engine_killed_outright(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_trials_die_with_an_engine_killed_outright(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                   write_sweep) -> None:
     """kill -9 of the engine: its trial gets SIGTERM from the kernel (PR_SET_PDEATHSIG) instead of training on,
     and the next `sweep run` requeues its parameters once."""
     path = write_sweep(tmp_path, run_cap=2)
@@ -109,7 +125,7 @@ def test_redact_hides_passwords() -> None:
     assert redact("postgresql://u@db/s") == "postgresql://u@db/s" and redact("journal:/a/b") == "journal:/a/b"
 
 
-def test_storage_password_never_printed(tmp_path: Path, postgres_url: str) -> None:  # noqa: F811
+def test_storage_password_never_printed(tmp_path: Path, postgres_url: str, write_sweep) -> None:
     """A working database URL with a password (the test server trusts every login, so the password is ignored)."""
     url = postgres_url.replace("dinosim@", "dinosim:hunter2@")
     path = write_sweep(tmp_path, run_cap=1)
@@ -157,7 +173,7 @@ def test_skip_if_limit_is_one_line_in_the_cli(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("damage", ["truncate", "garbage", "empty"])
-def test_damaged_study_is_one_line(tmp_path: Path, damage: str) -> None:
+def test_damaged_study_is_one_line(tmp_path: Path, damage: str, write_sweep) -> None:
     path = write_sweep(tmp_path, run_cap=2)
     run(path, tmp_path)
     journal = tmp_path / "sweepdir" / "study.journal"
