@@ -88,7 +88,7 @@ def test_cuda_without_a_gpu_is_one_line_before_the_run_folder_exists(tmp_path):
 
     if torch.cuda.is_available():
         pytest.skip("this machine has a CUDA GPU")
-    proc = dinosim("train", "--stage", "1", "--device", "cuda", "--timesteps", "64", "--run-dir",
+    proc = dinosim("train", "--stage", "1", "--device", "cuda", "--timesteps", "25000", "--run-dir",
                    str(tmp_path / "run"), probe=True)
     error = one_error_line(proc, heavy=False)  # checking CUDA needs torch
     assert "--device cuda" in error and "no CUDA GPU" in error

@@ -129,8 +129,8 @@ def test_errors_name_the_file_line_of_a_bad_committed_value(tmp_path):
 def _fake_run(folder: Path, species: str) -> None:
     (folder / "stage1" / "best").mkdir(parents=True)
     (folder / "stage1" / "best" / "model.zip").write_bytes(b"x")
-    (folder / "run.json").write_text(json.dumps({"config": {"run": {"species": species, "algorithm": "ppo",
-                                                                   "stages": [1]}}}))
+    config = resolve_run(species, "ppo", (1,)).to_dict()
+    (folder / "run.json").write_text(json.dumps({"command": "train", "config": config}))
 
 
 def test_dry_run_shows_the_whole_run_and_checks_the_warm_start_species(tmp_path):

@@ -113,7 +113,7 @@ def test_wheel_installed_outside_the_checkout_has_configs_and_trains(tmp_path):
     out = run(cli, "train", "--species", "trex", "--stage", "1", "--timesteps", "256", "--n-envs", "1", "-q",
               "--run-dir", str(work / "runs" / "t"), "--config-dir", str(work / "mine"), "--override",
               "ppo.n_steps=128", "ppo.batch_size=64", "curriculum.eval_freq=128", "curriculum.eval_episodes=1",
-              "env.max_episode_steps=50").stdout
+              "env.max_episode_steps=50", "curriculum.min_avg_episode_length=25").stdout
     assert out.startswith(f"run finished: {work / 'runs' / 't'}")
     summary = json.loads((work / "runs" / "t" / "summary.json").read_text())
     assert summary["status"] == "finished" and summary["stages"]["1"]["timesteps_used"] >= 256

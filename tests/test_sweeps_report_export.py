@@ -143,7 +143,7 @@ def test_apply_to_toml_types_and_new_keys():
     assert [c[0] for c in changed] == ["ppo.n_epochs", "ppo.gamma", "ppo.target_kl"]
 
 
-def test_export_refuses_values_that_make_the_stage_config_invalid(tmp_path):
+def test_export_refuses_values_that_make_the_stage_config_invalid(tmp_path, make_sweep):
     # stage 1 decays learning_rate to 1e-4: a winning learning rate below it would make the schedule rise
     path = make_sweep(tmp_path, ["--species", "velociraptor", "--stage", "1"],
                       {"ppo.learning_rate": {"values": [0.00002, 0.00003]}, "fake.evals": {"value": 1}}, run_cap=2)

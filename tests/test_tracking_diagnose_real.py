@@ -47,10 +47,10 @@ def runs(tmp_path_factory) -> dict[str, Path]:
         # a bite bonus of 1 against the per-step pay of alive + posture + proximity over a 300-step episode
         "bonus": train(tmp, "bonus", "trex", 3, 2048, "ppo.n_steps=128", "curriculum.eval_freq=400",
                        "env.bite_bonus=1.0", "env.max_episode_steps=300", "curriculum.warmup_timesteps=0",
-                       "curriculum.ramp_timesteps=0"),
+                       "curriculum.ramp_timesteps=0", "curriculum.critic_warmup_timesteps=0"),
         # walking stage with 30-step episodes: the untrained policy survives them standing in place
         "still": train(tmp, "still", "velociraptor", 2, 2048, "ppo.n_steps=128", "curriculum.eval_freq=512",
-                       "env.max_episode_steps=30"),
+                       "env.max_episode_steps=30", "curriculum.min_avg_episode_length=25"),
     }
 
 

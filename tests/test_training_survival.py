@@ -92,7 +92,7 @@ def test_second_train_or_resume_on_a_locked_folder_is_one_line(tmp_path: Path) -
     """)], stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "locked"
-        one_line_error(dinosim("train", "--stage", "1", "--run-dir", str(run_dir), "--timesteps", "64"),
+        one_line_error(dinosim("train", "--stage", "1", "--run-dir", str(run_dir), "--timesteps", "25000"),
                        f"process {holder.pid} is already training")
         write_run_file(run_dir, {"command": "train", "config": _config()})
         RunSummary(command="train", species="velociraptor", algorithm="ppo",
@@ -254,7 +254,7 @@ def test_reported_tracebacks_are_one_line_errors(tmp_path: Path) -> None:
     (run_dir / "run.json").write_bytes((run_dir / "run.json").read_bytes()[:100])
     one_line_error(dinosim("evaluate", str(run_dir)), "run.json", "not valid JSON")
     (tmp_path / "afile").write_text("x")
-    one_line_error(dinosim("train", "--stage", "1", "--timesteps", "64", env={"DINOSIM_RUNS_DIR": str(tmp_path /
+    one_line_error(dinosim("train", "--stage", "1", "--timesteps", "25000", env={"DINOSIM_RUNS_DIR": str(tmp_path /
                                                                                                       "afile")}),
                    "DINOSIM_RUNS_DIR", "not a folder")
 
