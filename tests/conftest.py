@@ -45,6 +45,24 @@ TINY = [
 RUNS = {"A": [], "B": ["env.alive_bonus=0.5", "--seed", "1"]}
 
 
+_AGENT_ENV = ("WANDB_SWEEP_ID", "WANDB_RUN_ID", "WANDB_SWEEP_PARAM_PATH")
+
+
+@pytest.fixture(autouse=True)
+def _no_wandb_agent_env_leak(request: pytest.FixtureRequest) -> Iterator[None]:
+    """A test that leaves W&B agent variables in ``os.environ`` makes every later run believe it is a sweep trial."""
+    before = {k: os.environ.get(k) for k in _AGENT_ENV}
+    yield
+    after = {k: os.environ.get(k) for k in _AGENT_ENV}
+    if after != before:
+        for key, value in before.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        pytest.fail(f"{request.node.nodeid} left W&B agent variables in os.environ: {after}", pytrace=False)
+
+
 def _cli(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
     env = {**os.environ, "WANDB_MODE": "disabled"}
     return subprocess.run([sys.executable, "-m", "dinosim", *args], capture_output=True, text=True, cwd=ROOT,

@@ -43,6 +43,10 @@ def _wandb_agent_argv(monkeypatch, tmp_path, command, params, program):
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("WANDB_DIR", str(tmp_path))
     monkeypatch.setenv("WANDB_SWEEP_ID", "sweep123")
+    # Agent._command_run writes these into os.environ; registering them here makes monkeypatch restore them, so
+    # later tests do not run as if under a W&B agent (run id "run42").
+    monkeypatch.setenv("WANDB_RUN_ID", "unset")
+    monkeypatch.setenv("WANDB_SWEEP_PARAM_PATH", "unset")
     monkeypatch.setattr(wandb_agent, "AgentProcess", Recorder)
     agent = wandb_agent.Agent(api=None, queue=None, sweep_id="sweep123")
     agent._sweep_command = list(command) if command else list(wandb_agent.Agent.DEFAULT_SWEEP_COMMAND)
