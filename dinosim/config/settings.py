@@ -30,9 +30,9 @@ class CurriculumSettings:
     """
 
     timesteps: int = 4_000_000  # training budget of the stage, in environment steps
-    min_avg_reward: float = 0.0  # gate: mean eval episode return at least this
-    min_avg_episode_length: float = 0.0  # gate: mean eval episode length at least this
-    min_success_rate: Optional[float] = None  # gate (stage 3): eval success rate at least this
+    min_avg_reward: float = 0.0  # gate: screening mean return, then its lower bound mean-z*s/sqrt(n), >= this
+    min_avg_episode_length: float = 0.0  # gate: screening mean length, then its lower bound mean-z*s/sqrt(n), >= this
+    min_success_rate: Optional[float] = None  # gate (stage 3): screening success, then its Wilson lower bound, >= this
     required_consecutive: int = 1  # gate: this many passing screenings in a row before the gate evaluation
     eval_freq: int = 25_000  # evaluate every this many environment steps (summed over envs)
     eval_episodes: int = 20  # episodes per screening evaluation (deterministic policy, frozen normalisation)
