@@ -16,7 +16,8 @@
 * Storage: default ``<runs>/sweeps/<yaml-stem>/study.journal`` (Optuna JournalFileBackend) so a sweep resumes; trials
   interrupted by Ctrl-C, SIGTERM, SIGHUP or a crash of the engine are queued again (once) on resume; trial
   processes die with the engine even when it is killed outright (:mod:`dinosim.sweeps.orphan_guard`).
-  ``--storage URL`` (e.g. ``postgresql://...``, ``sqlite:///...``) shares one study between machines.
+  ``--storage URL`` (e.g. ``postgresql://...``, ``sqlite:///...``) shares one study between machines. Opening the
+  study, requeueing and the budget are in :mod:`dinosim.sweeps.study`.
 """
 
 from __future__ import annotations
@@ -30,26 +31,26 @@ import sys
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 from dinosim.errors import ConfigError
-from dinosim.runfolder import atomic_write_text, process_alive, runs_root
-from dinosim.sweeps.distributions import grid_search_space, suggest
+from dinosim.runfolder import atomic_write_text
+from dinosim.sweeps.distributions import suggest
 from dinosim.sweeps.macros import expand_command
 from dinosim.sweeps.progress import Progress
-from dinosim.sweeps.storage import (
-    PARAMS_ATTR,
-    damaged_study_is_config_error,
-    make_storage,
-    redact,
-    storage_url,
-    trial_params,
+from dinosim.sweeps.storage import PARAMS_ATTR, redact, storage_url
+from dinosim.sweeps.study import (
+    best_trial,
+    boot_id,
+    counted_trials,
+    default_sweep_dir,
+    open_study,
+    requeue_interrupted,
+    trial_budget,
 )
 from dinosim.sweeps.trial import ProcessRegistry, run_process, trial_env
 from dinosim.sweeps.yaml_spec import SweepSpec
 from dinosim.training.stop_signals import STOP_SIGNALS, Terminated
-
-SPEC_COPY = "sweep.yaml"
 
 
 class TrialFailed(Exception):
@@ -79,106 +80,6 @@ class SweepResult:
     best_value: Optional[float] = None
     best_params: Optional[dict[str, Any]] = None
     target_reached: bool = False
-
-
-def default_sweep_dir(spec: SweepSpec) -> Path:
-    return runs_root() / "sweeps" / spec.path.stem
-
-
-def make_sampler(spec: SweepSpec, seed: Optional[int]) -> Any:
-    import optuna
-
-    if spec.method == "grid":
-        return optuna.samplers.GridSampler(grid_search_space(spec.parameters), seed=seed)
-    if spec.method == "random":
-        return optuna.samplers.RandomSampler(seed=seed)
-    import warnings
-
-    with warnings.catch_warnings():  # multivariate TPE is flagged experimental; it models joint PPO/reward effects
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        return optuna.samplers.TPESampler(seed=seed, multivariate=True, n_startup_trials=5)
-
-
-def make_pruner(spec: SweepSpec) -> Any:
-    import optuna
-
-    hb = spec.hyperband
-    if hb is None:
-        return optuna.pruners.NopPruner()
-    return optuna.pruners.HyperbandPruner(
-        min_resource=hb.min_iter, max_resource=hb.max_iter or "auto", reduction_factor=max(2, round(hb.eta))
-    )
-
-
-def open_study(spec: SweepSpec, sweep_dir: Path, storage: Optional[str], sampler_seed: Optional[int] = None) -> Any:
-    """Create or load the sweep's study (name = YAML stem); the YAML text is kept as a study attribute."""
-    import optuna
-
-    sweep_dir.mkdir(parents=True, exist_ok=True)
-    with damaged_study_is_config_error(storage_url(sweep_dir, storage)):
-        study = optuna.create_study(
-            study_name=spec.path.stem,
-            storage=make_storage(storage_url(sweep_dir, storage)),
-            sampler=make_sampler(spec, sampler_seed),
-            pruner=make_pruner(spec),
-            direction=spec.direction,
-            load_if_exists=True,
-        )
-    text = spec.path.read_text(encoding="utf-8")
-    if study.user_attrs.get("sweep_yaml") not in (None, text):
-        where = redact(storage_url(sweep_dir, storage))
-        raise ConfigError(f"study {spec.path.stem} in {where} was made from a different YAML")
-    study.set_user_attr("sweep_yaml", text)
-    study.set_user_attr("metric", spec.metric)
-    atomic_write_text(sweep_dir / SPEC_COPY, text)
-    return study
-
-
-def _requeue_interrupted(study: Any, sweep_dir: Path) -> None:
-    """Queue again, once, trials of an earlier invocation that were interrupted (Ctrl-C, SIGTERM, SIGHUP) or left
-    RUNNING by a dead engine. Engines on one machine starting together take turns (a lock file in the sweep folder),
-    so each sees the others' ``requeued`` list and no trial is queued twice."""
-    import fcntl
-
-    with open(sweep_dir / ".requeue.lock", "a") as lock:
-        fcntl.flock(lock.fileno(), fcntl.LOCK_EX)  # released when the file closes
-        _requeue_locked(study)
-
-
-def _requeue_locked(study: Any) -> None:
-    from optuna.trial import TrialState
-
-    host = socket.gethostname()
-    done: list[int] = list(study.user_attrs.get("requeued", []))
-    for t in study.get_trials(deepcopy=False):
-        if t.state == TrialState.RUNNING and t.user_attrs.get("host") == host:
-            pid = t.user_attrs.get("engine_pid")
-            rebooted = t.user_attrs.get("boot_id") not in (None, boot_id())  # its PID may belong to anyone now
-            if pid is not None and (rebooted or not process_alive(int(pid))):
-                study._storage.set_trial_user_attr(t._trial_id, "interrupted", True)
-                study._storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
-                t = study._storage.get_trial(t._trial_id)
-        if t.state == TrialState.FAIL and t.user_attrs.get("interrupted") and t.number not in done:
-            study.enqueue_trial(t.params, user_attrs={"requeued_from": t.number}, skip_if_exists=False)
-            done.append(t.number)
-    study.set_user_attr("requeued", done)
-
-
-def boot_id() -> Optional[str]:
-    """The kernel's id of this boot (Linux), so a PID recorded before a reboot is not mistaken for a live engine."""
-    try:
-        with open("/proc/sys/kernel/random/boot_id", encoding="ascii") as fh:
-            return fh.read().strip()
-    except OSError:
-        return None
-
-
-def counted_trials(study: Any) -> int:
-    """Trials that count toward run_cap: started ones, except interrupted ones (they are queued again)."""
-    from optuna.trial import TrialState
-
-    return sum(1 for t in study.get_trials(deepcopy=False)
-               if t.state != TrialState.WAITING and not t.user_attrs.get("interrupted"))
 
 
 def _program_cwd(spec: SweepSpec, explicit: Optional[Path]) -> Path:
@@ -287,103 +188,110 @@ def _jsonable(params: dict[str, Any]) -> dict[str, Any]:
     return json.loads(json.dumps(params, default=str))
 
 
-def trial_budget(spec: SweepSpec, study: Any, count: Optional[int]) -> Optional[int]:
-    """How many trials this invocation may start (None = unbounded): min of --count, run_cap left, grid left."""
-    from optuna.trial import TrialState
-
-    limits = [count] if count is not None else []
-    if spec.run_cap is not None:
-        limits.append(spec.run_cap - counted_trials(study))
-    if spec.method == "grid":
-        finished = {
-            t.system_attrs.get("grid_id") for t in study.get_trials(deepcopy=False)
-            if t.state != TrialState.RUNNING and not t.user_attrs.get("interrupted") and "grid_id" in t.system_attrs
-        }
-        queued = sum(1 for t in study.get_trials(deepcopy=False) if t.state == TrialState.WAITING)
-        limits.append(spec.grid_size - len(finished) + queued)  # type: ignore[operator]
-    return max(0, min(limits)) if limits else None
-
-
-def _best(spec: SweepSpec, study: Any) -> tuple[Optional[float], Optional[dict[str, Any]]]:
-    from optuna.trial import TrialState
-
-    done = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if t.value is not None]
-    if not done:
-        return None, None
-    best = max(done, key=lambda t: t.value) if spec.goal == "maximize" else min(done, key=lambda t: t.value)
-    return best.value, trial_params(best)
-
-
-def run_sweep(  # noqa: C901 - not split yet (issue 15): worker loop
-    spec: SweepSpec, opts: EngineOptions, progress: Optional[Progress] = None,
-) -> SweepResult:
+def run_sweep(spec: SweepSpec, opts: EngineOptions, progress: Optional[Progress] = None) -> SweepResult:
     """Run (or resume) the sweep until its budget is spent, the target is reached, or Ctrl-C."""
-    import optuna
+    _check_options(spec, opts)
+    _quiet_optuna()
+    sweep_dir = opts.sweep_dir or default_sweep_dir(spec)
+    study = open_study(spec, sweep_dir, opts.storage, opts.sampler_seed)
+    requeue_interrupted(study, sweep_dir)
+    progress = progress or Progress.create(spec)
+    objective = _Objective(spec, opts, sweep_dir, progress)
+    result = SweepResult(study.study_name, redact(storage_url(sweep_dir, opts.storage)), sweep_dir)
+    result.target_reached = _reaches_target(spec, study)
+    budget = trial_budget(spec, study, opts.count)
+    _optimize(study, objective, budget, result)
+    _record_outcome(spec, study, result)
+    return result
 
+
+def _check_options(spec: SweepSpec, opts: EngineOptions) -> None:
     if opts.workers < 1 or opts.seeds < 1:
         raise ConfigError("--workers and --seeds must be at least 1")
     if opts.seeds > 1 and "seed" in spec.parameters:
         raise ConfigError("--seeds cannot be used with a sweep that has a `seed` parameter")
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    _quiet_failed_trials()
-    sweep_dir = opts.sweep_dir or default_sweep_dir(spec)
-    study = open_study(spec, sweep_dir, opts.storage, opts.sampler_seed)
-    _requeue_interrupted(study, sweep_dir)
-    progress = progress or Progress.create(spec)
-    objective = _Objective(spec, opts, sweep_dir, progress)
-    result = SweepResult(study.study_name, redact(storage_url(sweep_dir, opts.storage)), sweep_dir)
-    best, _ = _best(spec, study)
-    if best is not None and spec.reaches_target(best):
-        result.target_reached = True
-    budget = trial_budget(spec, study, opts.count)
 
-    def after(st: Any, ft: Any) -> None:
-        progress.finished(ft, spec)
+
+def _reaches_target(spec: SweepSpec, study: Any) -> bool:
+    best, _ = best_trial(spec, study)
+    return best is not None and spec.reaches_target(best)
+
+
+def _optimize(study: Any, objective: _Objective, budget: Optional[int], result: SweepResult) -> None:
+    """Run up to ``budget`` trials (None: unbounded; none once the target is reached) under :class:`_StopSignals`;
+    a stop signal ends in :func:`_interruption` after every trial process has been stopped."""
+    opts, progress = objective.opts, objective.progress
+    with _StopSignals(objective.registry, opts.term_timeout) as stopper:
+        progress.start(study)
+        try:
+            if not result.target_reached and budget != 0:
+                study.optimize(objective, n_trials=budget, n_jobs=opts.workers, catch=(TrialFailed,),
+                               callbacks=[_after_trial(objective, result)], gc_after_trial=False,
+                               show_progress_bar=False)
+        except KeyboardInterrupt:
+            objective.registry.terminate_all(opts.term_timeout)
+            raise
+        finally:
+            progress.stop()
+    if objective.registry.stopping.is_set():
+        raise _interruption(stopper.received[0] if stopper.received else signal.SIGINT)
+
+
+def _after_trial(objective: _Objective, result: SweepResult) -> Callable[[Any, Any], None]:
+    """Optuna's callback after each trial: show it, and stop the study once stopping, the target or run_cap says so."""
+    spec = objective.spec
+
+    def after(study: Any, trial: Any) -> None:
+        objective.progress.finished(trial, spec)
         if objective.registry.stopping.is_set():
-            st.stop()
+            study.stop()
         elif objective.stop_new.is_set():
             result.target_reached = True
-            st.stop()
-        elif spec.run_cap is not None and counted_trials(st) >= spec.run_cap:
-            st.stop()
+            study.stop()
+        elif spec.run_cap is not None and counted_trials(study) >= spec.run_cap:
+            study.stop()
 
-    received: list[int] = []
+    return after
 
-    def on_stop_signal(signum: int, frame: Any) -> None:
-        # First Ctrl-C / SIGTERM / SIGHUP: stop every trial process (their trials are recorded as interrupted and
-        # re-run once on resume) and start no new trial; the sweep then unwinds by itself. A second one interrupts
-        # at once. Trials of an engine killed outright die with it (dinosim.sweeps.orphan_guard).
-        if objective.registry.stopping.is_set():
-            raise _interruption(signum)
-        received.append(signum)
-        objective.registry.stopping.set()
-        threading.Thread(target=objective.registry.terminate_all, args=(opts.term_timeout,), daemon=True).start()
 
-    in_main = threading.current_thread() is threading.main_thread()
-    previous = {s: signal.signal(s, on_stop_signal) for s in (signal.SIGINT, *STOP_SIGNALS)} if in_main else {}
-    progress.start(study)
-    try:
-        if not result.target_reached and budget != 0:
-            study.optimize(objective, n_trials=budget, n_jobs=opts.workers, catch=(TrialFailed,), callbacks=[after],
-                           gc_after_trial=False, show_progress_bar=False)
-    except KeyboardInterrupt:
-        objective.registry.terminate_all(opts.term_timeout)
-        raise
-    finally:
-        progress.stop()
-        for signum, handler in previous.items():
+class _StopSignals:
+    """While entered (in the main thread): the first Ctrl-C / SIGTERM / SIGHUP stops every trial process (their
+    trials are recorded as interrupted and re-run once on resume) and starts no new trial, so the sweep unwinds by
+    itself; a second one interrupts at once. Trials of an engine killed outright die with it
+    (:mod:`dinosim.sweeps.orphan_guard`)."""
+
+    def __init__(self, registry: ProcessRegistry, term_timeout: float) -> None:
+        self.registry, self.term_timeout = registry, term_timeout
+        self.received: list[int] = []
+        self._previous: dict[int, Any] = {}
+
+    def __enter__(self) -> _StopSignals:
+        if threading.current_thread() is threading.main_thread():
+            self._previous = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, *STOP_SIGNALS)}
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        for signum, handler in self._previous.items():
             signal.signal(signum, handler)
-    if objective.registry.stopping.is_set():
-        raise _interruption(received[0] if received else signal.SIGINT)
+
+    def _on_signal(self, signum: int, frame: Any) -> None:
+        if self.registry.stopping.is_set():
+            raise _interruption(signum)
+        self.received.append(signum)
+        self.registry.stopping.set()
+        threading.Thread(target=self.registry.terminate_all, args=(self.term_timeout,), daemon=True).start()
+
+
+def _record_outcome(spec: SweepSpec, study: Any, result: SweepResult) -> None:
+    """Trial counts by state (and skipped), the best value and parameters, whether the target is reached."""
     from optuna.trial import TrialState
 
     for state in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL, TrialState.RUNNING):
         result.counts[state.name.lower()] = len(study.get_trials(deepcopy=False, states=(state,)))
     result.counts["skipped"] = sum(1 for t in study.get_trials(deepcopy=False) if t.user_attrs.get("skipped"))
-    result.best_value, result.best_params = _best(spec, study)
+    result.best_value, result.best_params = best_trial(spec, study)
     if result.best_value is not None and spec.reaches_target(result.best_value):
         result.target_reached = True
-    return result
 
 
 class _NoTracebackForFailedTrials(logging.Filter):
@@ -396,8 +304,11 @@ class _NoTracebackForFailedTrials(logging.Filter):
         return True
 
 
-def _quiet_failed_trials() -> None:
+def _quiet_optuna() -> None:
+    """Optuna logs warnings only, and failed trials without a traceback."""
     import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
 
     root = optuna.logging._get_library_root_logger()  # noqa: SLF001 - where Optuna attaches its handler
     for handler in root.handlers:
@@ -410,4 +321,4 @@ def _interruption(signum: int) -> KeyboardInterrupt:
     return KeyboardInterrupt() if signum == signal.SIGINT else Terminated(signum)
 
 
-__all__ = ["EngineOptions", "SweepResult", "TrialFailed", "run_sweep", "open_study", "default_sweep_dir"]
+__all__ = ["EngineOptions", "SweepResult", "TrialFailed", "run_sweep"]

@@ -20,7 +20,6 @@ from typing import Any, Optional
 
 from dinosim.errors import ConfigError
 from dinosim.runfolder import atomic_write_text
-from dinosim.sweeps.engine import SPEC_COPY, default_sweep_dir
 from dinosim.sweeps.storage import (
     STUDY_FILE,
     damaged_study_is_config_error,
@@ -29,6 +28,7 @@ from dinosim.sweeps.storage import (
     storage_url,
     trial_params,
 )
+from dinosim.sweeps.study import SPEC_COPY, default_sweep_dir
 from dinosim.sweeps.yaml_spec import SweepSpec, load_sweep
 
 

@@ -37,6 +37,11 @@ class ProcessOutcome:
     interrupted: bool = False  # the engine was stopped (Ctrl-C) while it ran
     log_tail: str = ""
 
+    @property
+    def stopped_by_metrics(self) -> bool:
+        """The engine stopped the process because of what it reported (pruned, or a non-finite value)."""
+        return self.pruned or self.non_finite
+
 
 class MetricsTail:
     """Incrementally read complete JSON lines appended to a file."""
@@ -118,7 +123,7 @@ def trial_env(metrics_path: Path, runs_dir: Path) -> dict[str, str]:
     return env
 
 
-def run_process(  # noqa: C901 - not split yet (issue 15): polling vs start/stop
+def run_process(
     argv: list[str],
     cwd: Path,
     env: dict[str, str],
@@ -133,29 +138,7 @@ def run_process(  # noqa: C901 - not split yet (issue 15): polling vs start/stop
     """Start ``argv``, follow ``metrics_path``; ``on_value(step, value)`` returning True prunes (stops) the process."""
     out = ProcessOutcome()
     metrics_path.parent.mkdir(parents=True, exist_ok=True)
-    tail = MetricsTail(metrics_path)
-
-    def consume() -> bool:
-        """Read new lines; True when the process must be stopped."""
-        for rec in tail.read():
-            if rec.get("skipped"):
-                out.skipped = str(rec.get("reason") or "skipped by constraint")
-                continue
-            if rec.get(metric) is None:  # absent, or null (e.g. eval/success_rate of a stage without successes)
-                continue
-            try:
-                value = float(rec[metric])
-            except (TypeError, ValueError):
-                value = math.nan
-            if not math.isfinite(value):
-                out.non_finite = True
-                return True
-            out.values.append(value)
-            if on_value is not None and on_value(len(out.values), value):
-                out.pruned = True
-                return True
-        return False
-
+    follower = _MetricFollower(MetricsTail(metrics_path), metric, on_value, out)
     with open(log_path, "ab") as log:
         proc = subprocess.Popen(
             guarded_argv(argv), cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
@@ -163,20 +146,65 @@ def run_process(  # noqa: C901 - not split yet (issue 15): polling vs start/stop
         )
         registry.add(proc)
         try:
-            while proc.poll() is None:
-                if consume():
-                    terminate(proc, term_timeout)
-                    break
-                time.sleep(poll_interval)
-            if not (out.pruned or out.non_finite):
-                consume()  # lines written just before exit
-            proc.wait()
+            _follow(proc, follower, poll_interval, term_timeout)
         finally:
             if proc.poll() is None:
                 terminate(proc, term_timeout)
             registry.discard(proc)
     out.returncode = proc.returncode
-    out.interrupted = registry.stopping.is_set() and not (out.pruned or out.non_finite)
+    out.interrupted = registry.stopping.is_set() and not out.stopped_by_metrics
+    _read_log(out, log_path)
+    return out
+
+
+class _MetricFollower:
+    """Feeds the trial's new metric lines into its :class:`ProcessOutcome` and says when the process must stop
+    (a non-finite value, or ``on_value`` asking to prune)."""
+
+    def __init__(self, tail: MetricsTail, metric: str, on_value: Optional[Callable[[int, float], bool]],
+                 out: ProcessOutcome) -> None:
+        self.tail, self.metric, self.on_value, self.out = tail, metric, on_value, out
+
+    def consume(self) -> bool:
+        """Read new lines; True when the process must be stopped."""
+        return any(self._take(rec) for rec in self.tail.read())
+
+    def _take(self, rec: dict) -> bool:
+        out = self.out
+        if rec.get("skipped"):
+            out.skipped = str(rec.get("reason") or "skipped by constraint")
+            return False
+        if rec.get(self.metric) is None:  # absent, or null (e.g. eval/success_rate of a stage without successes)
+            return False
+        try:
+            value = float(rec[self.metric])
+        except (TypeError, ValueError):
+            value = math.nan
+        if not math.isfinite(value):
+            out.non_finite = True
+            return True
+        out.values.append(value)
+        if self.on_value is not None and self.on_value(len(out.values), value):
+            out.pruned = True
+            return True
+        return False
+
+
+def _follow(proc: subprocess.Popen, follower: _MetricFollower, poll_interval: float, term_timeout: float) -> None:
+    """Poll the metrics while the process runs; stop it when the follower says so; wait for its end."""
+    while proc.poll() is None:
+        if follower.consume():
+            terminate(proc, term_timeout)
+            break
+        time.sleep(poll_interval)
+    if not follower.out.stopped_by_metrics:
+        follower.consume()  # lines written just before exit
+    proc.wait()
+
+
+def _read_log(out: ProcessOutcome, log_path: Path) -> None:
+    """The log's last lines into ``out.log_tail``; a ``skipped: <reason>`` line of a silent clean exit into
+    ``out.skipped``."""
     try:
         lines = log_path.read_text(encoding="utf-8", errors="replace").splitlines()
     except OSError:
@@ -187,4 +215,3 @@ def run_process(  # noqa: C901 - not split yet (issue 15): polling vs start/stop
         for line in lines:
             if line.startswith("skipped: "):
                 out.skipped = line[len("skipped: "):].strip()
-    return out
