@@ -62,7 +62,7 @@ def run_labels(run_dirs: Sequence[Path]) -> list[str]:
     return [str(p) for p in run_dirs]
 
 
-def plot_runs(  # noqa: C901 - not split yet (issue 15): one function per panel
+def plot_runs(
     run_dirs: Sequence[Path], labels: Optional[Sequence[str]] = None, title: Optional[str] = None,
     include_zero: bool = False,
 ) -> "Figure":
@@ -74,72 +74,106 @@ def plot_runs(  # noqa: C901 - not split yet (issue 15): one function per panel
 
     Raises :class:`DinosimError` for a folder that is not a run or has no logs yet.
     """
+    runs = _load_runs(run_dirs, labels)
+    terms, zero_terms = _component_terms(runs, include_zero)
+    titles = [EVAL_REWARD_TITLE, EVAL_SUCCESS_TITLE] + [f"reward/{t}" for t in terms]
+    fig, axes = _panel_grid(len(titles))
+    colors = [f"C{i % 10}" for i in range(len(runs))]
+    for ax, panel_title in zip(axes, titles):
+        _draw_panel(ax, panel_title, runs, colors)
+    _share_step_range(axes, runs)
+    _add_legend(fig, runs, colors)
+    heading = title or _default_title(runs)
+    if zero_terms:
+        heading += "\nreward terms always 0 (no panel): " + ", ".join(zero_terms)
+    fig.suptitle(heading, fontsize=11)
+    return fig
+
+
+def _load_runs(run_dirs: Sequence[Path], labels: Optional[Sequence[str]]) -> list[RunLogs]:
+    """Check the folders and labels (one distinct label per run), then read each run's logs."""
     paths = check_runs(run_dirs)
     if labels is not None and len(labels) != len(paths):
         raise DinosimError(f"{len(labels)} labels for {len(paths)} runs")
     names = list(labels) if labels is not None else run_labels(paths)
     if len(set(names)) != len(names):
         raise DinosimError("two runs have the same label; give distinct labels")
-    runs = [load_run(p, label) for p, label in zip(paths, names)]
+    return [load_run(p, label) for p, label in zip(paths, names)]
 
-    from matplotlib.figure import Figure
-    from matplotlib.lines import Line2D
 
+def _component_terms(runs: list[RunLogs], include_zero: bool) -> tuple[list[str], list[str]]:
+    """(reward terms that get a panel, terms left out because they are 0 at every point of every run)."""
     terms = sorted({t for run in runs for t in run.reward_terms()})
     zero_terms = [t for t in terms if not any(any(v != 0.0 for v in (run.component_series(t) or _EMPTY).values)
                                               for run in runs)]
-    if not include_zero:
-        terms = [t for t in terms if t not in zero_terms]
-    titles = [EVAL_REWARD_TITLE, EVAL_SUCCESS_TITLE] + [f"reward/{t}" for t in terms]
-    ncols = min(MAX_COLUMNS, len(titles))
-    nrows = math.ceil(len(titles) / ncols)
+    if include_zero:
+        return terms, []
+    return [t for t in terms if t not in zero_terms], zero_terms
+
+
+def _panel_grid(n_panels: int) -> tuple["Figure", list["Axes"]]:
+    """A figure with up to MAX_COLUMNS panels a row; the visible axes, in reading order."""
+    from matplotlib.figure import Figure
+
+    ncols = min(MAX_COLUMNS, n_panels)
+    nrows = math.ceil(n_panels / ncols)
     fig = Figure(figsize=(5.0 * ncols, 3.2 * nrows + 0.9), layout="constrained")
     axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
-    for ax in axes[len(titles):]:
+    for ax in axes[n_panels:]:
         ax.set_visible(False)
-    colors = [f"C{i % 10}" for i in range(len(runs))]
+    return fig, list(axes[:n_panels])
 
-    for ax, panel_title in zip(axes, titles):
-        ax.set_title(panel_title, fontsize=10)
-        ax.set_xlabel("global step")
-        ax.grid(True, alpha=0.3)
-        plotted = 0
-        for run, color in zip(runs, colors):
-            if panel_title == EVAL_REWARD_TITLE:
-                series, gate_key = run.series(EVAL_REWARD), "min_avg_reward"
-            elif panel_title == EVAL_SUCCESS_TITLE:
-                series, gate_key = run.series(EVAL_SUCCESS), "min_success_rate"
-            else:
-                series, gate_key = run.component_series(panel_title[len("reward/"):]), None
-            if series:
-                marker = MARKERS[runs.index(run) % len(MARKERS)] if len(series) <= 40 else None
-                ax.plot(series.steps, series.values, color=color, marker=marker, markersize=3.5, linewidth=1.4,
-                        label=run.label, gid=f"data:{run.label}")
-                plotted += 1
-            if gate_key:
-                _draw_gates(ax, run, gate_key, color)
-            _draw_boundaries(ax, run, color)
-        if panel_title == EVAL_SUCCESS_TITLE:
-            ax.set_ylim(-0.05, 1.05)
-        elif panel_title == EVAL_REWARD_TITLE:
-            _keep_data_in_view(ax)
-        if not plotted:
-            ax.text(0.5, 0.8, "not logged", transform=ax.transAxes, ha="center", va="center", color="0.5")
 
+def _panel_series(run: RunLogs, panel_title: str) -> tuple[Optional[Series], Optional[str]]:
+    """The run's data for a panel and the gate key drawn on it (None: no gate)."""
+    if panel_title == EVAL_REWARD_TITLE:
+        return run.series(EVAL_REWARD), "min_avg_reward"
+    if panel_title == EVAL_SUCCESS_TITLE:
+        return run.series(EVAL_SUCCESS), "min_success_rate"
+    return run.component_series(panel_title[len("reward/"):]), None
+
+
+def _draw_panel(ax: "Axes", panel_title: str, runs: list[RunLogs], colors: list[str]) -> None:
+    """Every run's line, gate segments and stage boundaries on one panel; "not logged" where no run has data."""
+    ax.set_title(panel_title, fontsize=10)
+    ax.set_xlabel("global step")
+    ax.grid(True, alpha=0.3)
+    plotted = 0
+    for index, (run, color) in enumerate(zip(runs, colors)):
+        series, gate_key = _panel_series(run, panel_title)
+        if series:
+            marker = MARKERS[index % len(MARKERS)] if len(series) <= 40 else None
+            ax.plot(series.steps, series.values, color=color, marker=marker, markersize=3.5, linewidth=1.4,
+                    label=run.label, gid=f"data:{run.label}")
+            plotted += 1
+        if gate_key:
+            _draw_gates(ax, run, gate_key, color)
+        _draw_boundaries(ax, run, color)
+    if panel_title == EVAL_SUCCESS_TITLE:
+        ax.set_ylim(-0.05, 1.05)
+    elif panel_title == EVAL_REWARD_TITLE:
+        _keep_data_in_view(ax)
+    if not plotted:
+        ax.text(0.5, 0.8, "not logged", transform=ax.transAxes, ha="center", va="center", color="0.5")
+
+
+def _share_step_range(axes: list["Axes"], runs: list[RunLogs]) -> None:
+    """Every panel spans 0 .. the last logged global step of any run."""
     last_steps = [step for run in runs if (step := run.last_step()) is not None]
     if last_steps:
-        for ax in axes[:len(titles)]:
+        for ax in axes:
             ax.set_xlim(0, max(last_steps) * 1.02)
+
+
+def _add_legend(fig: "Figure", runs: list[RunLogs], colors: list[str]) -> None:
+    """One entry per run (its colour and marker), plus the boundary and gate line styles."""
+    from matplotlib.lines import Line2D
+
     handles = [Line2D([], [], color=c, linewidth=2, marker=MARKERS[i % len(MARKERS)], label=run.label)
                for i, (run, c) in enumerate(zip(runs, colors))]
     handles.append(Line2D([], [], color="0.3", linestyle=":", label="stage boundary"))
     handles.append(Line2D([], [], color="0.3", linestyle="--", label="stage gate threshold"))
     fig.legend(handles=handles, loc="outside lower center", ncols=min(len(handles), 4), fontsize=9)
-    heading = title or _default_title(runs)
-    if zero_terms and not include_zero:
-        heading += "\nreward terms always 0 (no panel): " + ", ".join(zero_terms)
-    fig.suptitle(heading, fontsize=11)
-    return fig
 
 
 def save_figure(fig: "Figure", path: Path, dpi: int = 110) -> Path:
