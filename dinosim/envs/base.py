@@ -34,10 +34,10 @@ from typing import Any, ClassVar
 import gymnasium as gym
 import mujoco
 import numpy as np
-from gymnasium import spaces
 
 from dinosim.config.env_rules import TASKS_COMMON, check_env_kwargs
 from dinosim.envs.model import load_model
+from dinosim.envs.observation import Observation
 from dinosim.envs.pushes import PushSchedule
 from dinosim.envs.rewards import StepSignals, compute_reward
 from dinosim.envs.target import NO_TARGET_DISTANCE, TargetTask
@@ -45,7 +45,7 @@ from dinosim.envs.target import NO_TARGET_DISTANCE, TargetTask
 GAIT_EMA = 0.05  # per-step smoothing of the stance fractions used by the gait-symmetry term
 
 
-class DinoEnv(TargetTask, gym.Env):
+class DinoEnv(TargetTask, Observation, gym.Env):
     """Base MuJoCo dinosaur env; see the module docstring for the design and :meth:`__init__` for the kwargs.
 
     ``info`` on every step (same keys every step of an env instance): ``reward_<term>`` for each term of
@@ -199,15 +199,6 @@ class DinoEnv(TargetTask, gym.Env):
         self._qpos_v, self._qvel_v, self._ctrl_v = d.qpos, d.qvel, d.ctrl
         self._sensordata = d.sensordata
         self._pushes = PushSchedule(d.xfrc_applied[self._torso])
-
-    def _setup_spaces(self) -> None:
-        nu = self.model.nu
-        self.action_space = spaces.Box(-1.0, 1.0, shape=(nu,), dtype=np.float32)
-        # height, gravity in torso frame (3), heading error cos/sin (2), linear velocity in heading frame (3),
-        # torso angular velocity (3), joint angles (nu), joint velocities (nu), foot contacts, target offset (3).
-        self._obs_size = 12 + 2 * nu + self._nfeet + 3
-        self._obs = np.zeros(self._obs_size, dtype=np.float64)
-        self.observation_space = spaces.Box(-np.inf, np.inf, shape=(self._obs_size,), dtype=np.float32)
 
     # ---- gymnasium API -------------------------------------------------------------------------------------------
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
@@ -371,35 +362,6 @@ class DinoEnv(TargetTask, gym.Env):
         if self.has_target:
             info["is_success"] = False
         return info
-
-    def _observation(self, contacts: list[float] | None = None) -> np.ndarray:
-        """Fill the preallocated observation buffer from the current MjData and return a float32 copy."""
-        d, o, nu = self.data, self._obs, self.model.nu
-        qpos, qvel = self._qpos_v, self._qvel_v
-        ch, sh = self._cos_heading, self._sin_heading
-        r = self._xmat.tolist()
-        v = qvel[:6].tolist()
-        yaw_err = math.atan2(r[3], r[0]) - self.heading
-        o[:12] = (
-            float(qpos[2]) / self.standing_height - 1.0,
-            -r[6], -r[7], -r[8],
-            math.cos(yaw_err), math.sin(yaw_err),
-            v[0] * ch + v[1] * sh, -v[0] * sh + v[1] * ch, v[2],
-            v[3], v[4], v[5],
-        )  # fmt: skip
-        joints = o[12 : 12 + nu]
-        np.subtract(qpos[self._joint_qpos], self._joint_home, out=joints)
-        joints *= self._joint_inv_half_range
-        np.multiply(qvel[self._joint_qvel], 0.1, out=o[12 + nu : 12 + 2 * nu])
-        k = 12 + 2 * nu
-        if contacts is None:
-            contacts = [1.0 if f > 0.0 else 0.0 for f in self._sensordata[: self._nfeet].tolist()]
-        o[k : k + self._nfeet] = contacts
-        if self.has_target:
-            k += self._nfeet
-            dx, dy, dz = (d.mocap_pos[self._mocap] - qpos[:3]).tolist()
-            o[k : k + 3] = (dx * ch + dy * sh, -dx * sh + dy * ch, dz)
-        return o.astype(np.float32)
 
 
 def _wrap(angle: float) -> float:
