@@ -3,8 +3,8 @@
 Every ``import`` / ``from ... import`` of a ``dinosim`` module is read with :mod:`ast`, at any depth (function-level
 imports included, ``TYPE_CHECKING`` blocks excluded: they never run). A module may import its own layer and the
 layers :data:`ALLOWED` lists for it; modules never import each other in a cycle. ``envs`` may read ``config`` (the
-audit judges baselines with the curriculum's gate rule); ``config`` never imports ``envs`` (it reads the env
-constructors' source with ``ast``).
+env constructors check their kwargs with config's env value rules; the audit judges baselines with the curriculum's
+gate rule); ``config`` never imports ``envs`` (it reads the env constructors' source with ``ast``).
 """
 
 from __future__ import annotations
