@@ -141,12 +141,9 @@ def test_watch_without_a_display_points_to_evaluate_gif(tmp_path):
 
 
 @pytest.fixture
-def xvfb_display():
-    if shutil.which("Xvfb") is None:  # skipped locally, failed under CI=true (.ci/run installs it)
-        message = "Xvfb is not installed: apt-get install xvfb"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
+def xvfb_display(missing_tool):
+    if shutil.which("Xvfb") is None:
+        missing_tool("Xvfb is not installed: apt-get install xvfb")
     read_end, write_end = os.pipe()  # Xvfb picks a free display number and writes it there once it is ready
     server = subprocess.Popen(["Xvfb", "-displayfd", str(write_end), "-screen", "0", "800x600x24"],
                               pass_fds=(write_end,), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

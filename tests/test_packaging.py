@@ -50,13 +50,10 @@ def test_tomllib_is_imported_only_by_the_config_loader():
 
 
 @pytest.mark.slow
-def test_rl_zoo3_trains_with_gym_packages_dinosim(tmp_path):
-    """Skipped locally without rl_zoo3, failed under CI=true (.ci/run installs the bench extra)."""
+def test_rl_zoo3_trains_with_gym_packages_dinosim(tmp_path, missing_tool):
+    """Needs rl_zoo3 (the bench extra, which .ci/run installs)."""
     if importlib.util.find_spec("rl_zoo3") is None:
-        message = "rl_zoo3 is not installed: pip install -e '.[bench]'"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
+        missing_tool("rl_zoo3 is not installed: pip install -e '.[bench]'")
     cmd = [sys.executable, "-m", "rl_zoo3.train", "--gym-packages", "dinosim", "--env", "dinosim/TRex-v0",
            "--algo", "ppo", "-n", "2000", "-f", str(tmp_path / "logs"), "--eval-freq", "-1", "--device", "cpu",
            "--seed", "0", "--hyperparams", "n_envs:1", "policy:'MlpPolicy'", "n_timesteps:2000", "n_steps:256",

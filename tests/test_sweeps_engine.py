@@ -21,22 +21,10 @@ from dinosim.sweeps.engine import EngineOptions, run_sweep
 from dinosim.sweeps.yaml_spec import load_sweep
 
 
-def run(path: Path, tmp_path: Path, **opts):
-    options = EngineOptions(sweep_dir=tmp_path / "sweepdir", poll_interval=0.05, sampler_seed=0, **opts)
-    return run_sweep(load_sweep(path), options)
-
-
-def trials(tmp_path: Path, name: str = "fake"):
-    from optuna.storages.journal import JournalFileBackend, JournalStorage
-
-    storage = JournalStorage(JournalFileBackend(str(tmp_path / "sweepdir" / "study.journal")))
-    return optuna.load_study(study_name=name, storage=storage).get_trials()
-
-
-def test_random_sweep_values_and_run_cap(tmp_path, write_sweep, expected_value):
+def test_random_sweep_values_and_run_cap(tmp_path, write_sweep, expected_value, run_engine, sweep_trials):
     path = write_sweep(tmp_path)
-    result = run(path, tmp_path, workers=2)
-    ts = trials(tmp_path)
+    result = run_engine(path, tmp_path, workers=2)
+    ts = sweep_trials(tmp_path)
     assert len(ts) == 6 and result.counts["complete"] == 6
     for t in ts:
         assert t.value == pytest.approx(expected_value(t.user_attrs["params"]))
@@ -46,26 +34,26 @@ def test_random_sweep_values_and_run_cap(tmp_path, write_sweep, expected_value):
     best = max(ts, key=lambda t: t.value)
     assert result.best_value == best.value
     # run_cap is reached: a second invocation starts nothing
-    run(path, tmp_path, workers=1)
-    assert len(trials(tmp_path)) == 6
+    run_engine(path, tmp_path, workers=1)
+    assert len(sweep_trials(tmp_path)) == 6
 
 
-def test_grid_sweep_visits_every_point_once(tmp_path, write_sweep):
+def test_grid_sweep_visits_every_point_once(tmp_path, write_sweep, run_engine, sweep_trials):
     path = write_sweep(tmp_path, method="grid", run_cap=20, params={
         "ppo.learning_rate": {"values": [1e-5, 1e-4, 1e-3]}, "ppo.ent_coef": {"values": [0.0, 0.01]},
         "fake.evals": {"value": 2}})
-    result = run(path, tmp_path, workers=2)
-    ts = trials(tmp_path)
+    result = run_engine(path, tmp_path, workers=2)
+    ts = sweep_trials(tmp_path)
     points = sorted((t.user_attrs["params"]["ppo.learning_rate"], t.user_attrs["params"]["ppo.ent_coef"]) for t in ts)
     assert points == sorted((lr, e) for lr in (1e-5, 1e-4, 1e-3) for e in (0.0, 0.01))
     assert result.best_params["ppo.learning_rate"] == 1e-4 and result.best_params["ppo.ent_coef"] == 0.0
 
 
-def test_bayes_sweep_with_list_values_and_count(tmp_path, write_sweep):
+def test_bayes_sweep_with_list_values_and_count(tmp_path, write_sweep, run_engine, sweep_trials):
     path = write_sweep(tmp_path, method="bayes", run_cap=50, params={
         "ppo.policy_kwargs.net_arch": {"values": [[64, 64], [128, 64, 32]]}, "fake.evals": {"value": 2}})
-    run(path, tmp_path, workers=1, count=8)
-    ts = trials(tmp_path)
+    run_engine(path, tmp_path, workers=1, count=8)
+    ts = sweep_trials(tmp_path)
     assert len(ts) == 8 and all(t.state.name == "COMPLETE" for t in ts)
     arches = {json.dumps(t.user_attrs["params"]["ppo.policy_kwargs.net_arch"]) for t in ts}
     assert arches <= {"[64, 64]", "[128, 64, 32]"}
@@ -73,11 +61,11 @@ def test_bayes_sweep_with_list_values_and_count(tmp_path, write_sweep):
         any("ppo.policy_kwargs.net_arch=[64, 64]" in t.user_attrs["argv"] for t in ts)
 
 
-def test_hyperband_prunes_and_failures_do_not_stop_sweep(tmp_path, write_sweep):
+def test_hyperband_prunes_and_failures_do_not_stop_sweep(tmp_path, write_sweep, run_engine, sweep_trials):
     path = write_sweep(tmp_path, run_cap=14, params={"fake.mode": {"value": "crash"}, "fake.evals": {"value": 9}},
                        early_terminate={"type": "hyperband", "min_iter": 1, "max_iter": 9, "eta": 3})
-    run(path, tmp_path, workers=2)
-    ts = trials(tmp_path)
+    run_engine(path, tmp_path, workers=2)
+    ts = sweep_trials(tmp_path)
     states = [t.state.name for t in ts]
     assert len(ts) == 14
     assert "PRUNED" in states, states
@@ -92,18 +80,18 @@ def test_hyperband_prunes_and_failures_do_not_stop_sweep(tmp_path, write_sweep):
     assert all(t.user_attrs["params"]["ppo.learning_rate"] <= 1e-3 for t in ts if t.state.name == "COMPLETE")
 
 
-def test_nan_metric_is_a_failed_trial(tmp_path, write_sweep):
+def test_nan_metric_is_a_failed_trial(tmp_path, write_sweep, run_engine, sweep_trials):
     # a grid, so both a NaN-reporting (lr > 1e-3) and a finite configuration run whatever the thread timing
     path = write_sweep(tmp_path, method="grid", run_cap=6, params={"fake.mode": {"value": "nan"},
                                                                     "ppo.learning_rate": {"values": [1e-4, 1e-2]}})
-    run(path, tmp_path, workers=2)
-    ts = trials(tmp_path)
+    run_engine(path, tmp_path, workers=2)
+    ts = sweep_trials(tmp_path)
     nan = [t for t in ts if t.user_attrs["params"]["ppo.learning_rate"] > 1e-3]
     assert nan and all(t.state.name == "FAIL" and "non-finite" in t.user_attrs["fail_reason"] for t in nan)
     assert any(t.state.name == "COMPLETE" for t in ts)
 
 
-def test_constraints_skip_before_running(tmp_path, write_sweep):
+def test_constraints_skip_before_running(tmp_path, write_sweep, run_engine, sweep_trials):
     log = tmp_path / "starts.jsonl"
     os.environ["FAKE_LOG"] = str(log)
     try:
@@ -111,10 +99,10 @@ def test_constraints_skip_before_running(tmp_path, write_sweep):
             "${env}", "${interpreter}", "${program}", "train",
             "--skip-if", "ppo.learning_rate > 1e-3 and ppo.ent_coef > 0.005",
             "--override", "${args_no_hyphens}"])
-        run(path, tmp_path, workers=1)
+        run_engine(path, tmp_path, workers=1)
     finally:
         del os.environ["FAKE_LOG"]
-    ts = trials(tmp_path)
+    ts = sweep_trials(tmp_path)
     skipped = [t for t in ts if t.user_attrs.get("skipped")]
     assert skipped and all(t.state.name == "PRUNED" for t in skipped)
     assert all(t.user_attrs["params"]["ppo.learning_rate"] > 1e-3 and t.user_attrs["params"]["ppo.ent_coef"] == 0.01
@@ -123,34 +111,34 @@ def test_constraints_skip_before_running(tmp_path, write_sweep):
     assert len(started) == len(ts) - len(skipped)  # skipped trials never started a process
 
 
-def test_program_reported_skip(tmp_path, write_sweep):
+def test_program_reported_skip(tmp_path, write_sweep, run_engine, sweep_trials):
     prog = tmp_path / "skipper.py"
     prog.write_text("import json, os\nopen(os.environ['DINOSIM_TRIAL_METRICS'], 'a').write("
                     "json.dumps({'skipped': True, 'reason': 'skip-if: x > 1'}) + '\\n')\n")
     path = write_sweep(tmp_path, run_cap=2, program=str(prog))
-    run(path, tmp_path)
-    ts = trials(tmp_path)
+    run_engine(path, tmp_path)
+    ts = sweep_trials(tmp_path)
     assert [t.user_attrs["skipped"] for t in ts] == ["skip-if: x > 1"] * 2
     assert all(t.state.name == "PRUNED" for t in ts)
 
 
-def test_target_stops_sweep(tmp_path, write_sweep):
+def test_target_stops_sweep(tmp_path, write_sweep, run_engine, sweep_trials):
     path = write_sweep(tmp_path, run_cap=30, metric={"name": "eval/mean_reward", "goal": "maximize", "target": -1e9})
-    result = run(path, tmp_path, workers=1)
-    assert result.target_reached and len(trials(tmp_path)) == 1
+    result = run_engine(path, tmp_path, workers=1)
+    assert result.target_reached and len(sweep_trials(tmp_path)) == 1
 
 
-def test_seeds_average(tmp_path, write_sweep, expected_value):
+def test_seeds_average(tmp_path, write_sweep, expected_value, run_engine, sweep_trials):
     path = write_sweep(tmp_path, run_cap=2)
-    run(path, tmp_path, seeds=3)
-    for t in trials(tmp_path):
+    run_engine(path, tmp_path, seeds=3)
+    for t in sweep_trials(tmp_path):
         expected = [expected_value(t.user_attrs["params"]) + s for s in (0, 1, 2)]
         assert t.user_attrs["seed_values"] == pytest.approx(expected)
         assert t.value == pytest.approx(expected_value(t.user_attrs["params"]) + 1)
         assert t.user_attrs["argv-seed2"][-2:] == ["--seed", "2"]
 
 
-def test_interrupted_sweep_resumes(tmp_path, write_sweep):
+def test_interrupted_sweep_resumes(tmp_path, write_sweep, run_engine, sweep_trials):
     path = write_sweep(tmp_path, run_cap=3)
     log = tmp_path / "starts.jsonl"
     code = ("from pathlib import Path; from dinosim.sweeps.engine import EngineOptions, run_sweep; "
@@ -171,34 +159,34 @@ def test_interrupted_sweep_resumes(tmp_path, write_sweep):
     time.sleep(0.2)
     with pytest.raises(ProcessLookupError):
         os.kill(child, 0)
-    first = trials(tmp_path)
+    first = sweep_trials(tmp_path)
     assert len(first) == 1 and first[0].state.name == "FAIL" and first[0].user_attrs.get("interrupted")
     # resume: the interrupted configuration runs again, and run_cap counts 3 real trials
-    run(path, tmp_path)
-    ts = trials(tmp_path)
+    run_engine(path, tmp_path)
+    ts = sweep_trials(tmp_path)
     assert len(ts) == 4 and [t.state.name for t in ts[1:]] == ["COMPLETE"] * 3
     assert ts[1].user_attrs["params"] == first[0].user_attrs["params"]
     assert ts[1].user_attrs["requeued_from"] == 0
-    run(path, tmp_path)  # nothing left to do, nothing re-queued twice
-    assert len(trials(tmp_path)) == 4
+    run_engine(path, tmp_path)  # nothing left to do, nothing re-queued twice
+    assert len(sweep_trials(tmp_path)) == 4
 
 
-def test_changed_yaml_is_refused(tmp_path, write_sweep):
+def test_changed_yaml_is_refused(tmp_path, write_sweep, run_engine):
     path = write_sweep(tmp_path, run_cap=1)
-    run(path, tmp_path)
+    run_engine(path, tmp_path)
     path.write_text(path.read_text().replace("run_cap: 1", "run_cap: 2"))
     from dinosim.errors import ConfigError
 
     with pytest.raises(ConfigError, match="different YAML"):
-        run(path, tmp_path)
+        run_engine(path, tmp_path)
 
 
-def test_rdb_storage_url_and_shared_study(tmp_path, write_sweep):
+def test_rdb_storage_url_and_shared_study(tmp_path, write_sweep, run_engine):
     """--storage URL: two engine invocations (think: two machines) share one study and its run_cap."""
     path = write_sweep(tmp_path, run_cap=5)
     url = f"sqlite:///{tmp_path / 'shared.db'}"
-    run(path, tmp_path, storage=url, count=2)
-    run(path, tmp_path / "other_machine", storage=url, workers=2)
+    run_engine(path, tmp_path, storage=url, count=2)
+    run_engine(path, tmp_path / "other_machine", storage=url, workers=2)
     loaded = optuna.load_study(study_name="fake", storage=url)
     assert len(loaded.trials) == 5 and all(t.state.name == "COMPLETE" for t in loaded.trials)
     assert not (tmp_path / "sweepdir" / "study.journal").exists()

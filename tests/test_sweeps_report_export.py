@@ -155,11 +155,9 @@ def test_export_refuses_values_that_make_the_stage_config_invalid(tmp_path, make
     assert target.read_text() == before
 
 
-def test_report_lists_the_most_frequent_symptoms(tmp_path):
+def test_report_lists_the_most_frequent_symptoms(tmp_path, ev, make_run, balance_evals):
     """Trials' run folders (<trial_dir>/runs/<species>/<stamp>) are diagnosed; each trial counts a symptom once."""
     from types import SimpleNamespace
-
-    from test_tracking_diagnose import balance_evals, ev, make_run
 
     from dinosim.sweeps.report import Report, symptom_counts
 

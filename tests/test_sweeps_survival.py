@@ -18,23 +18,6 @@ from dinosim.sweeps.constraints import MAX_DEPTH, MAX_LENGTH, ConstraintError, p
 from dinosim.sweeps.storage import redact
 
 
-def run(path: Path, tmp_path: Path, **opts):
-    """The offline engine on ``path`` with a sweep folder under ``tmp_path``."""
-    from dinosim.sweeps.engine import EngineOptions, run_sweep
-    from dinosim.sweeps.yaml_spec import load_sweep
-
-    options = EngineOptions(sweep_dir=tmp_path / "sweepdir", poll_interval=0.05, sampler_seed=0, **opts)
-    return run_sweep(load_sweep(path), options)
-
-
-def trials(tmp_path: Path, name: str = "fake"):
-    import optuna
-    from optuna.storages.journal import JournalFileBackend, JournalStorage
-
-    storage = JournalStorage(JournalFileBackend(str(tmp_path / "sweepdir" / "study.journal")))
-    return optuna.load_study(study_name=name, storage=storage).get_trials()
-
-
 def start_engine(path: Path, tmp_path: Path, log: Path) -> subprocess.Popen:
     env = {**os.environ, "FAKE_SLEEP": "0.5", "FAKE_EVALS": "60", "FAKE_LOG": str(log)}
     return subprocess.Popen([sys.executable, "-m", "dinosim", "sweep", "run", str(path), "--sweep-dir",
@@ -65,7 +48,8 @@ def gone(pid: int, timeout: float = 15.0) -> bool:
 
 
 @pytest.mark.parametrize("signum,code", [(signal.SIGTERM, 143), (signal.SIGHUP, 129)])
-def test_engine_stops_its_trials_on_sigterm_and_sighup(tmp_path: Path, signum: int, code: int, write_sweep) -> None:
+def test_engine_stops_its_trials_on_sigterm_and_sighup(tmp_path: Path, signum: int, code: int, write_sweep, run_engine,
+                                                      sweep_trials) -> None:
     path = write_sweep(tmp_path, run_cap=2)
     log = tmp_path / "starts.jsonl"
     engine = start_engine(path, tmp_path, log)
@@ -77,17 +61,17 @@ def test_engine_stops_its_trials_on_sigterm_and_sighup(tmp_path: Path, signum: i
     assert time.time() - t0 < 15 and "Traceback" not in err  # the trial was stopped, not waited for (30 s)
     child = json.loads(log.read_text().splitlines()[0])["pid"]
     assert gone(child)
-    first = trials(tmp_path)
+    first = sweep_trials(tmp_path)
     assert len(first) == 1 and first[0].user_attrs.get("interrupted")
-    run(path, tmp_path)  # the interrupted parameters run again, once
-    ts = trials(tmp_path)
+    run_engine(path, tmp_path)  # the interrupted parameters run again, once
+    ts = sweep_trials(tmp_path)
     assert [t.state.name for t in ts[1:]] == ["COMPLETE"] * 2 and ts[1].user_attrs["requeued_from"] == 0
-    run(path, tmp_path)
-    assert len(trials(tmp_path)) == 3
+    run_engine(path, tmp_path)
+    assert len(sweep_trials(tmp_path)) == 3
 
 
 def test_trials_die_with_an_engine_killed_outright(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                   write_sweep) -> None:
+                                                   write_sweep, run_engine, sweep_trials) -> None:
     """kill -9 of the engine: its trial gets SIGTERM from the kernel (PR_SET_PDEATHSIG) instead of training on,
     and the next `sweep run` requeues its parameters once."""
     path = write_sweep(tmp_path, run_cap=2)
@@ -99,8 +83,8 @@ def test_trials_die_with_an_engine_killed_outright(tmp_path: Path, monkeypatch: 
     child = json.loads(log.read_text().splitlines()[0])["pid"]
     assert gone(child), "the trial outlived its engine"
     monkeypatch.setenv("FAKE_LOG", str(log))
-    run(path, tmp_path)
-    ts = trials(tmp_path)
+    run_engine(path, tmp_path)
+    ts = sweep_trials(tmp_path)
     assert ts[0].state.name == "FAIL" and ts[0].user_attrs["interrupted"]
     assert ts[1].user_attrs["requeued_from"] == 0 and ts[1].params == ts[0].params
     assert len(log.read_text().splitlines()) == 3  # started: the killed one, then 2 complete
@@ -173,9 +157,9 @@ def test_skip_if_limit_is_one_line_in_the_cli(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("damage", ["truncate", "garbage", "empty"])
-def test_damaged_study_is_one_line(tmp_path: Path, damage: str, write_sweep) -> None:
+def test_damaged_study_is_one_line(tmp_path: Path, damage: str, write_sweep, run_engine) -> None:
     path = write_sweep(tmp_path, run_cap=2)
-    run(path, tmp_path)
+    run_engine(path, tmp_path)
     journal = tmp_path / "sweepdir" / "study.journal"
     data = journal.read_bytes()
     journal.write_bytes({"truncate": data[: len(data) // 2], "garbage": b"\x00\xffnot json\n" + data[7:],
@@ -195,7 +179,7 @@ def test_engines_starting_together_requeue_an_interrupted_trial_once(tmp_path: P
     import optuna
     from optuna.storages.journal import JournalFileBackend, JournalStorage
 
-    from dinosim.sweeps.engine import _requeue_interrupted
+    from dinosim.sweeps.study import requeue_interrupted
 
     journal = str(tmp_path / "study.journal")
     study = optuna.create_study(study_name="s", storage=JournalStorage(JournalFileBackend(journal)))
@@ -208,7 +192,7 @@ def test_engines_starting_together_requeue_an_interrupted_trial_once(tmp_path: P
     def engine() -> None:
         mine = optuna.load_study(study_name="s", storage=JournalStorage(JournalFileBackend(journal)))
         barrier.wait()
-        _requeue_interrupted(mine, tmp_path)
+        requeue_interrupted(mine, tmp_path)
 
     threads = [threading.Thread(target=engine) for _ in range(4)]
     for t in threads:

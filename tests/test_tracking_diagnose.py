@@ -12,48 +12,11 @@ from typing import Any, Optional
 
 import pytest
 
-from dinosim.config.resolve import RunConfig, resolve_run
-from dinosim.config.toml_writer import dumps
+from dinosim.config.resolve import resolve_run
 from dinosim.tracking.diagnose import RULE_IDS, SCHEMA_VERSION, diagnose, format_text
 from dinosim.tracking.run_logs import Series
 
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "diagnose.md"
-
-
-def ev(step: int, ret: float, length: float, rate: Optional[float] = None, **components: float) -> dict:
-    """One metrics.jsonl record (``rate``: success rate); ``components`` are per-episode sums of reward terms."""
-    return {"global_step": step, "eval/mean_reward": ret, "eval/mean_ep_length": length,
-            "eval/success_rate": rate, **{f"eval/reward/{k}": v for k, v in components.items()}}
-
-
-def make_run(root: Path, name: str, stages: dict[int, list[dict]], species: str = "velociraptor",
-             overrides: tuple[str, ...] = (), algorithm: str = "ppo", entries: Optional[dict] = None,
-             status: str = "finished", message: Optional[str] = None, n_envs: int = 4,
-             timesteps: Optional[int] = None) -> Path:
-    """A run folder like `train`/`curriculum` writes: stageN/config.toml (the real resolved config), summary.json,
-    metrics.jsonl. ``stages``: {stage: eval records}; stages follow each other in global steps."""
-    run = root / species / name
-    config = resolve_run(species, algorithm, tuple(stages), overrides, n_envs=n_envs)
-    lines, summary_stages, start = [], {}, 0
-    for n, records in stages.items():
-        folder = run / f"stage{n}"
-        folder.mkdir(parents=True)
-        data: dict[str, Any] = {"run": {"species": species, "algorithm": algorithm, "stage": n,
-                                        "stages": list(stages), "n_envs": n_envs, "timesteps": timesteps}}
-        data.update(RunConfig.to_dict(config)[f"stage{n}"])
-        (folder / "config.toml").write_text(dumps(data))
-        shifted = [{**r, "global_step": start + r["global_step"], "stage": n} for r in records]
-        lines += shifted
-        used = max((r["global_step"] for r in records), default=0)
-        entry = {"stage": n, "status": "finished", "budget": timesteps or config.curriculum(n).timesteps,
-                 "start_step": start, "timesteps_used": used, "gate_passed": False}
-        entry.update((entries or {}).get(n, {}))
-        summary_stages[str(n)] = entry
-        start += used
-    (run / "summary.json").write_text(json.dumps({"status": status, "message": message, "species": species,
-                                                  "algorithm": algorithm, "stages": summary_stages}))
-    (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in lines))
-    return run
 
 
 def scalars(**tags: list[tuple[int, float]]) -> Any:
@@ -70,13 +33,8 @@ def ids(run: Path, reader: Any = None, stage: Optional[int] = None) -> set[str]:
     return {s.id for s in diagnose([run], stage=stage, reader=reader or scalars()).symptoms()}
 
 
-def balance_evals(length: float = 490, alive: float = 490, n: int = 4, ret: Optional[float] = None, **extra) -> list:
-    return [ev(25000 * (i + 1), ret if ret is not None else 560 + 10 * i, length, alive=alive, posture=200, **extra)
-            for i in range(n)]
-
-
 # -- balance -------------------------------------------------------------------------------------------------------
-def test_falls_early(tmp_path):
+def test_falls_early(tmp_path, ev, make_run, balance_evals):
     bad = make_run(tmp_path, "bad", {1: [ev(25000 * i, 30.0, 30.0, alive=30) for i in (1, 2, 3)]})
     good = make_run(tmp_path, "good", {1: balance_evals()})
     assert "balance.falls_early" in ids(bad)
@@ -87,7 +45,7 @@ def test_falls_early(tmp_path):
     assert found.numbers["mean_ep_length"] == 30.0 and "30 of 500 steps" in found.evidence[0]
 
 
-def test_drift_to_survive(tmp_path):
+def test_drift_to_survive(tmp_path, make_run, balance_evals):
     run = make_run(tmp_path, "r", {1: balance_evals()}, overrides=("env.alive_bonus=5.0", "env.drift_penalty_weight=0"))
     drifting = scalars(signal__drift=flat(3.0, every=20000))
     found = [s for s in diagnose([run], reader=drifting).symptoms() if s.id == "balance.drift_to_survive"]
@@ -97,14 +55,14 @@ def test_drift_to_survive(tmp_path):
     assert "balance.drift_to_survive" not in ids(run, scalars(signal__drift=flat(0.3, every=20000)))
 
 
-def test_drift_recovered_from_the_reward_term_without_signals(tmp_path):
+def test_drift_recovered_from_the_reward_term_without_signals(tmp_path, make_run, balance_evals):
     # drift_penalty_weight 0.1 (committed raptor stage 1): 490 steps x 2.5 m x 0.1 = -122.5 per episode
     run = make_run(tmp_path, "r", {1: balance_evals(drift=-122.5)})
     assert "balance.drift_to_survive" in ids(run)
     assert "balance.drift_to_survive" not in ids(make_run(tmp_path, "s", {1: balance_evals(drift=-10.0)}))
 
 
-def test_spin(tmp_path):
+def test_spin(tmp_path, ev, make_run, balance_evals):
     run = make_run(tmp_path, "r", {1: balance_evals()})
     assert "balance.spin" in ids(run, scalars(signal__yaw_rate=flat(1.2, every=20000)))
     assert "balance.spin" not in ids(run, scalars(signal__yaw_rate=flat(0.1, every=20000)))
@@ -112,7 +70,7 @@ def test_spin(tmp_path):
     assert "balance.spin" not in ids(falling, scalars(signal__yaw_rate=flat(1.2, every=20000)))  # tumbling, not spin
 
 
-def test_plateau(tmp_path):
+def test_plateau(tmp_path, ev, make_run):
     stuck = make_run(tmp_path, "stuck", {1: [ev(25000 * i, 200.0 + (i % 2), 300, alive=300) for i in range(1, 9)]})
     rising = make_run(tmp_path, "rising", {1: [ev(25000 * i, 50.0 * i, 300, alive=300) for i in range(1, 9)]})
     assert "balance.plateau" in ids(stuck)
@@ -122,13 +80,13 @@ def test_plateau(tmp_path):
     assert "balance.plateau" not in ids(passed)
 
 
-def test_jerky(tmp_path):
+def test_jerky(tmp_path, make_run, balance_evals):
     jerky = make_run(tmp_path, "j", {1: balance_evals(smoothness=-120.0, energy=-80.0)})
     assert "balance.jerky" in ids(jerky)
     assert "balance.jerky" not in ids(make_run(tmp_path, "s", {1: balance_evals(smoothness=-5.0, energy=-3.0)}))
 
 
-def test_seed_spread(tmp_path):
+def test_seed_spread(tmp_path, make_run, balance_evals):
     a = make_run(tmp_path, "a", {1: balance_evals(ret=600)}, entries={1: {"gate_passed": True}})
     b = make_run(tmp_path, "b", {1: balance_evals(ret=150)})
     c = make_run(tmp_path, "c", {1: balance_evals(ret=580)}, entries={1: {"gate_passed": True}})
@@ -144,13 +102,19 @@ WALK = ("env.alive_bonus=0.25", "env.forward_vel_weight=1.5", "env.forward_vel_m
         "env.speed_penalty_weight=1.0", "env.max_episode_steps=1000")
 
 
-def walk_run(tmp_path: Path, name: str, length: float = 950, **components: float) -> Path:
-    comps = {"alive": 0.25 * length, "posture": 100.0, **components}
-    return make_run(tmp_path, name, {2: [ev(25000 * i, 400.0, length, **comps) for i in (1, 2, 3, 4)]},
-                    overrides=WALK)
+@pytest.fixture
+def walk_run(make_run, ev):
+    """``walk_run(tmp_path, name, length=950, **components)``: a walking-stage run with WALK's weights."""
+
+    def walk_run(tmp_path: Path, name: str, length: float = 950, **components: float) -> Path:
+        comps = {"alive": 0.25 * length, "posture": 100.0, **components}
+        return make_run(tmp_path, name, {2: [ev(25000 * i, 400.0, length, **comps) for i in (1, 2, 3, 4)]},
+                        overrides=WALK)
+
+    return walk_run
 
 
-def test_standing_still(tmp_path):
+def test_standing_still(tmp_path, walk_run):
     # committed raptor stage 2: forward_vel_weight 1.5, so forward reward 1.5 * 950 * v
     still = walk_run(tmp_path, "still", forward=1.5 * 950 * 0.02)
     walking = walk_run(tmp_path, "walking", forward=1.5 * 950 * 0.9)
@@ -160,7 +124,7 @@ def test_standing_still(tmp_path):
     assert {"stage2.env.forward_vel_weight=3.0", "stage2.env.alive_bonus=0.125"} <= set(found.overrides)
 
 
-def test_sideways(tmp_path):
+def test_sideways(tmp_path, walk_run):
     run = walk_run(tmp_path, "r", forward=1.5 * 950 * 0.2)
     assert "locomotion.sideways" in ids(run, scalars(signal__lateral_velocity=flat(0.5)))
     assert "locomotion.sideways" in ids(run, scalars(signal__lateral_velocity=flat(0.5), signal__drift=flat(8.0)))
@@ -168,20 +132,20 @@ def test_sideways(tmp_path):
     assert "locomotion.sideways" not in ids(run, scalars(signal__lateral_velocity=flat(0.03)))
 
 
-def test_falls_while_walking(tmp_path):
+def test_falls_while_walking(tmp_path, walk_run):
     falls = walk_run(tmp_path, "f", length=200, forward=1.5 * 200 * 1.2)
     steady = walk_run(tmp_path, "s", length=990, forward=1.5 * 990 * 1.2)
     assert "locomotion.falls_while_walking" in ids(falls)
     assert "locomotion.falls_while_walking" not in ids(steady)
 
 
-def test_asymmetric_gait(tmp_path):
+def test_asymmetric_gait(tmp_path, walk_run):
     run = walk_run(tmp_path, "r", forward=1.5 * 950 * 0.9)
     assert "locomotion.asymmetric_gait" in ids(run, scalars(signal__gait_asymmetry=flat(0.2)))
     assert "locomotion.asymmetric_gait" not in ids(run, scalars(signal__gait_asymmetry=flat(0.01)))
 
 
-def test_over_speed_cap(tmp_path):
+def test_over_speed_cap(tmp_path, walk_run):
     run = walk_run(tmp_path, "r", forward=1.5 * 950 * 2.0)  # the forward reward is capped at forward_vel_max 2
     assert "locomotion.over_speed_cap" in ids(run, scalars(signal__forward_velocity=flat(2.6)))
     assert "locomotion.over_speed_cap" not in ids(run, scalars(signal__forward_velocity=flat(1.9)))
@@ -196,12 +160,18 @@ ISSUE_BITE = ("env.bite_bonus=100.0", "env.alive_bonus=0.5", "env.forward_vel_we
               "ppo.learning_rate=5e-5")
 
 
-def bite_run(tmp_path: Path, name: str, records: list[dict], overrides: tuple[str, ...] = ISSUE_BITE,
-             **kw: Any) -> Path:
-    return make_run(tmp_path, name, {3: records}, species="trex", overrides=overrides, **kw)
+@pytest.fixture
+def bite_run(make_run):
+    """``bite_run(tmp_path, name, records, overrides=ISSUE_BITE, **make_run_keywords)``: a T-Rex stage-3 run."""
+
+    def bite_run(tmp_path: Path, name: str, records: list[dict], overrides: tuple[str, ...] = ISSUE_BITE,
+                 **kw: Any) -> Path:
+        return make_run(tmp_path, name, {3: records}, species="trex", overrides=overrides, **kw)
+
+    return bite_run
 
 
-def test_never_triggers(tmp_path):
+def test_never_triggers(tmp_path, ev, bite_run):
     # the issue's T-Rex: walks past the prey to the time limit
     past = bite_run(tmp_path, "past", [ev(25000 * i, 100.0, 750, 0.0, forward=415, approach=-682, alive=369,
                                           proximity=20) for i in range(1, 5)])
@@ -213,7 +183,7 @@ def test_never_triggers(tmp_path):
     assert "behaviour.never_triggers" not in ids(some)
 
 
-def test_hovering(tmp_path):
+def test_hovering(tmp_path, ev, bite_run):
     # the issue's T-Rex later: stands beside the prey without biting
     hover = bite_run(tmp_path, "h", [ev(25000 * i, 500.0, 740, 0.0, proximity=180, alive=370, posture=150)
                                      for i in range(1, 5)])
@@ -228,7 +198,7 @@ def test_hovering(tmp_path):
     assert "behaviour.hovering" not in ids(biting)
 
 
-def test_forgets_walking(tmp_path):
+def test_forgets_walking(tmp_path, ev, make_run, balance_evals):
     stage1 = balance_evals()
     collapse = make_run(tmp_path, "c", {1: stage1, 2: [ev(25000 * i, 40.0, 60 if i < 3 else 500, alive=15)
                                                        for i in range(1, 6)]})
@@ -237,7 +207,7 @@ def test_forgets_walking(tmp_path):
     assert "behaviour.forgets_walking" not in ids(kept)
 
 
-def test_regression(tmp_path):
+def test_regression(tmp_path, ev, bite_run):
     peaked = bite_run(tmp_path, "p", [ev(25000 * i, 100.0, 200, s, alive=100)
                                       for i, s in enumerate((0.1, 0.5, 0.8, 0.3, 0.1, 0.2), 1)])
     rising = bite_run(tmp_path, "r", [ev(25000 * i, 100.0, 200, s, alive=100)
@@ -247,7 +217,7 @@ def test_regression(tmp_path):
     assert "behaviour.regression" not in ids(rising)
 
 
-def test_bonus_too_small(tmp_path):
+def test_bonus_too_small(tmp_path, ev, bite_run):
     records = [ev(25000 * i, 500.0, 740, 0.0, alive=370, posture=150, proximity=100) for i in range(1, 4)]
     issue = bite_run(tmp_path, "issue", records)
     found = next(s for s in diagnose([issue], reader=scalars()).symptoms() if s.id == "behaviour.bonus_too_small")
@@ -262,7 +232,7 @@ def test_bonus_too_small(tmp_path):
 
 
 # -- algorithm -----------------------------------------------------------------------------------------------------
-def test_budget_below_rollout(tmp_path):
+def test_budget_below_rollout(tmp_path, make_run, balance_evals):
     short = make_run(tmp_path, "s", {1: balance_evals(n=1)}, timesteps=1000, n_envs=4)
     found = next(s for s in diagnose([short], reader=scalars()).symptoms() if s.id == "algorithm.budget_below_rollout")
     assert found.numbers["limit"] == 2048 * 4
@@ -275,7 +245,7 @@ def test_budget_below_rollout(tmp_path):
                for o in s.overrides)
 
 
-def test_entropy_collapse(tmp_path):
+def test_entropy_collapse(tmp_path, make_run, balance_evals):
     run = make_run(tmp_path, "r", {1: balance_evals()})
     collapse = scalars(train__std=[(10000, 0.6), (30000, 0.2), (50000, 0.05), (100000, 0.04)])
     assert "algorithm.entropy_collapse" in ids(run, collapse)
@@ -283,7 +253,7 @@ def test_entropy_collapse(tmp_path):
                                                                             (100000, 0.4)]))
 
 
-def test_value_loss_exploding(tmp_path):
+def test_value_loss_exploding(tmp_path, make_run, balance_evals):
     run = make_run(tmp_path, "r", {1: balance_evals()})
     boom = scalars(train__value_loss=[(i * 10000, 1.0 if i < 5 else 40.0) for i in range(1, 11)])
     calm = scalars(train__value_loss=[(i * 10000, 1.0 + 0.1 * i) for i in range(1, 11)])
@@ -291,7 +261,7 @@ def test_value_loss_exploding(tmp_path):
     assert "algorithm.value_loss_exploding" not in ids(run, calm)
 
 
-def test_nan_guard(tmp_path):
+def test_nan_guard(tmp_path, make_run, balance_evals):
     msg = "stage 1, step 4096: NaN in observations; the last good checkpoint is kept"
     failed = make_run(tmp_path, "f", {1: balance_evals()}, status="failed", message=msg)
     assert "algorithm.nan_guard" in ids(failed)
@@ -301,7 +271,7 @@ def test_nan_guard(tmp_path):
 
 # -- healthy runs, overrides, output -------------------------------------------------------------------------------
 @pytest.mark.parametrize("species", ["velociraptor", "trex", "brachiosaurus"])
-def test_healthy_curriculum_has_no_symptoms(tmp_path, species):
+def test_healthy_curriculum_has_no_symptoms(tmp_path, species, ev, make_run):
     stage1 = [ev(25000 * i, 300.0 + 90 * i, 300 + 50 * i, alive=300 + 50 * i, posture=100, drift=-5.0,
                  smoothness=-4.0, energy=-2.0, spin=-1.0) for i in range(1, 5)]
     stage2 = [ev(25000 * i, 900.0 + 300 * i, 980, alive=245, posture=150, forward=400 + 300 * i, smoothness=-8.0)
@@ -321,7 +291,7 @@ def test_healthy_curriculum_has_no_symptoms(tmp_path, species):
 
 @pytest.mark.parametrize("species", ["velociraptor", "trex", "brachiosaurus"])
 @pytest.mark.parametrize("algorithm", ["ppo", "sac"])
-def test_every_suggested_override_is_accepted_by_the_config(tmp_path, species, algorithm):
+def test_every_suggested_override_is_accepted_by_the_config(tmp_path, species, algorithm, ev, make_run):
     """Overrides of every rule that can fire are valid for the species and algorithm (resolve_run accepts them)."""
     bad1 = [ev(25000 * i, 30.0, 30.0, alive=30, smoothness=-50, energy=-30) for i in range(1, 9)]
     bad2 = [ev(25000 * i, 30.0, 200, alive=50, forward=1.5 * 200 * 1.2, speed=-100) for i in range(1, 9)]
@@ -341,7 +311,7 @@ def test_every_suggested_override_is_accepted_by_the_config(tmp_path, species, a
         resolve_run(species, algorithm, (1, 2, 3), symptom.overrides)  # raises ConfigError on an invalid key/value
 
 
-def test_json_schema_is_stable(tmp_path):
+def test_json_schema_is_stable(tmp_path, ev, make_run):
     run = make_run(tmp_path, "r", {1: [ev(25000 * i, 30.0, 30.0, alive=30) for i in (1, 2, 3)]})
     out = diagnose([run], reader=scalars()).to_json()
     assert out["schema"] == SCHEMA_VERSION == 1
@@ -369,7 +339,7 @@ def run_cli(*args: str) -> subprocess.CompletedProcess:
                           timeout=120)
 
 
-def test_cli_text_json_and_bad_input(tmp_path):
+def test_cli_text_json_and_bad_input(tmp_path, ev, make_run):
     run = make_run(tmp_path, "r", {1: [ev(25000 * i, 30.0, 30.0, alive=30) for i in (1, 2, 3)]})
     r = run_cli(str(run))
     assert r.returncode == 0 and "balance.falls_early" in r.stdout and "try: --override stage1." in r.stdout
@@ -390,7 +360,7 @@ def test_bad_input_imports_nothing_heavy(tmp_path):
     assert "HEAVY []" in r.stdout, r.stdout + r.stderr
 
 
-def test_gate_evaluation_records_are_left_out(tmp_path):
+def test_gate_evaluation_records_are_left_out(tmp_path, ev, make_run):
     screens = [{**ev(25000 * i, 30.0, 30.0, alive=30), "eval_kind": "screen"} for i in (1, 2, 3)]
     gate = {**ev(75000, 600.0, 500.0, alive=500), "eval_kind": "gate"}  # same step as the last screening
     run = make_run(tmp_path, "r", {1: [*screens, gate]})

@@ -198,9 +198,7 @@ def test_forced_online_with_dead_server_falls_back_offline(tmp_path):
     assert time.monotonic() - t0 < 90
 
 
-def test_log_diagnosis_summary_and_table(tmp_path):
-    from test_tracking_diagnose import ev, make_run
-
+def test_log_diagnosis_summary_and_table(tmp_path, ev, make_run):
     run_dir = make_run(tmp_path, "r", {1: [ev(25000 * i, 30.0, 30.0, alive=30) for i in (1, 2, 3)]}, timesteps=1000)
     run = FakeRun()
     tracker = WandbTracker(run, tmp_path, "offline")

@@ -9,7 +9,6 @@ import os
 import signal
 import subprocess
 import sys
-import textwrap
 import zipfile
 from pathlib import Path
 
@@ -77,30 +76,18 @@ def test_lock_is_exclusive_per_folder_and_released(tmp_path: Path) -> None:
     lock_run_dir(tmp_path).release()  # released: free again
 
 
-def test_second_train_or_resume_on_a_locked_folder_is_one_line(tmp_path: Path) -> None:
+def test_second_train_or_resume_on_a_locked_folder_is_one_line(tmp_path: Path, lock_holder) -> None:
     """A live holder (here a plain process holding the lock) refuses `train --run-dir` into the same folder and
     `resume` of it, before any heavy import; the check-then-create race of `train --run-dir` is closed by the lock."""
     run_dir = tmp_path / "run"
     run_dir.mkdir()
-    holder = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
-        import time
-        from pathlib import Path
-        from dinosim.run_lock import lock_run_dir
-        lock = lock_run_dir(Path({str(run_dir)!r}))
-        print("locked", flush=True)
-        time.sleep(60)
-    """)], stdout=subprocess.PIPE, text=True)
-    try:
-        assert holder.stdout.readline().strip() == "locked"
+    with lock_holder(run_dir) as holder:
         one_line_error(dinosim("train", "--stage", "1", "--run-dir", str(run_dir), "--timesteps", "25000"),
                        f"process {holder.pid} is already training")
         write_run_file(run_dir, {"command": "train", "config": _config()})
         RunSummary(command="train", species="velociraptor", algorithm="ppo",
                    stages={1: StageState(stage=1, status="running")}, status="interrupted").save(run_dir)
         one_line_error(dinosim("resume", str(run_dir)), f"process {holder.pid} is already training")
-    finally:
-        holder.kill()
-        holder.wait()
 
 
 def _config() -> dict:

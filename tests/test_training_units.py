@@ -132,7 +132,7 @@ def test_resume_refuses_non_run_and_finished_runs_without_torch(tmp_path: Path) 
     assert proc.returncode == 0, proc.stderr
 
 
-def test_resume_refuses_a_run_locked_by_a_live_process_and_ignores_stale_pids(tmp_path: Path) -> None:
+def test_resume_refuses_a_run_locked_by_a_live_process_and_ignores_stale_pids(tmp_path: Path, lock_holder) -> None:
     """The run folder's flock decides, not the PID in summary.json: a PID reused by another process (or one from
     before a reboot) never blocks `resume`; a live holder of the lock does, with one line naming it."""
     import socket
@@ -141,24 +141,12 @@ def test_resume_refuses_a_run_locked_by_a_live_process_and_ignores_stale_pids(tm
     from dinosim.training.runner import check_resumable
 
     _make_run(tmp_path / "live", "running", stage_status="running")
-    holder = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
-        import sys, time
-        from pathlib import Path
-        from dinosim.run_lock import lock_run_dir
-        lock = lock_run_dir(Path({str(tmp_path / 'live')!r}))
-        print("locked", flush=True)
-        time.sleep(60)
-    """)], stdout=subprocess.PIPE, text=True)
-    try:
-        assert holder.stdout.readline().strip() == "locked"
+    with lock_holder(tmp_path / "live") as holder:
         with pytest.raises(DinosimError, match=f"process {holder.pid} is already training"):
             lock_run_dir(tmp_path / "live")
         data = json.loads((tmp_path / "live" / "summary.json").read_text())
         data["pid"], data["host"] = holder.pid, socket.gethostname()  # an alive PID in the summary
         (tmp_path / "live" / "summary.json").write_text(json.dumps(data))
-    finally:
-        holder.kill()
-        holder.wait()
     sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
     try:  # a live, unrelated process with the summary's PID (a reused PID, e.g. after a reboot) does not block
         data["pid"] = sleeper.pid
