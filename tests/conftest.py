@@ -20,7 +20,8 @@ Real tiny training (velociraptor, 2 envs, 64-step rollouts, 16-unit nets):
 
 * ``tiny``: the kit for tests that train: ``.overrides`` (an evaluation and a checkpoint every 256 steps,
   gates that never pass), ``.n_envs``, ``.run(run_dir, stages, overrides, timesteps, **request)`` (a run in this
-  process; returns (exit code, summary.json)), ``.assert_every_file_loads(run_dir)``.
+  process; returns (exit code, summary.json)), ``.assert_interrupted(proc, signum, run_dir)`` (a stop signal was
+  checkpointed like Ctrl-C), ``.assert_every_file_loads(run_dir)``.
 * ``run_a`` / ``tiny_runs``: REAL tiny 2-stage curricula made by ``dinosim curriculum``, trained once per session
   (run A; runs A and B); ``tiny_overrides``: their overrides (stage 1 passes its gate at once).
 * ``started_run``: a run folder as ``curriculum`` leaves it before its first log line.
@@ -49,6 +50,7 @@ import math
 import os
 import pickle
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -230,6 +232,21 @@ class TinyTraining:
         code = run(RunRequest(command="curriculum" if len(stages) > 1 else "train", config=config,
                               timesteps=timesteps, run_dir=run_dir, progress=False, **request), hooks=hooks)
         return code, json.loads((run_dir / "summary.json").read_text())
+
+    def assert_interrupted(self, proc: subprocess.Popen, signum: int, run_dir: Path) -> tuple[str, int]:
+        """``proc`` (a ``dinosim_popen`` train/resume of ``run_dir``, sent ``signum``) ended like Ctrl-C: exit
+        128 + signum, "interrupted (<signal>)" and the resume command on stderr, the run marked interrupted and
+        checkpointed at the signal itself, every run file loadable. Returns (stdout, the checkpoint's step)."""
+        out, err = proc.communicate(timeout=60)
+        assert proc.returncode == 128 + signum, err[-3000:]
+        name = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
+        assert f"interrupted ({name})" in err and f"dinosim resume {run_dir}" in err, err[-3000:]
+        summary = json.loads((run_dir / "summary.json").read_text())
+        assert summary["status"] == "interrupted"
+        newest = max(int(p.stem.split("_")[1]) for p in (run_dir / "stage1" / "checkpoints").glob("*.json"))
+        assert newest == summary["global_step"]  # the signal itself was checkpointed
+        self.assert_every_file_loads(run_dir)
+        return out, newest
 
     @staticmethod
     def assert_every_file_loads(run_dir: Path) -> None:

@@ -5,12 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import pickle
 import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 from typing import Any, Optional
 
@@ -23,72 +18,17 @@ from dinosim.training.request import RunRequest
 
 pytestmark = pytest.mark.slow
 
-TINY = [
-    "ppo.n_steps=64", "ppo.batch_size=64", "ppo.n_epochs=1", "ppo.policy_kwargs.net_arch=[16,16]",
-    "env.max_episode_steps=50", "curriculum.min_avg_episode_length=0", "curriculum.eval_freq=256",
-    "curriculum.eval_episodes=2",
-    "curriculum.save_freq=256", "curriculum.keep_checkpoints=2", "curriculum.required_consecutive=100",
-]
-N_ENVS = 2  # rollout = 64 * 2 = 128 steps
-
-
-def cli(*args: str, env: Optional[dict] = None) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "dinosim", *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env={**os.environ, **(env or {})})
-
-
-def wait_for(pattern_dir: Path, glob: str, proc: subprocess.Popen, timeout: float = 120.0) -> Path:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        found = sorted(pattern_dir.glob(glob)) if pattern_dir.exists() else []
-        if found:
-            return found[0]
-        if proc.poll() is not None:
-            out, err = proc.communicate()
-            raise AssertionError(f"process ended ({proc.returncode}) before {glob} appeared:\n{out[-2000:]}\n{err}")
-        time.sleep(0.02)
-    proc.kill()
-    raise AssertionError(f"{glob} did not appear in {timeout}s")
-
-
 def digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def assert_every_file_loads(run_dir: Path) -> None:
-    """Every run file parses: .zip as a PPO model, .pkl as a VecNormalize, .json/.jsonl, .npz, .toml."""
-    import tomllib
-    from stable_baselines3 import PPO
-
-    counts = {".zip": 0, ".pkl": 0, ".json": 0, ".npz": 0}
-    for path in run_dir.rglob("*"):
-        if not path.is_file():
-            continue
-        if path.suffix == ".zip":
-            PPO.load(str(path), device="cpu")
-        elif path.suffix == ".pkl":
-            with open(path, "rb") as fh:
-                assert pickle.load(fh).obs_rms is not None
-        elif path.suffix == ".json":
-            json.loads(path.read_text())
-        elif path.suffix == ".jsonl":
-            for line in path.read_text().splitlines():
-                json.loads(line)
-        elif path.suffix == ".npz":
-            with np.load(path) as data:
-                assert len(data["timesteps"]) == len(data["results"])
-        elif path.suffix == ".toml":
-            tomllib.loads(path.read_text())
-        counts[path.suffix] = counts.get(path.suffix, 0) + 1
-    assert counts[".zip"] and counts[".pkl"] and counts[".json"] and counts[".npz"], counts
-
-
-def test_kill_in_stage_2_then_resume_finishes_without_redoing_stages(tmp_path: Path) -> None:
+def test_kill_in_stage_2_then_resume_finishes_without_redoing_stages(tmp_path: Path, tiny, dinosim_popen,
+                                                                     wait_for_file, dinosim_main) -> None:
     run_dir = tmp_path / "run"
     budget = 1024
-    proc = cli("curriculum", "--species", "velociraptor", "--timesteps", str(budget), "--n-envs", str(N_ENVS),
-               "--run-dir", str(run_dir), "--no-progress", "--override", *TINY)
-    wait_for(run_dir / "stage2" / "checkpoints", "step_*.json", proc)
+    proc = dinosim_popen("curriculum", "--species", "velociraptor", "--timesteps", str(budget), "--n-envs",
+                         str(tiny.n_envs), "--run-dir", str(run_dir), "--no-progress", "--override", *tiny.overrides)
+    wait_for_file(run_dir / "stage2" / "checkpoints", "step_*.json", proc)
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=30)
     assert proc.returncode == -signal.SIGKILL
@@ -97,11 +37,11 @@ def test_kill_in_stage_2_then_resume_finishes_without_redoing_stages(tmp_path: P
     assert summary["status"] == "running"
     assert summary["stages"]["1"]["status"] == "finished" and summary["stages"]["2"]["status"] == "running"
     assert summary["stages"]["3"]["status"] == "pending"
-    assert_every_file_loads(run_dir)
+    tiny.assert_every_file_loads(run_dir)
     stage1_files = {p: digest(p) for p in (run_dir / "stage1").rglob("*") if p.is_file()}
     checkpoint_steps = sorted(int(p.stem.split("_")[1]) for p in (run_dir / "stage2" / "checkpoints").glob("*.json"))
 
-    resumed = cli("resume", str(run_dir), "--no-progress")
+    resumed = dinosim_popen("resume", str(run_dir), "--no-progress")
     out, err = resumed.communicate(timeout=300)
     assert resumed.returncode == 0, err[-3000:]
     resumed_at = int(out.split("stage 2: resumed from the checkpoint at step ")[1].split()[0])
@@ -118,7 +58,7 @@ def test_kill_in_stage_2_then_resume_finishes_without_redoing_stages(tmp_path: P
         assert state["wall_time"] > 0 and state["last_eval"]["global_step"] <= stage * budget
     assert summary["stages"]["2"]["warm_start"].endswith("stage1/best/model.zip")
     assert {p: digest(p) for p in (run_dir / "stage1").rglob("*") if p.is_file()} == stage1_files  # not redone
-    assert_every_file_loads(run_dir)
+    tiny.assert_every_file_loads(run_dir)
     for stage in (1, 2, 3):
         with np.load(run_dir / f"stage{stage}" / "evaluations.npz") as data:
             steps = list(data["timesteps"])
@@ -135,7 +75,7 @@ def test_kill_in_stage_2_then_resume_finishes_without_redoing_stages(tmp_path: P
 
     from dinosim.envs import make_env
 
-    config = resolve_run("velociraptor", "ppo", [3], TINY, n_envs=N_ENVS)
+    config = resolve_run("velociraptor", "ppo", [3], tiny.overrides, n_envs=tiny.n_envs)
     model = PPO.load(str(run_dir / "stage3" / "model.zip"))
     venv = VecNormalize.load(str(run_dir / "stage3" / "vecnormalize.pkl"),
                              DummyVecEnv([lambda: make_env("velociraptor", config.env_kwargs(3))]))
@@ -153,46 +93,27 @@ def test_kill_in_stage_2_then_resume_finishes_without_redoing_stages(tmp_path: P
     assert all(p.value == 3 and 2 * budget < p.step <= 3 * budget for p in stage_points)
 
     # evaluate prints return ± std, length, success rate and the reward components
-    ev = subprocess.run([sys.executable, "-m", "dinosim", "evaluate", str(run_dir), "--episodes", "2"],
-                        capture_output=True, text=True, timeout=120)
-    assert ev.returncode == 0, ev.stderr
-    assert "stage 3" in ev.stdout and "±" in ev.stdout and "success rate" in ev.stdout and "%" in ev.stdout
-    assert "alive" in ev.stdout and "fall" in ev.stdout
+    code, out, err = dinosim_main("evaluate", str(run_dir), "--episodes", "2")
+    assert code == 0, err
+    assert "stage 3" in out and "±" in out and "success rate" in out and "%" in out
+    assert "alive" in out and "fall" in out
 
 
-def test_ctrl_c_saves_a_checkpoint_and_prints_the_resume_command(tmp_path: Path) -> None:
+def test_ctrl_c_saves_a_checkpoint_and_prints_the_resume_command(tmp_path: Path, tiny, dinosim_popen,
+                                                                 wait_for_file) -> None:
     run_dir = tmp_path / "run"
-    proc = cli("train", "--species", "velociraptor", "--stage", "1", "--timesteps", "100000", "--n-envs",
-               str(N_ENVS), "--run-dir", str(run_dir), "--no-progress", "--override", *TINY)
-    wait_for(run_dir / "stage1" / "checkpoints", "step_*.json", proc)
+    proc = dinosim_popen("train", "--species", "velociraptor", "--stage", "1", "--timesteps", "100000", "--n-envs",
+                         str(tiny.n_envs), "--run-dir", str(run_dir), "--no-progress", "--override", *tiny.overrides)
+    wait_for_file(run_dir / "stage1" / "checkpoints", "step_*.json", proc)
     proc.send_signal(signal.SIGINT)
-    out, err = proc.communicate(timeout=60)
-    assert proc.returncode == 130, err[-3000:]
-    assert f"dinosim resume {run_dir}" in err
-    summary = json.loads((run_dir / "summary.json").read_text())
-    assert summary["status"] == "interrupted"
-    newest = max(int(p.stem.split("_")[1]) for p in (run_dir / "stage1" / "checkpoints").glob("*.json"))
-    assert newest == summary["global_step"]  # the interrupt itself was checkpointed
-    assert_every_file_loads(run_dir)
-
-
-def run_in_process(tmp_path: Path, stages: list[int], overrides: list[str], timesteps: int, **kwargs: Any) -> tuple:
-    from dinosim.training.curriculum import RunHooks
-    from dinosim.training.runner import run
-
-    hooks = kwargs.pop("hooks", None) or RunHooks(log_stdout=False)
-    config = resolve_run("velociraptor", "ppo", stages, TINY + overrides, n_envs=N_ENVS)
-    request = RunRequest(command="curriculum" if len(stages) > 1 else "train", config=config, timesteps=timesteps,
-                         run_dir=tmp_path / "run", progress=False, **kwargs)
-    code = run(request, hooks=hooks)
-    return code, json.loads((tmp_path / "run" / "summary.json").read_text())
+    tiny.assert_interrupted(proc, signal.SIGINT, run_dir)
 
 
 def test_gate_ends_the_stage_early_and_init_from_warm_starts(tmp_path: Path,
-                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+                                                              monkeypatch: pytest.MonkeyPatch, tiny) -> None:
     trial_metrics = tmp_path / "trial.jsonl"
     monkeypatch.setenv("DINOSIM_TRIAL_METRICS", str(trial_metrics))
-    code, summary = run_in_process(tmp_path, [1], ["curriculum.min_avg_reward=-1e9", "curriculum.eval_freq=128",
+    code, summary = tiny.run(tmp_path / "run", [1], ["curriculum.min_avg_reward=-1e9", "curriculum.eval_freq=128",
                                                    "curriculum.min_avg_episode_length=0",
                                                    "curriculum.required_consecutive=2"], 4096)
     state = summary["stages"]["1"]
@@ -210,24 +131,24 @@ def test_gate_ends_the_stage_early_and_init_from_warm_starts(tmp_path: Path,
     from dinosim.training.curriculum import RunHooks
     from dinosim.training.runner import run
 
-    config = resolve_run("velociraptor", "ppo", [2], TINY + ["2.env.alive_bonus=0.25"], n_envs=N_ENVS)
+    config = resolve_run("velociraptor", "ppo", [2], tiny.overrides + ["2.env.alive_bonus=0.25"], n_envs=tiny.n_envs)
     request = RunRequest(command="train", config=config, timesteps=256, run_dir=tmp_path / "second",
                          init_from=tmp_path / "run", progress=False)
     assert run(request, hooks=RunHooks(log_stdout=False)) == 0
     second = json.loads((tmp_path / "second" / "summary.json").read_text())["stages"]["2"]
     assert second["warm_start"] == str(tmp_path / "run" / "stage1" / "best" / "model.zip")
-    first_alive = resolve_run("velociraptor", "ppo", [1], TINY).env_kwargs(1)["alive_bonus"]
+    first_alive = resolve_run("velociraptor", "ppo", [1], tiny.overrides).env_kwargs(1)["alive_bonus"]
     assert second["ramped"]["alive_bonus"] == [first_alive, 0.25]
 
 
-def test_strict_gates_stop_after_a_failed_stage(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    code, summary = run_in_process(tmp_path, [1, 2], ["curriculum.min_avg_reward=1e9"], 512, strict_gates=True)
+def test_strict_gates_stop_after_a_failed_stage(tmp_path: Path, capsys: pytest.CaptureFixture, tiny) -> None:
+    code, summary = tiny.run(tmp_path / "run", [1, 2], ["curriculum.min_avg_reward=1e9"], 512, strict_gates=True)
     assert code == 1 and summary["status"] == "failed" and "strict-gates" in summary["message"]
     assert summary["stages"]["1"]["status"] == "finished" and summary["stages"]["2"]["status"] == "pending"
     assert "stage 1" in capsys.readouterr().err
 
 
-def test_warm_start_warmup_and_env_ramp(tmp_path: Path) -> None:
+def test_warm_start_warmup_and_env_ramp(tmp_path: Path, tiny) -> None:
     """Stage 2 starts from stage 1's best weights (not log_std), clips at warmup_clip_range during the warm-up,
     and moves every changed [env] value linearly from the stage-1 value to the stage-2 value."""
     import torch
@@ -261,7 +182,7 @@ def test_warm_start_warmup_and_env_ramp(tmp_path: Path) -> None:
     overrides = ["1.env.alive_bonus=2.0", "2.env.alive_bonus=1.0", "1.env.fall_penalty=-20.0",
                  "2.env.fall_penalty=-60.0", "2.curriculum.ramp_timesteps=512", "2.curriculum.warmup_timesteps=256",
                  "2.curriculum.warmup_clip_range=0.05", "2.ppo.clip_range=0.2", "2.ppo.policy_kwargs.log_std_init=-2.0"]
-    code, summary = run_in_process(tmp_path, [1, 2], overrides, budget, hooks=RunHooks(log_stdout=False,
+    code, summary = tiny.run(tmp_path / "run", [1, 2], overrides, budget, hooks=RunHooks(log_stdout=False,
                                                                                          extra_callbacks=[Probe()]))
     assert code == 0
     assert seen["same"] is True and seen["log_std"] == pytest.approx(-2.0)
@@ -277,7 +198,7 @@ def test_warm_start_warmup_and_env_ramp(tmp_path: Path) -> None:
     assert all(c == pytest.approx(0.2) for s, c in seen["clip"] if s >= 256)
 
 
-def test_critic_warmup_trains_only_the_value_function_and_obs_count_is_capped(tmp_path: Path) -> None:
+def test_critic_warmup_trains_only_the_value_function_and_obs_count_is_capped(tmp_path: Path, tiny) -> None:
     """A warm-started stage with critic_warmup_timesteps: the actor (policy net, action net, log_std) keeps the
     stage-1 weights until the warm-up ends, the value net learns; the carried-over obs statistics weigh at most
     obs_norm_count samples."""
@@ -304,7 +225,7 @@ def test_critic_warmup_trains_only_the_value_function_and_obs_count_is_capped(tm
 
     overrides = ["2.curriculum.critic_warmup_timesteps=300", "2.curriculum.obs_norm_count=100",
                  "2.curriculum.warmup_timesteps=0"]
-    code, _ = run_in_process(tmp_path, [1, 2], overrides, budget,
+    code, _ = tiny.run(tmp_path / "run", [1, 2], overrides, budget,
                              hooks=RunHooks(log_stdout=False, extra_callbacks=[Probe()]))
     assert code == 0
     start, warm = seen["start"], seen["warm"]
@@ -333,7 +254,7 @@ class NanAfter(gym.Wrapper):
         return obs, reward, terminated, truncated, info
 
 
-def test_nan_stops_with_stage_and_step_and_keeps_the_last_checkpoint(tmp_path: Path) -> None:
+def test_nan_stops_with_stage_and_step_and_keeps_the_last_checkpoint(tmp_path: Path, tiny) -> None:
     from stable_baselines3 import PPO
 
     from dinosim.envs import make_env
@@ -343,11 +264,11 @@ def test_nan_stops_with_stage_and_step_and_keeps_the_last_checkpoint(tmp_path: P
         return NanAfter(make_env(species, env_kwargs, seed=seed), 300)
 
     hooks = RunHooks(log_stdout=False, env_factory=factory)
-    code, summary = run_in_process(tmp_path, [1], ["curriculum.eval_freq=100000"], 4096, hooks=hooks)
+    code, summary = tiny.run(tmp_path / "run", [1], ["curriculum.eval_freq=100000"], 4096, hooks=hooks)
     assert code == 1 and summary["status"] == "failed"
     assert "stage 1, step" in summary["message"] and "NaN in observations" in summary["message"]
     step = int(summary["message"].split("step ")[1].split(":")[0])
-    assert 2 * 300 <= step <= 2 * 300 + N_ENVS
+    assert 2 * 300 <= step <= 2 * 300 + tiny.n_envs
     checkpoints = sorted((tmp_path / "run" / "stage1" / "checkpoints").glob("*_model.zip"))
     assert checkpoints, "the checkpoint at step 256 must stay"
     model = PPO.load(str(checkpoints[-1]), device="cpu")
@@ -359,14 +280,14 @@ def test_nan_stops_with_stage_and_step_and_keeps_the_last_checkpoint(tmp_path: P
 
 
 @pytest.mark.parametrize("algorithm", ["sac", "tqc", "crossq"])
-def test_off_policy_algorithms_train_and_warm_start(tmp_path: Path, algorithm: str) -> None:
+def test_off_policy_algorithms_train_and_warm_start(tmp_path: Path, algorithm: str, tiny) -> None:
     from dinosim.training.curriculum import RunHooks
     from dinosim.training.runner import run
 
-    overrides = [o for o in TINY if not o.startswith("ppo.")] + [
+    overrides = [o for o in tiny.overrides if not o.startswith("ppo.")] + [
         "sac.buffer_size=2000", "sac.learning_starts=64", "sac.batch_size=32", "sac.train_freq=8",
                         "sac.gradient_steps=1", "sac.policy_kwargs.net_arch=[16,16]", "curriculum.eval_freq=128"]
-    config = resolve_run("velociraptor", algorithm, [1, 2], overrides, n_envs=N_ENVS)
+    config = resolve_run("velociraptor", algorithm, [1, 2], overrides, n_envs=tiny.n_envs)
     request = RunRequest(command="curriculum", config=config, timesteps=256, run_dir=tmp_path / "run",
                          progress=False)
     assert run(request, hooks=RunHooks(log_stdout=False)) == 0

@@ -8,40 +8,29 @@ import json
 import random
 import shutil
 import signal
-import subprocess
-import sys
 from pathlib import Path
 from typing import Callable
 
 import pytest
-from test_training_curriculum import N_ENVS, TINY, assert_every_file_loads, cli, run_in_process, wait_for
 
 pytestmark = pytest.mark.slow
 
 
-@pytest.mark.parametrize("signum,code", [(signal.SIGTERM, 143), (signal.SIGHUP, 129)])
-def test_sigterm_and_sighup_checkpoint_like_ctrl_c(tmp_path: Path, signum: int, code: int) -> None:
-    run_dir = tmp_path / "run"
-    proc = cli("train", "--species", "velociraptor", "--stage", "1", "--timesteps", "100000", "--n-envs",
-               str(N_ENVS), "--vec-env", "subproc", "--run-dir", str(run_dir), "--no-progress", "--override", *TINY)
-    wait_for(run_dir / "stage1" / "checkpoints", "step_*.json", proc)
-    proc.send_signal(signum)
-    out, err = proc.communicate(timeout=60)
-    assert proc.returncode == code, err[-3000:]
-    assert f"interrupted ({signal.Signals(signum).name})" in err and f"dinosim resume {run_dir}" in err
-    summary = json.loads((run_dir / "summary.json").read_text())
-    assert summary["status"] == "interrupted"
-    newest = max(int(p.stem.split("_")[1]) for p in (run_dir / "stage1" / "checkpoints").glob("*.json"))
-    assert newest == summary["global_step"]  # the signal itself was checkpointed
-    assert_every_file_loads(run_dir)
-    if signum != signal.SIGTERM:
-        return
-    # resumable, and the lock died with the process
-    resumed = cli("resume", str(run_dir), "--no-progress")
-    wait_for(run_dir / "stage1" / "checkpoints", f"step_*{newest + 256:012d}.json", resumed)
-    resumed.send_signal(signal.SIGTERM)
-    out, err = resumed.communicate(timeout=60)
-    assert resumed.returncode == 143 and f"resumed from the checkpoint at step {newest}" in out, err[-2000:]
+def test_sigterm_and_sighup_checkpoint_like_ctrl_c(tmp_path: Path, tiny, dinosim_popen, wait_for_file) -> None:
+    """SIGTERM during training (subprocess envs), then SIGHUP during the resumed run: each is checkpointed like
+    Ctrl-C; the run stays resumable (the lock died with the process)."""
+    run_dir, checkpoints = tmp_path / "run", tmp_path / "run" / "stage1" / "checkpoints"
+    proc = dinosim_popen("train", "--species", "velociraptor", "--stage", "1", "--timesteps", "100000", "--n-envs",
+                         str(tiny.n_envs), "--vec-env", "subproc", "--run-dir", str(run_dir), "--no-progress",
+                         "--override", *tiny.overrides)
+    wait_for_file(checkpoints, "step_*.json", proc)
+    proc.send_signal(signal.SIGTERM)
+    _, newest = tiny.assert_interrupted(proc, signal.SIGTERM, run_dir)
+    resumed = dinosim_popen("resume", str(run_dir), "--no-progress")
+    wait_for_file(checkpoints, f"step_*{newest + 256:012d}.json", resumed)
+    resumed.send_signal(signal.SIGHUP)
+    out, _ = tiny.assert_interrupted(resumed, signal.SIGHUP, run_dir)
+    assert f"resumed from the checkpoint at step {newest}" in out
 
 
 # -- fault injection --------------------------------------------------------------------------------------------------
@@ -69,16 +58,24 @@ DAMAGES: dict[str, Callable[[bytes, random.Random], bytes]] = {
 
 
 @pytest.fixture(scope="module")
-def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A real interrupted run: checkpoints at 256 and 512, best/, final files, metrics, TensorBoard events."""
+def template(tmp_path_factory: pytest.TempPathFactory, tiny) -> Path:
+    """A real interrupted run: checkpoints at 256 and 512, best/, final files, metrics, TensorBoard events. Its
+    budget, 640, leaves one rollout to train for each resume from the newest checkpoint; only three reward terms
+    are not 0 (alive, posture, fall), so each `dinosim plot` draws 5 panels instead of 10 (drawing was most of the
+    test's time)."""
     root = tmp_path_factory.mktemp("template")
-    code, _ = run_in_process(root, [1], [], 768)
+    few_terms = ["env.drift_penalty_weight=0", "env.energy_penalty_weight=0", "env.nosedive_weight=0",
+                 "env.smoothness_weight=0", "env.spin_penalty_weight=0"]
+    code, _ = tiny.run(root / "run", [1], few_terms, 640)
     assert code == 0
     run_dir = root / "run"
     summary = json.loads((run_dir / "summary.json").read_text())
     summary["status"], summary["stages"]["1"]["status"] = "interrupted", "running"  # killed before the end
     (run_dir / "summary.json").write_text(json.dumps(summary))
     return run_dir
+
+
+PLOT = ["plot", "{run}", "--out", "{run}/curves.png"]
 
 
 def readers_of(relative: str) -> list[list[str]]:
@@ -89,26 +86,14 @@ def readers_of(relative: str) -> list[list[str]]:
     if relative.startswith("stage1/best/") or name in ("model.zip", "vecnormalize.pkl"):
         return [["evaluate", "{run}", "--episodes", "1"]]
     if name in ("metrics.jsonl", "config.toml") or "events" in name:
-        return [["summary", "{run}"], ["plot", "{run}", "--out", "{run}/curves.png"]]
-    return [["summary", "{run}"], ["plot", "{run}", "--out", "{run}/curves.png"],
+        return [["summary", "{run}"], PLOT]
+    return [["summary", "{run}"], PLOT,
             ["evaluate", "{run}", "--episodes", "1"], ["resume", "{run}", "--no-progress"]]  # run/summary.json
 
 
-def run_cli(args: list[str], capsys: pytest.CaptureFixture) -> tuple[int, str]:
-    """`dinosim ARGS` in this process (torch is imported once for all cases); (exit code, stderr)."""
-    from dinosim.cli import main
-
-    capsys.readouterr()
-    try:
-        main(args)
-        code = 0
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else 1
-    return code, capsys.readouterr().err
-
-
 def test_damaged_run_files_give_one_line_errors_or_a_clean_fallback(template: Path, tmp_path: Path,
-                                                                     capsys: pytest.CaptureFixture) -> None:
+                                                                     dinosim_main) -> None:
+    """Each reader runs in this process (torch is imported once for all cases)."""
     rng = random.Random(13)
     files = sorted(str(p.relative_to(template)) for p in template.rglob("*") if p.is_file())
     assert {"run.json", "summary.json", "metrics.jsonl", "stage1/best/best.json",
@@ -127,7 +112,7 @@ def test_damaged_run_files_give_one_line_errors_or_a_clean_fallback(template: Pa
                 target.write_bytes(damage(target.read_bytes(), rng))
             for args in readers_of(relative):
                 argv = [a.replace("{run}", str(case)) for a in args]
-                code, err = run_cli(argv, capsys)
+                code, _, err = dinosim_main(*argv)
                 label = f"{relative} {kind}: dinosim {' '.join(args)}"
                 assert "Traceback" not in err, f"{label}\n{err[-3000:]}"
                 errors = [line for line in err.splitlines() if line.startswith("error:")]
@@ -143,27 +128,27 @@ def test_damaged_run_files_give_one_line_errors_or_a_clean_fallback(template: Pa
     assert outcomes["stage1/checkpoints/step_000000000512_model.zip truncated: dinosim resume {run} --no-progress"] == 0
 
 
-def test_resume_says_which_checkpoint_it_used(template: Path, tmp_path: Path) -> None:
+def test_resume_says_which_checkpoint_it_used(template: Path, tmp_path: Path, dinosim_main) -> None:
     case = tmp_path / "run"
     shutil.copytree(template, case)
     newest = case / "stage1" / "checkpoints" / "step_000000000512_vecnormalize.pkl"
     newest.write_bytes(newest.read_bytes()[:50])
-    out = subprocess.run([sys.executable, "-m", "dinosim", "resume", str(case), "--no-progress"],
-                         capture_output=True, text=True, timeout=300)
-    assert out.returncode == 0, out.stderr[-3000:]
-    assert f"skipping the damaged checkpoint at step 512: {newest}: damaged" in out.stderr
-    assert "stage 1: resumed from the checkpoint at step 256" in out.stdout
+    code, out, err = dinosim_main("resume", str(case), "--no-progress")
+    assert code == 0, err[-3000:]
+    assert f"skipping the damaged checkpoint at step 512: {newest}: damaged" in err
+    assert "stage 1: resumed from the checkpoint at step 256" in out
     assert json.loads((case / "summary.json").read_text())["status"] == "finished"
 
 
-def test_no_secret_in_output_or_run_files(tmp_path: Path) -> None:
+def test_no_secret_in_output_or_run_files(tmp_path: Path, tiny, dinosim_popen) -> None:
     """A W&B key in the environment is never written: not to the output, the run folder, nor W&B's offline files
     (the W&B config holds the flattened run config, not the environment)."""
     key = "0123456789abcdef" * 2 + "deadbeef"
     run_dir = tmp_path / "run"
-    proc = cli("train", "--species", "velociraptor", "--stage", "1", "--timesteps", "256", "--n-envs", str(N_ENVS),
-               "--run-dir", str(run_dir), "--no-progress", "--wandb", "--override", *TINY,
-               env={"WANDB_API_KEY": key, "WANDB_MODE": "offline", "WANDB_BASE_URL": "http://127.0.0.1:9"})
+    proc = dinosim_popen("train", "--species", "velociraptor", "--stage", "1", "--timesteps", "256", "--n-envs",
+                         str(tiny.n_envs), "--run-dir", str(run_dir), "--no-progress", "--wandb", "--override",
+                         *tiny.overrides,
+                         env={"WANDB_API_KEY": key, "WANDB_MODE": "offline", "WANDB_BASE_URL": "http://127.0.0.1:9"})
     out, err = proc.communicate(timeout=300)
     assert proc.returncode == 0, err[-3000:]
     assert key not in out + err
