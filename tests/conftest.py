@@ -1,5 +1,8 @@
 """Shared fixtures of the test suite (test modules never import each other; they ask for these by name).
 
+Every test fails when it leaves W&B agent variables (``WANDB_SWEEP_ID``, ``WANDB_RUN_ID``, ...) in ``os.environ``
+(autouse): later runs would believe they are sweep trials.
+
 The command line and the machine:
 
 * ``checkout_root``: the repository checkout.
