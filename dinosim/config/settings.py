@@ -39,6 +39,7 @@ class CurriculumSettings:
     gate_episodes: int = 100  # episodes of the gate evaluation that confirms a passing screening
     gate_confidence: float = 0.95  # one-sided confidence of the lower bounds the gate evaluation must meet
     eval_envs: int = 8  # environments stepped together during an evaluation (one batched policy call per step)
+    background_eval: bool = True  # evaluate policy snapshots in a separate process while training continues
     save_freq: int = 100_000  # checkpoint every this many environment steps
     keep_checkpoints: int = 3  # newest checkpoints kept on disk
     warmup_timesteps: int = 0  # entering the stage: steps during which warmup_clip_range / warmup_ent_coef apply
