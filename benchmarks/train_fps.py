@@ -12,9 +12,9 @@
         what evaluation adds to a stage's wall time with the stage's gate size: dinosim trains the stage three
         times (no evaluation, inline, background) with every evaluation playing ``eval_episodes`` screening +
         ``gate_episodes`` gate episodes (the worst case: every screening passes and its gate evaluation fails; the
-        thresholds are made unreachable so the stage runs its whole budget) and episodes that cannot end early
-        (no fall termination: every episode runs ``max_episode_steps``); prints the stage wall times and the
-        share evaluation adds in each mode.
+        thresholds are made unreachable so the stage runs its whole budget); prints the stage wall times, the
+        mean evaluation episode length and the share evaluation adds in each mode. ``--full-episodes``: episodes
+        cannot end by a fall, so each runs ``max_episode_steps`` (a policy that stands through every episode).
 
 Evaluations are on in both programs of a pair: every ``--eval-freq`` steps (default: the stage's ``eval_freq``),
 ``eval_episodes`` episodes (dinosim: screening, plus its gate evaluation if a screening passes; inline or in the
@@ -69,7 +69,17 @@ def run_dinosim(species: str, stage: int, timesteps: int, n_envs: int, vec_env: 
     state = summary["stages"][str(stage)]
     steps = state["timesteps_used"]
     return {"steps": steps, "sb3_fps": last_fps(proc.stdout), "wall_fps": steps / wall, "wall": wall,
-            "train_fps": steps / state["wall_time"], "stage_wall": state["wall_time"]}
+            "train_fps": steps / state["wall_time"], "stage_wall": state["wall_time"],
+            "eval_length": _mean_eval_length(run_dir / "metrics.jsonl")}
+
+
+def _mean_eval_length(metrics: Path) -> Optional[float]:
+    """Mean episode length over the evaluations in ``metrics`` (None without any)."""
+    import json
+
+    lengths = [json.loads(line)["eval/mean_ep_length"] for line in metrics.read_text().splitlines()] \
+        if metrics.exists() else []
+    return statistics.mean(lengths) if lengths else None
 
 
 def _python_literal(value: Any) -> str:
@@ -118,8 +128,9 @@ def eval_overhead(args: argparse.Namespace, workdir: Path) -> None:
     cur = resolve_run(args.species, "ppo", [args.stage], args.override).curriculum(args.stage)
     freq = args.eval_freq or cur.eval_freq
     episodes = cur.eval_episodes + cur.gate_episodes
-    common = [*args.override, f"curriculum.eval_episodes={episodes}", "curriculum.min_avg_reward=1e12",
-              "env.max_tilt=3.14159", "env.min_height_fraction=0.001"]
+    common = [*args.override, f"curriculum.eval_episodes={episodes}", "curriculum.min_avg_reward=1e12"]
+    if args.full_episodes:  # no fall termination: every episode runs max_episode_steps
+        common += ["env.max_tilt=3.14159", "env.min_height_fraction=0.001"]
     print(f"stage {args.stage}: every {freq} steps {cur.eval_episodes} screening + {cur.gate_episodes} gate "
           f"episodes, {args.timesteps} steps, n_envs {args.n_envs.split(',')[0]}", flush=True)
     walls: dict[str, float] = {}
@@ -130,8 +141,13 @@ def eval_overhead(args: argparse.Namespace, workdir: Path) -> None:
                         common + extra, workdir)
         walls[name] = r["stage_wall"]
         share = "" if background is None else f", evaluation adds {100 * (walls[name] / walls['no eval'] - 1):.0f} %"
+        length = f", eval episodes {r['eval_length']:.0f} steps long" if r["eval_length"] else ""
         print(f"  {name:<10} stage wall time {walls[name]:.0f} s over {r['steps']} steps (load "
-              f"{os.getloadavg()[0]:.1f}){share}", flush=True)
+              f"{os.getloadavg()[0]:.1f}{length}){share}", flush=True)
+    per_eval = (walls["inline"] - walls["no eval"]) / max(args.timesteps // freq, 1)
+    lag = min(per_eval * args.timesteps / walls["no eval"], freq)
+    print(f"  one evaluation took {per_eval:.0f} s inline; background lag (steps trained before its outcome "
+          f"stops a stage) about {lag:.0f} steps, at most eval_freq = {freq}", flush=True)
 
 
 def main(argv: Optional[list[str]] = None) -> int:
@@ -151,6 +167,8 @@ def main(argv: Optional[list[str]] = None) -> int:
                         help="evaluate every this many steps in both programs (default: the stage's eval_freq)")
     parser.add_argument("--background-eval", choices=("default", "true", "false"), default="default",
                         help="dinosim's curriculum.background_eval in the pairs (default: the configured value)")
+    parser.add_argument("--full-episodes", action="store_true",
+                        help="--eval-overhead: episodes cannot fall, so every one runs max_episode_steps")
     parser.add_argument("--eval-overhead", action="store_true",
                         help="instead of the pairs: what evaluation adds to the stage's wall time (see above)")
     args = parser.parse_args(argv)
