@@ -7,6 +7,18 @@
         the other, each in its own process, and prints both fps and the ratio dinosim / rl-zoo3.
     python benchmarks/train_fps.py --vec-envs dummy,subproc --n-envs 1,2,4,8 --timesteps 65536 --only dinosim
         the training fps of dinosim for every vec-env type x n_envs (to choose the CLI defaults).
+    python benchmarks/train_fps.py --eval-overhead --species velociraptor --stage 3 --timesteps 50000 \
+            --eval-freq 25000
+        what evaluation adds to a stage's wall time with the stage's gate size: dinosim trains the stage three
+        times (no evaluation, inline, background) with every evaluation playing ``eval_episodes`` screening +
+        ``gate_episodes`` gate episodes (the worst case: every screening passes and its gate evaluation fails; the
+        thresholds are made unreachable so the stage runs its whole budget); prints the stage wall times, the
+        mean evaluation episode length and the share evaluation adds in each mode. ``--full-episodes``: episodes
+        cannot end by a fall, so each runs ``max_episode_steps`` (a policy that stands through every episode).
+
+Evaluations are on in both programs of a pair: every ``--eval-freq`` steps (default: the stage's ``eval_freq``),
+``eval_episodes`` episodes (dinosim: screening, plus its gate evaluation if a screening passes; inline or in the
+background as ``curriculum.background_eval`` says, see ``--background-eval``).
 
 Figures: "sb3 fps" is the last ``time/fps`` SB3 printed (steps / seconds since ``learn`` started, evaluations and
 checkpoints included, printed before the rollout's update, so it flatters runs with few updates); "train fps"
@@ -57,7 +69,17 @@ def run_dinosim(species: str, stage: int, timesteps: int, n_envs: int, vec_env: 
     state = summary["stages"][str(stage)]
     steps = state["timesteps_used"]
     return {"steps": steps, "sb3_fps": last_fps(proc.stdout), "wall_fps": steps / wall, "wall": wall,
-            "train_fps": steps / state["wall_time"]}
+            "train_fps": steps / state["wall_time"], "stage_wall": state["wall_time"],
+            "eval_length": _mean_eval_length(run_dir / "metrics.jsonl")}
+
+
+def _mean_eval_length(metrics: Path) -> Optional[float]:
+    """Mean episode length over the evaluations in ``metrics`` (None without any)."""
+    import json
+
+    lengths = [json.loads(line)["eval/mean_ep_length"] for line in metrics.read_text().splitlines()] \
+        if metrics.exists() else []
+    return statistics.mean(lengths) if lengths else None
 
 
 def _python_literal(value: Any) -> str:
@@ -96,6 +118,38 @@ def run_zoo(species: str, stage: int, timesteps: int, n_envs: int, vec_env: str,
     return {"steps": steps, "sb3_fps": last_fps(proc.stdout), "wall_fps": steps / wall, "wall": wall}
 
 
+OVERHEAD_MODES = {"no eval": None, "inline": "false", "background": "true"}  # None: one 1-episode eval at the end
+
+
+def eval_overhead(args: argparse.Namespace, workdir: Path) -> None:
+    """Train the stage in each of :data:`OVERHEAD_MODES` and print what evaluation adds to its wall time."""
+    from dinosim.config.resolve import resolve_run
+
+    cur = resolve_run(args.species, "ppo", [args.stage], args.override).curriculum(args.stage)
+    freq = args.eval_freq or cur.eval_freq
+    episodes = cur.eval_episodes + cur.gate_episodes
+    common = [*args.override, f"curriculum.eval_episodes={episodes}", "curriculum.min_avg_reward=1e12"]
+    if args.full_episodes:  # no fall termination: every episode runs max_episode_steps
+        common += ["env.max_tilt=3.14159", "env.min_height_fraction=0.001"]
+    print(f"stage {args.stage}: every {freq} steps {cur.eval_episodes} screening + {cur.gate_episodes} gate "
+          f"episodes, {args.timesteps} steps, n_envs {args.n_envs.split(',')[0]}", flush=True)
+    walls: dict[str, float] = {}
+    for name, background in OVERHEAD_MODES.items():
+        extra = [f"curriculum.eval_freq={freq}", f"curriculum.background_eval={background}"] if background else \
+            [f"curriculum.eval_freq={args.timesteps}", "curriculum.eval_episodes=1", "curriculum.background_eval=false"]
+        r = run_dinosim(args.species, args.stage, args.timesteps, int(args.n_envs.split(",")[0]), "dummy",
+                        common + extra, workdir)
+        walls[name] = r["stage_wall"]
+        share = "" if background is None else f", evaluation adds {100 * (walls[name] / walls['no eval'] - 1):.0f} %"
+        length = f", eval episodes {r['eval_length']:.0f} steps long" if r["eval_length"] else ""
+        print(f"  {name:<10} stage wall time {walls[name]:.0f} s over {r['steps']} steps (load "
+              f"{os.getloadavg()[0]:.1f}{length}){share}", flush=True)
+    per_eval = (walls["inline"] - walls["no eval"]) / max(args.timesteps // freq, 1)
+    lag = min(per_eval * args.timesteps / walls["no eval"], freq)
+    print(f"  one evaluation took {per_eval:.0f} s inline; background lag (steps trained before its outcome "
+          f"stops a stage) about {lag:.0f} steps, at most eval_freq = {freq}", flush=True)
+
+
 def main(argv: Optional[list[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--species", default="velociraptor")
@@ -105,12 +159,28 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--vec-envs", default="dummy", help="comma-separated: dummy,subproc")
     parser.add_argument("--only", choices=("dinosim", "zoo", "both"), default="both")
     parser.add_argument("--override", nargs="*", default=[], help="dinosim overrides, applied to both programs")
-    parser.add_argument("--repeats", type=int, default=1,
+    parser.add_argument("--repeats", type=int, default=3,
                         help="run the pair this many times (alternating dinosim, zoo) and print the median ratio")
     parser.add_argument("--zoo-num-threads", type=int, default=None,
                         help="rl-zoo3 --num-threads (default: torch's default; dinosim uses $DINOSIM_TORCH_THREADS=1)")
+    parser.add_argument("--eval-freq", type=int, default=None,
+                        help="evaluate every this many steps in both programs (default: the stage's eval_freq)")
+    parser.add_argument("--background-eval", choices=("default", "true", "false"), default="default",
+                        help="dinosim's curriculum.background_eval in the pairs (default: the configured value)")
+    parser.add_argument("--full-episodes", action="store_true",
+                        help="--eval-overhead: episodes cannot fall, so every one runs max_episode_steps")
+    parser.add_argument("--eval-overhead", action="store_true",
+                        help="instead of the pairs: what evaluation adds to the stage's wall time (see above)")
     args = parser.parse_args(argv)
     os.environ.setdefault("MUJOCO_GL", "egl")
+    if args.eval_freq:
+        args.override = [*args.override, f"curriculum.eval_freq={args.eval_freq}"]
+    if args.eval_overhead:
+        with tempfile.TemporaryDirectory(prefix="dinosim-evalcost-") as tmp:
+            eval_overhead(args, Path(tmp))
+        return 0
+    if args.background_eval != "default":
+        args.override = [*args.override, f"curriculum.background_eval={args.background_eval}"]
     rows = []
     with tempfile.TemporaryDirectory(prefix="dinosim-fps-") as tmp:
         for vec_env in args.vec_envs.split(","):
@@ -128,7 +198,7 @@ def main(argv: Optional[list[str]] = None) -> int:
                     print(_format(row), flush=True)
                     if "dinosim" in row and "zoo" in row:
                         ratios.append(row["dinosim"]["wall_fps"] / row["zoo"]["wall_fps"])
-                if len(ratios) > 1:
+                if ratios:
                     print(f"{vec_env:>7} n_envs={n_envs:<2} wall fps ratio dinosim/zoo over {len(ratios)} pairs: "
                           f"median {statistics.median(ratios):.2f} (min {min(ratios):.2f}, max {max(ratios):.2f})",
                           flush=True)

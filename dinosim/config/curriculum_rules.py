@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any, Mapping
 
 from dinosim.config.env_rules import SPECIES_RULES, tasks
-from dinosim.config.rules import Number, Problem, Rule, message, table_problems
+from dinosim.config.rules import Flag, Number, Problem, Rule, message, table_problems
 
 _STEPS = Number(1, integer=True)
 _OPTIONAL_STEPS = Number(0, integer=True)
@@ -26,6 +26,7 @@ CURRICULUM_RULES: dict[str, Rule] = {
     "gate_episodes": Number(1, 100_000, integer=True),
     "gate_confidence": Number(0.5, 1.0, hi_open=True),
     "eval_envs": Number(1, 256, integer=True),
+    "background_eval": Flag(),
     "save_freq": _STEPS,
     "keep_checkpoints": Number(1, integer=True),
     "warmup_timesteps": _OPTIONAL_STEPS,

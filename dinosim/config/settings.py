@@ -27,6 +27,8 @@ class CurriculumSettings:
     whose true success rate is below ``min_success_rate`` therefore passes with probability about
     1 - ``gate_confidence`` or less. Every evaluation episode uses its own seed from a stream that training
     never uses; ``best/`` is the evaluation with the highest lower bound (:meth:`rank`), not a noisy maximum.
+    With ``background_eval`` the evaluations play a snapshot of the policy in a separate process while training
+    continues (:mod:`dinosim.training.eval_gate`); records and decisions are those of the snapshot's step.
     """
 
     timesteps: int = 4_000_000  # training budget of the stage, in environment steps
@@ -39,6 +41,7 @@ class CurriculumSettings:
     gate_episodes: int = 100  # episodes of the gate evaluation that confirms a passing screening
     gate_confidence: float = 0.95  # one-sided confidence of the lower bounds the gate evaluation must meet
     eval_envs: int = 8  # environments stepped together during an evaluation (one batched policy call per step)
+    background_eval: bool = False  # evaluate policy snapshots in a separate process while training continues
     save_freq: int = 100_000  # checkpoint every this many environment steps
     keep_checkpoints: int = 3  # newest checkpoints kept on disk
     warmup_timesteps: int = 0  # entering the stage: steps during which warmup_clip_range / warmup_ent_coef apply

@@ -1,18 +1,15 @@
-"""SB3 callbacks of a dinosim stage: reward components, evaluation + gate, checkpoints, warm-up and env ramp.
+"""SB3 callbacks of a dinosim stage: reward components, checkpoints, warm-up, env ramp and physical signals.
 
 All callbacks share one :class:`StageContext` (the stage's settings, run folder, :class:`StageState` and eval
 history). Steps: ``model.num_timesteps`` is the GLOBAL step (continues across stages and resumes); stage-local
-steps are ``num_timesteps - state.start_step``. Evaluations happen every ``eval_freq`` stage steps (inside
-``_on_step``, so a passed gate can stop the stage), checkpoints every ``save_freq`` stage steps at rollout
-boundaries (after an update, never mid-rollout), so resuming continues from a clean point.
+steps are ``num_timesteps - state.start_step``. Evaluations (:mod:`dinosim.training.eval_gate`) happen every
+``eval_freq`` stage steps (inside ``_on_step``, so a passed gate can stop the stage), checkpoints every
+``save_freq`` stage steps at rollout boundaries (after an update, never mid-rollout), so resuming continues from a
+clean point.
 """
 
 from __future__ import annotations
 
-import io
-import math
-import os
-import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -22,27 +19,9 @@ import numpy as np
 from stable_baselines3.common.callbacks import BaseCallback
 
 from dinosim.config.settings import CurriculumSettings
-from dinosim.run_integrity import model_bytes, save_best_pair, vecnormalize_bytes, write_checkpoint
-from dinosim.runfolder import (
-    EVAL_KIND_KEY,
-    EVAL_SEEDS_KEY,
-    EVALUATIONS_FILE,
-    GATE_KIND,
-    METRICS_FILE,
-    SCREEN_KIND,
-    TRIAL_METRICS_ENV,
-    append_json_line,
-    atomic_write_bytes,
-    prune_checkpoints,
-)
-from dinosim.training.evaluation import (
-    REWARD_PREFIX,
-    EvalResult,
-    gate_seeds,
-    model_policy,
-    obs_normalizer,
-    run_seeded_episodes,
-)
+from dinosim.run_integrity import model_bytes, vecnormalize_bytes, write_checkpoint
+from dinosim.runfolder import prune_checkpoints
+from dinosim.training.evaluation import REWARD_PREFIX
 from dinosim.training.schedules import ramp_typed
 from dinosim.training.state import RunSummary, StageState
 
@@ -61,11 +40,12 @@ class StageContext:
     state: StageState
     curriculum: CurriculumSettings
     train_env: Any  # the training VecNormalize
-    eval_envs: list  # gymnasium envs with the stage's own [env] values, stepped together by evaluations
+    eval_envs: list  # gymnasium envs with the stage's own [env] values, stepped together by inline evaluations
     run_seed: int = 0  # the run's seed: picks the run's gate-evaluation seed stream
     eval_sinks: list[EvalSink] = field(default_factory=list)  # receive every metrics.jsonl record
     history: dict[str, list] = field(default_factory=lambda: {"timesteps": [], "results": [], "ep_lengths": [],
                                                                  "successes": []})
+    settle_evaluations: Callable[[], None] = lambda: None  # wait for a background evaluation in flight
     segment_start: float = field(default_factory=time.time)
     wall_time_before: float = 0.0
 
@@ -96,35 +76,6 @@ def save_checkpoint(ctx: StageContext, model: Any, keep: Optional[int] = None) -
     prune_checkpoints(ctx.stage_dir, ctx.curriculum.keep_checkpoints if keep is None else keep)
     ctx.summary.save(ctx.run_dir)
     return step
-
-
-def write_evaluations(ctx: StageContext) -> None:
-    """``evaluations.npz`` like SB3's EvalCallback (timesteps, results, ep_lengths) plus ``successes`` (NaN: n/a)."""
-    buffer = io.BytesIO()
-    h = ctx.history
-    np.savez(buffer, timesteps=np.asarray(h["timesteps"], dtype=np.int64),
-             results=np.asarray(h["results"], dtype=np.float64), ep_lengths=np.asarray(h["ep_lengths"], dtype=np.int64),
-             successes=np.asarray(h["successes"], dtype=np.float64))
-    atomic_write_bytes(ctx.stage_dir / EVALUATIONS_FILE, buffer.getvalue())
-
-
-def load_evaluations(stage_dir: Path, up_to_step: Optional[int]) -> dict[str, list]:
-    """The eval history in ``evaluations.npz``, without evaluations after global step ``up_to_step``."""
-    path = Path(stage_dir) / EVALUATIONS_FILE
-    history: dict[str, list] = {"timesteps": [], "results": [], "ep_lengths": [], "successes": []}
-    if not path.exists():
-        return history
-    try:
-        with np.load(path) as data:
-            for i, step in enumerate(data["timesteps"]):
-                if up_to_step is None or step <= up_to_step:
-                    for key in history:
-                        history[key].append(data[key][i].tolist())
-    except Exception as exc:  # noqa: BLE001 - a damaged file: the history is a record, training does not need it
-        print(f"warning: {path}: unreadable ({type(exc).__name__}); it starts again from this point "
-              "(metrics.jsonl keeps every evaluation)", file=sys.stderr, flush=True)
-        return {key: [] for key in history}
-    return history
 
 
 class RewardComponentCallback(BaseCallback):
@@ -174,95 +125,6 @@ class RewardComponentCallback(BaseCallback):
         return True
 
 
-class EvalGateCallback(BaseCallback):
-    """Every ``eval_freq`` stage steps: a screening evaluation, and a gate evaluation once screenings pass.
-
-    The rule is :class:`~dinosim.config.settings.CurriculumSettings` (``screen_passes``, ``gate_passes``,
-    ``rank``). Both evaluations play the current snapshot (deterministic policy, frozen copy of the training
-    observation statistics) on episode seeds of the run's gate stream, which training never uses; each writes a
-    ``metrics.jsonl`` record (``eval_kind`` ``"screen"`` or ``"gate"``, ``eval_seeds`` = [first, end)),
-    ``eval/*`` (screening) or ``gate/*`` (gate) TensorBoard scalars, the eval sinks, and ``best/`` when its
-    lower bound ranks above the best so far. The stage stops (returns False) at the first gate evaluation that
-    passes.
-    """
-
-    def __init__(self, ctx: StageContext, deterministic: bool = True) -> None:
-        super().__init__()
-        self.ctx = ctx
-        self.deterministic = deterministic
-
-    def _on_step(self) -> bool:
-        ctx, state = self.ctx, self.ctx.state
-        stage_steps = ctx.stage_steps(self.num_timesteps)
-        if stage_steps - state.last_eval_stage_step < ctx.curriculum.eval_freq:
-            return True
-        state.last_eval_stage_step = stage_steps - stage_steps % ctx.curriculum.eval_freq
-        return self.evaluate_now()
-
-    def _play(self, episodes: int, normalize: Callable) -> tuple[EvalResult, range]:
-        state = self.ctx.state
-        seeds = gate_seeds(self.ctx.run_seed, state.eval_seed_next, episodes)
-        state.eval_seed_next += episodes
-        result = run_seeded_episodes(model_policy(self.model, self.deterministic), self.ctx.eval_envs, seeds,
-                                     normalize)
-        return result, seeds
-
-    def evaluate_now(self) -> bool:
-        ctx, state, step, cur = self.ctx, self.ctx.state, int(self.num_timesteps), self.ctx.curriculum
-        normalize = obs_normalizer(ctx.train_env)
-        result, seeds = self._play(cur.eval_episodes, normalize)
-        state.evaluations += 1
-        state.gate_streak = state.gate_streak + 1 if cur.screen_passes(result.stats()) else 0
-        self._record(result, seeds, SCREEN_KIND, step)
-        h = ctx.history
-        h["timesteps"].append(step)
-        h["results"].append(result.returns)
-        h["ep_lengths"].append(result.lengths)
-        h["successes"].append([math.nan if s is None else float(s) for s in result.successes])
-        write_evaluations(ctx)
-        if state.gate_streak >= cur.required_consecutive:
-            gate, gate_seed_range = self._play(cur.gate_episodes, normalize)
-            passed = cur.gate_passes(gate.stats())
-            self._record(gate, gate_seed_range, GATE_KIND, step)
-            if passed:
-                state.gate_passed, state.gate_passed_at = True, step
-            else:
-                state.gate_streak = 0
-        self.logger.record("curriculum/gate_streak", state.gate_streak)
-        ctx.persist(step)
-        self.logger.dump(step)
-        return not state.gate_passed
-
-    def _record(self, result: EvalResult, seeds: range, kind: str, step: int) -> None:
-        ctx, state, cur = self.ctx, self.ctx.state, self.ctx.curriculum
-        stats = result.stats()
-        bounds = stats.lower_bounds(cur.gate_confidence)
-        metrics = result.metrics()
-        metrics["eval/episodes"] = stats.episodes
-        metrics["eval/return_lb"] = bounds["return"]
-        metrics["eval/success_lb"] = bounds.get("success")
-        prefix = "eval/" if kind == SCREEN_KIND else "gate/"
-        for key, value in metrics.items():
-            if value is not None and key != "eval/std_reward":
-                self.logger.record(prefix + key[len("eval/"):], value)
-        if kind == SCREEN_KIND:
-            state.last_eval = {"global_step": step, **metrics}
-        rank = cur.rank(stats)
-        if state.best_eval is None or rank > tuple(state.best_eval.get("rank", (-math.inf, -math.inf))):
-            save_best_pair(ctx.stage_dir, model_bytes(self.model), vecnormalize_bytes(ctx.train_env),
-                           {"global_step": step, EVAL_KIND_KEY: kind, **metrics})
-            state.best_eval, state.best_step = {**metrics, EVAL_KIND_KEY: kind, "rank": list(rank)}, step
-        # eval component means are "eval/reward/<term>": "reward/<term>" is the training-rollout series
-        record = {"global_step": step, "stage": ctx.stage, **metrics, EVAL_KIND_KEY: kind,
-                  EVAL_SEEDS_KEY: [seeds.start, seeds.stop]}
-        append_json_line(ctx.run_dir / METRICS_FILE, record)
-        trial_path = os.environ.get(TRIAL_METRICS_ENV)
-        if trial_path:
-            append_json_line(Path(trial_path), record)
-        for sink in ctx.eval_sinks:
-            sink(record)
-
-
 class CheckpointCallback(BaseCallback):
     """Every ``save_freq`` stage steps, at the start of a rollout (after an update): a complete checkpoint."""
 
@@ -274,6 +136,7 @@ class CheckpointCallback(BaseCallback):
         ctx = self.ctx
         stage_steps = ctx.stage_steps(self.num_timesteps)
         if stage_steps - ctx.state.last_checkpoint_stage_step >= ctx.curriculum.save_freq:
+            ctx.settle_evaluations()  # the checkpoint's state then counts every evaluation scheduled before it
             save_checkpoint(ctx, self.model)
 
     def _on_step(self) -> bool:

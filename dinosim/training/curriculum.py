@@ -55,16 +55,15 @@ from dinosim.training.builders import (
 from dinosim.training.callbacks import (
     CheckpointCallback,
     CriticWarmupCallback,
-    EvalGateCallback,
     EvalSink,
     RewardComponentCallback,
     SignalCallback,
     StageContext,
     WarmupRampCallback,
-    load_evaluations,
     save_checkpoint,
-    write_evaluations,
 )
+from dinosim.training.eval_gate import EvalGateCallback, load_evaluations, write_evaluations
+from dinosim.training.eval_worker import BackgroundEvaluator, EnvSpec
 from dinosim.training.faults import FiniteCheckVecEnv, FiniteLossCallback
 from dinosim.training.progress import ProgressCallback, ProgressReporter
 from dinosim.training.schedules import StageClock, changed_numeric_weights
@@ -180,8 +179,7 @@ def _train_stage(run_dir: Path, plan: RunPlan, summary: RunSummary, hooks: RunHo
         make_vec_env(config.species, env_kwargs, config.n_envs, config.seed, config.vec_env, hooks.env_factory),
         lambda: f"stage {stage}, step {where_step['step']}",
     )
-    factory = hooks.env_factory or default_env_factory
-    eval_envs = [factory(config.species, dict(env_kwargs), None) for _ in range(max(1, cur.eval_envs))]
+    env_spec = EnvSpec(hooks.env_factory or default_env_factory, config.species, dict(env_kwargs), cur.eval_envs)
     clock = StageClock(int(summary.stages[stage].start_step or 0), budget)
     if checkpoint is not None:
         model, train_env = _resume_model(config, summary, stage, checkpoint, train_venv, clock, budget, plan.device)
@@ -194,6 +192,8 @@ def _train_stage(run_dir: Path, plan: RunPlan, summary: RunSummary, hooks: RunHo
     state = summary.stages[stage]
     ramp = changed_numeric_weights(previous_env, env_kwargs) if previous_env is not None else {}
     state.ramped = {k: [old, new] for k, (old, new) in ramp.items()}
+    evaluator = _start_evaluator(stage, cur.background_eval, env_spec)
+    eval_envs = [] if evaluator is not None else env_spec.build()
     ctx = StageContext(stage=stage, run_dir=Path(run_dir), stage_dir=folder, summary=summary, state=state,
                        curriculum=cur, train_env=train_env, eval_envs=eval_envs, run_seed=config.seed,
                        eval_sinks=list(hooks.eval_sinks), history=history, wall_time_before=state.wall_time)
@@ -206,14 +206,15 @@ def _train_stage(run_dir: Path, plan: RunPlan, summary: RunSummary, hooks: RunHo
         hooks.on_stage_start(stage, state)
     kwargs = config.algo_kwargs(stage)
     ramp_cb = WarmupRampCallback(ctx, ramp, kwargs.get("ent_coef") if config.algorithm == "ppo" else None)
-    callbacks = _callbacks(ctx, model, reporter, hooks, ramp_cb, where_step)
+    gate_cb = EvalGateCallback(ctx, config.algorithm, evaluator, env_spec)
+    callbacks = _callbacks(ctx, model, reporter, hooks, [ramp_cb, CriticWarmupCallback(ctx), gate_cb], where_step)
     reporter.start_stage(stage, ctx.stage_steps(model.num_timesteps), budget)
     if resumed_from is not None:
         print(f"stage {stage}: resumed from the checkpoint at step {resumed_from}", flush=True)
     try:
         _learn(ctx, model, budget, callbacks)
     except BaseException:  # RunInterrupted (after its checkpoint), TrainingFault, ...
-        _close(train_env, eval_envs, own_formats)
+        _close(train_env, eval_envs, own_formats, gate_cb)
         raise
     if ramp_cb.missing:
         hooks.messages.append(f"stage {stage}: the env has no attribute(s) {', '.join(ramp_cb.missing)}; "
@@ -224,7 +225,7 @@ def _train_stage(run_dir: Path, plan: RunPlan, summary: RunSummary, hooks: RunHo
     ctx.persist(model.num_timesteps)
     if hooks.on_stage_end is not None:
         hooks.on_stage_end(stage, state)
-    _close(train_env, eval_envs, own_formats)
+    _close(train_env, eval_envs, own_formats, gate_cb)
 
 
 def _begin_stage(plan: RunPlan, summary: RunSummary, stage: int, folder: Path,
@@ -284,8 +285,20 @@ def _fresh_model(config: RunConfig, state: StageState, stage: int, train_venv: A
     return model, train_env
 
 
+def _start_evaluator(stage: int, wanted: bool, spec: EnvSpec) -> Optional[BackgroundEvaluator]:
+    """The stage's background evaluation process when ``background_eval`` is on and ``spec`` can be sent to it
+    (a custom env factory that cannot be pickled evaluates inline, with a note)."""
+    if not wanted:
+        return None
+    if not spec.picklable():
+        print(f"stage {stage}: the env factory cannot be sent to an evaluation process; evaluating inline",
+              file=sys.stderr, flush=True)
+        return None
+    return BackgroundEvaluator(spec)
+
+
 def _callbacks(ctx: StageContext, model: Any, reporter: ProgressReporter, hooks: RunHooks,
-               ramp_cb: WarmupRampCallback, where_step: dict[str, int]) -> list[BaseCallback]:
+               stage_cbs: list[BaseCallback], where_step: dict[str, int]) -> list[BaseCallback]:
     """The stage's SB3 callbacks, in the order they run each step."""
 
     class _Where(BaseCallback):  # the global step that NaN/inf messages of the training envs name
@@ -296,8 +309,7 @@ def _callbacks(ctx: StageContext, model: Any, reporter: ProgressReporter, hooks:
     stage = ctx.stage
     return [
         _Where(), FiniteLossCallback(lambda: f"stage {stage}, step {model.num_timesteps}"),
-        RewardComponentCallback(ctx), SignalCallback(), ramp_cb, CriticWarmupCallback(ctx), EvalGateCallback(ctx),
-        CheckpointCallback(ctx),
+        RewardComponentCallback(ctx), SignalCallback(), *stage_cbs, CheckpointCallback(ctx),
         ProgressCallback(reporter, int(ctx.state.start_step or 0)), *hooks.extra_callbacks,
     ]
 
@@ -331,7 +343,8 @@ def _intact_checkpoint(folder: Path, stage: int) -> Optional[tuple[int, Path, Pa
     return checkpoint
 
 
-def _close(train_env: Any, eval_envs: list, formats: list[KVWriter]) -> None:
+def _close(train_env: Any, eval_envs: list, formats: list[KVWriter], gate_cb: EvalGateCallback) -> None:
+    gate_cb.close()
     for env in (train_env, *eval_envs):
         try:
             env.close()

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Callable, Optional, Sequence
 
 import numpy as np
 
-from dinosim.config.settings import EvalStats
+from dinosim.config.settings import CurriculumSettings, EvalStats
 
 if TYPE_CHECKING:
     import gymnasium as gym
@@ -207,6 +207,63 @@ def run_seeded_episodes(policy: Policy, envs: Sequence["gym.Env"], seeds: Sequen
         result.successes.append(success)
         result.components.append(comps)
     return result
+
+
+@dataclass(frozen=True)
+class EvalPlan:
+    """One scheduled evaluation of the policy snapshot taken at global step ``step``.
+
+    A screening of ``curriculum.eval_episodes`` episodes; then, when the screening passes and ``gate_if_pass``
+    (the streak reaches ``required_consecutive`` with it), a gate evaluation of ``curriculum.gate_episodes``
+    episodes on the next seeds. Seeds come from the run's gate stream starting at index ``first_seed``. ``mark``
+    is the stage step whose evaluation this is (a multiple of ``eval_freq``). Everything is fixed when the
+    snapshot is taken, so playing the plan inline or in the evaluation process gives the same numbers.
+    """
+
+    step: int
+    mark: int
+    run_seed: int
+    first_seed: int
+    gate_if_pass: bool
+    curriculum: CurriculumSettings
+
+    @property
+    def screen_seeds(self) -> range:
+        return gate_seeds(self.run_seed, self.first_seed, self.curriculum.eval_episodes)
+
+    @property
+    def gate_seeds(self) -> range:
+        start = self.first_seed + self.curriculum.eval_episodes
+        return gate_seeds(self.run_seed, start, self.curriculum.gate_episodes)
+
+
+@dataclass
+class EvalOutcome:
+    """What playing an :class:`EvalPlan` gave: the screening, the gate evaluation (None: not played), seconds."""
+
+    plan: EvalPlan
+    screen: EvalResult
+    gate: Optional[EvalResult]
+    seconds: float
+
+    @property
+    def next_seed(self) -> int:
+        """Index in the run's gate stream of the first seed this outcome did not use."""
+        cur = self.plan.curriculum
+        return self.plan.first_seed + cur.eval_episodes + (cur.gate_episodes if self.gate is not None else 0)
+
+
+def play_plan(plan: EvalPlan, policy: Policy, envs: Sequence["gym.Env"],
+              normalize: Callable[[np.ndarray], np.ndarray]) -> EvalOutcome:
+    """Play ``plan`` with ``policy`` on ``envs``: the screening, then the gate evaluation if the plan calls for it."""
+    import time
+
+    start = time.perf_counter()
+    screen = run_seeded_episodes(policy, envs, plan.screen_seeds, normalize)
+    gate = None
+    if plan.gate_if_pass and plan.curriculum.screen_passes(screen.stats()):
+        gate = run_seeded_episodes(policy, envs, plan.gate_seeds, normalize)
+    return EvalOutcome(plan, screen, gate, time.perf_counter() - start)
 
 
 def format_report(result: EvalResult, title: str) -> str:

@@ -1,0 +1,240 @@
+"""The stage's evaluation and gate: :class:`EvalGateCallback`, inline or in a background process.
+
+Every ``eval_freq`` stage steps the callback fixes an :class:`~dinosim.training.evaluation.EvalPlan` for the
+current snapshot (a screening, and a gate evaluation if the screening completes the streak) and plays it: inline
+(training waits), or, with ``background_eval``, in the evaluation process of
+:mod:`dinosim.training.eval_worker` while training continues. Outcomes are applied in order by one method, so both
+modes write the same records: ``metrics.jsonl``, ``evaluations.npz``, TensorBoard/W&B scalars and ``best/`` all
+carry the snapshot's step, and ``best/`` holds the evaluated snapshot (not the weights training has moved on to).
+
+Background rules: one evaluation in flight (a due evaluation first waits for the previous one); the stage stops
+at the first applied outcome whose gate passed (training ran ahead meanwhile); a checkpoint waits for the
+evaluation in flight, so a checkpoint's state holds every evaluation scheduled before it; a stage that ends by
+budget waits for it too. An interruption abandons the evaluation in flight: the checkpoint's state does not
+count it, so after `resume` the evaluation falls due at once, on the resumed weights. A dead evaluation process is
+reported in one line and the stage continues inline (the unanswered snapshot is played in the training process).
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import os
+import sys
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import numpy as np
+from stable_baselines3.common.callbacks import BaseCallback
+
+from dinosim.run_integrity import model_bytes, save_best_pair, vecnormalize_bytes
+from dinosim.runfolder import (
+    EVAL_KIND_KEY,
+    EVAL_SEEDS_KEY,
+    EVALUATIONS_FILE,
+    GATE_KIND,
+    METRICS_FILE,
+    SCREEN_KIND,
+    TRIAL_METRICS_ENV,
+    append_json_line,
+    atomic_write_bytes,
+)
+from dinosim.training.callbacks import StageContext
+from dinosim.training.eval_worker import BackgroundEvaluator, EnvSpec, EvalWorkerDied, SnapshotJob, play_snapshot
+from dinosim.training.evaluation import EvalOutcome, EvalPlan, EvalResult, model_policy, obs_normalizer, play_plan
+
+Snapshot = Callable[[], tuple[bytes, bytes]]  # (model zip, pickled VecNormalize) of the evaluated snapshot
+
+
+def write_evaluations(ctx: StageContext) -> None:
+    """``evaluations.npz`` like SB3's EvalCallback (timesteps, results, ep_lengths) plus ``successes`` (NaN: n/a)."""
+    buffer = io.BytesIO()
+    h = ctx.history
+    np.savez(buffer, timesteps=np.asarray(h["timesteps"], dtype=np.int64),
+             results=np.asarray(h["results"], dtype=np.float64), ep_lengths=np.asarray(h["ep_lengths"], dtype=np.int64),
+             successes=np.asarray(h["successes"], dtype=np.float64))
+    atomic_write_bytes(ctx.stage_dir / EVALUATIONS_FILE, buffer.getvalue())
+
+
+def load_evaluations(stage_dir: Path, up_to_step: Optional[int]) -> dict[str, list]:
+    """The eval history in ``evaluations.npz``, without evaluations after global step ``up_to_step``."""
+    path = Path(stage_dir) / EVALUATIONS_FILE
+    history: dict[str, list] = {"timesteps": [], "results": [], "ep_lengths": [], "successes": []}
+    if not path.exists():
+        return history
+    try:
+        with np.load(path) as data:
+            for i, step in enumerate(data["timesteps"]):
+                if up_to_step is None or step <= up_to_step:
+                    for key in history:
+                        history[key].append(data[key][i].tolist())
+    except Exception as exc:  # noqa: BLE001 - a damaged file: the history is a record, training does not need it
+        print(f"warning: {path}: unreadable ({type(exc).__name__}); it starts again from this point "
+              "(metrics.jsonl keeps every evaluation)", file=sys.stderr, flush=True)
+        return {key: [] for key in history}
+    return history
+
+
+class EvalGateCallback(BaseCallback):
+    """Every ``eval_freq`` stage steps: a screening evaluation, and a gate evaluation once screenings pass.
+
+    The rule is :class:`~dinosim.config.settings.CurriculumSettings` (``screen_passes``, ``gate_passes``,
+    ``rank``). Both evaluations play a snapshot (deterministic policy, frozen copy of the training observation
+    statistics) on episode seeds of the run's gate stream, which training never uses; each writes a
+    ``metrics.jsonl`` record (``eval_kind`` ``"screen"`` or ``"gate"``, ``eval_seeds`` = [first, end)),
+    ``eval/*`` (screening) or ``gate/*`` (gate) scalars, the eval sinks, and ``best/`` when its lower bound ranks
+    above the best so far. The stage stops (returns False) once a gate evaluation has passed. ``evaluator``: play
+    plans in that background process (``env_spec`` builds envs for the inline fallback); None: inline.
+    """
+
+    def __init__(self, ctx: StageContext, algorithm: str, evaluator: Optional[BackgroundEvaluator] = None,
+                 env_spec: Optional[EnvSpec] = None, deterministic: bool = True) -> None:
+        super().__init__()
+        self.ctx, self.algorithm, self.evaluator, self.env_spec = ctx, algorithm, evaluator, env_spec
+        self.deterministic = deterministic
+        self._in_flight: Optional[tuple[SnapshotJob, Snapshot]] = None
+        ctx.settle_evaluations = self.settle
+
+    def _on_step(self) -> bool:
+        ctx, state = self.ctx, self.ctx.state
+        if self._in_flight is not None:
+            self._collect(block=False)
+        if state.gate_passed:
+            return False
+        stage_steps = ctx.stage_steps(self.num_timesteps)
+        last = max(state.last_eval_stage_step, self._in_flight[0].plan.mark if self._in_flight else 0)
+        if stage_steps - last < ctx.curriculum.eval_freq:
+            return True
+        self.settle()
+        if state.gate_passed:  # the evaluation that was in flight passed the gate
+            return False
+        self._start(self._plan(stage_steps - stage_steps % ctx.curriculum.eval_freq))
+        return not state.gate_passed
+
+    def _on_training_end(self) -> None:
+        self.settle()
+
+    def settle(self) -> None:
+        """Wait for the evaluation in flight (if any) and apply its outcome."""
+        if self._in_flight is not None:
+            self._collect(block=True)
+
+    def close(self) -> None:
+        """Stop the evaluation process; an evaluation in flight is abandoned (reported in one line)."""
+        if self._in_flight is not None:
+            print(f"stage {self.ctx.stage}: the evaluation of step {self._in_flight[0].plan.step} was still running "
+                  "and is dropped (after `resume` the next evaluation falls due at once)", file=sys.stderr, flush=True)
+            self._in_flight = None
+        if self.evaluator is not None:
+            self.evaluator.close()
+            self.evaluator = None
+
+    def _plan(self, mark: int) -> EvalPlan:
+        state, cur = self.ctx.state, self.ctx.curriculum
+        return EvalPlan(step=int(self.num_timesteps), mark=mark, run_seed=self.ctx.run_seed,
+                        first_seed=state.eval_seed_next,
+                        gate_if_pass=state.gate_streak + 1 >= cur.required_consecutive, curriculum=cur)
+
+    def _start(self, plan: EvalPlan) -> None:
+        """Play ``plan`` on the current weights: in the background process, or inline (applied at once)."""
+        if self.evaluator is None:
+            policy = model_policy(self.model, self.deterministic)
+            outcome = play_plan(plan, policy, self.ctx.eval_envs, obs_normalizer(self.ctx.train_env))
+            self._apply(outcome, lambda: (model_bytes(self.model), vecnormalize_bytes(self.ctx.train_env)))
+            return
+        pair = (model_bytes(self.model), vecnormalize_bytes(self.ctx.train_env))
+        job = SnapshotJob(plan, self.algorithm, pair[0], pair[1], self.deterministic)
+        self._in_flight = (job, lambda: pair)
+        try:
+            self.evaluator.submit(job)
+        except EvalWorkerDied as exc:
+            self._fall_back(exc)
+
+    def _collect(self, block: bool) -> None:
+        assert self._in_flight is not None and self.evaluator is not None
+        try:
+            outcome = self.evaluator.wait() if block else self.evaluator.poll()
+        except EvalWorkerDied as exc:
+            self._fall_back(exc)
+            return
+        if outcome is not None:
+            snapshot = self._in_flight[1]
+            self._in_flight = None
+            self._apply(outcome, snapshot)
+
+    def _fall_back(self, exc: EvalWorkerDied) -> None:
+        """Report the dead process in one line, play its unanswered job here, and evaluate inline from now on."""
+        job, snapshot = self._in_flight if self._in_flight else (None, None)
+        where = f" (evaluation of step {job.plan.step} replayed inline)" if job else ""
+        print(f"warning: stage {self.ctx.stage}: {exc}; evaluating inline from now on{where}",
+              file=sys.stderr, flush=True)
+        self.evaluator, self._in_flight = None, None
+        if not self.ctx.eval_envs and self.env_spec is not None:
+            self.ctx.eval_envs.extend(self.env_spec.build())
+        if job is not None and snapshot is not None:
+            self._apply(play_snapshot(job, self.ctx.eval_envs), snapshot)
+
+    def _apply(self, outcome: EvalOutcome, snapshot: Snapshot) -> None:
+        """Apply one outcome in schedule order: state, streak, gate, records (at the snapshot's step), ``best/``."""
+        ctx, state, cur, plan = self.ctx, self.ctx.state, self.ctx.curriculum, outcome.plan
+        state.last_eval_stage_step = max(state.last_eval_stage_step, plan.mark)
+        state.eval_seed_next = outcome.next_seed
+        state.evaluations += 1
+        state.gate_streak = state.gate_streak + 1 if cur.screen_passes(outcome.screen.stats()) else 0
+        scalars = self._record(outcome.screen, plan.screen_seeds, SCREEN_KIND, plan.step, snapshot)
+        h = ctx.history
+        h["timesteps"].append(plan.step)
+        h["results"].append(outcome.screen.returns)
+        h["ep_lengths"].append(outcome.screen.lengths)
+        h["successes"].append([math.nan if s is None else float(s) for s in outcome.screen.successes])
+        write_evaluations(ctx)
+        if outcome.gate is not None:
+            scalars.update(self._record(outcome.gate, plan.gate_seeds, GATE_KIND, plan.step, snapshot))
+            if cur.gate_passes(outcome.gate.stats()):
+                state.gate_passed, state.gate_passed_at = True, plan.step
+            else:
+                state.gate_streak = 0
+        scalars["curriculum/gate_streak"] = state.gate_streak
+        ctx.persist(self.num_timesteps)
+        self._log(scalars, plan.step)
+
+    def _log(self, scalars: dict[str, Any], step: int) -> None:
+        """Inline: record and dump at ``step`` (the current step). Background: write only these scalars at the
+        snapshot's ``step`` to every output format, leaving training's pending records for their own dump."""
+        if self.evaluator is None and step == self.num_timesteps:
+            for key, value in scalars.items():
+                self.logger.record(key, value)
+            self.logger.dump(step)
+            return
+        for fmt in self.logger.output_formats:
+            fmt.write(scalars, {key: None for key in scalars}, step)
+
+    def _record(self, result: EvalResult, seeds: range, kind: str, step: int, snapshot: Snapshot) -> dict[str, Any]:
+        """metrics.jsonl record, eval sinks, ``best/``; returns the evaluation's TensorBoard scalars."""
+        ctx, state, cur = self.ctx, self.ctx.state, self.ctx.curriculum
+        stats = result.stats()
+        bounds = stats.lower_bounds(cur.gate_confidence)
+        metrics = result.metrics()
+        metrics["eval/episodes"] = stats.episodes
+        metrics["eval/return_lb"] = bounds["return"]
+        metrics["eval/success_lb"] = bounds.get("success")
+        prefix = "eval/" if kind == SCREEN_KIND else "gate/"
+        scalars = {prefix + key[len("eval/"):]: value for key, value in metrics.items()
+                   if value is not None and key != "eval/std_reward"}
+        if kind == SCREEN_KIND:
+            state.last_eval = {"global_step": step, **metrics}
+        rank = cur.rank(stats)
+        if state.best_eval is None or rank > tuple(state.best_eval.get("rank", (-math.inf, -math.inf))):
+            model_zip, vecnorm = snapshot()
+            save_best_pair(ctx.stage_dir, model_zip, vecnorm, {"global_step": step, EVAL_KIND_KEY: kind, **metrics})
+            state.best_eval, state.best_step = {**metrics, EVAL_KIND_KEY: kind, "rank": list(rank)}, step
+        # eval component means are "eval/reward/<term>": "reward/<term>" is the training-rollout series
+        record = {"global_step": step, "stage": ctx.stage, **metrics, EVAL_KIND_KEY: kind,
+                  EVAL_SEEDS_KEY: [seeds.start, seeds.stop]}
+        append_json_line(ctx.run_dir / METRICS_FILE, record)
+        trial_path = os.environ.get(TRIAL_METRICS_ENV)
+        if trial_path:
+            append_json_line(Path(trial_path), record)
+        for sink in ctx.eval_sinks:
+            sink(record)
+        return scalars
