@@ -10,8 +10,11 @@ Contracts:
   temporary folder next to it, then exchanged with the old ``best/`` in one ``renameat2(RENAME_EXCHANGE)`` call
   (Linux); elsewhere two renames, where a kill in between leaves no ``best/`` (readers then use the final model),
   never a mixed pair (:func:`save_best_pair`).
-* :func:`check_policy_pair` verifies a model/normalisation pair before it is unpickled; a damaged file is named in
-  a one-line :class:`~dinosim.errors.DinosimError`.
+* A stage's final ``model.zip`` and ``vecnormalize.pkl`` are followed by ``final.json`` with their digests; a
+  stale ``final.json`` is removed first, so it never vouches for other files (:func:`save_final_pair`).
+* :func:`check_policy_pair` verifies any model/normalisation pair (best, final or a checkpoint) against the digests
+  of its meta file (:func:`dinosim.runfolder.pair_meta_file`) before it is unpickled; a damaged or missing file is
+  named in a one-line :class:`~dinosim.errors.DinosimError`.
 """
 
 from __future__ import annotations
@@ -28,6 +31,9 @@ from typing import Any, Callable, Iterator, Mapping, Optional
 
 from dinosim.errors import DinosimError
 from dinosim.runfolder import (
+    BEST_DIR,
+    BEST_META_FILE,
+    FINAL_META_FILE,
     MODEL_FILE,
     VECNORM_FILE,
     atomic_write_bytes,
@@ -35,11 +41,10 @@ from dinosim.runfolder import (
     checkpoint_paths,
     complete_checkpoints,
     file_mode,
+    pair_meta_file,
 )
 
 DIGESTS_KEY = "sha256"
-BEST_DIR = "best"
-BEST_META_FILE = "best.json"
 _TMP_BEST_PREFIX = ".tmp-best."  # the run folder's temp-file prefix: cleaned up after a kill
 
 Checkpoint = tuple[int, Path, Path, Path]
@@ -207,6 +212,17 @@ def save_best_pair(stage_folder: Path, model_bytes: bytes, vecnorm_bytes: bytes,
     return best
 
 
+def save_final_pair(stage_folder: Path, model_bytes: bytes, vecnorm_bytes: bytes, meta: Mapping[str, Any]) -> None:
+    """Write the stage's final ``model.zip`` and ``vecnormalize.pkl``, then ``final.json`` (``meta`` + digests)."""
+    stage_folder = Path(stage_folder)
+    meta_path = stage_folder / FINAL_META_FILE
+    meta_path.unlink(missing_ok=True)  # a stale meta must not vouch for the new files
+    atomic_write_bytes(stage_folder / MODEL_FILE, model_bytes)
+    atomic_write_bytes(stage_folder / VECNORM_FILE, vecnorm_bytes)
+    atomic_write_json(meta_path, {**meta, DIGESTS_KEY: {MODEL_FILE: sha256_bytes(model_bytes),
+                                                        VECNORM_FILE: sha256_bytes(vecnorm_bytes)}})
+
+
 def _exchange(a: Path, b: Path) -> bool:
     """Atomically swap two folders with Linux ``renameat2(RENAME_EXCHANGE)``; False where that is unavailable."""
     import ctypes
@@ -234,19 +250,29 @@ def _fsync_dir(folder: Path) -> None:
 
 
 def check_policy_pair(model: Path, vecnorm: Optional[Path]) -> None:
-    """DinosimError naming the damaged file unless the pair is safe to load: a ``best/`` pair must match the digests
-    of its ``best.json``; any other model must at least be a readable zip archive."""
+    """DinosimError naming the damaged or missing file unless the pair is safe to load: a pair whose meta file
+    (``best.json``, ``final.json``, a checkpoint's ``step_<N>.json``) records digests must match them; a
+    checkpoint must have its meta file; any other model (runs from before checksums) must at least be a readable
+    zip archive, its normalisation file not empty."""
     model = Path(model)
-    meta_path = model.parent / BEST_META_FILE
-    if model.parent.name == BEST_DIR and meta_path.exists():
+    for path in (model, vecnorm):
+        if path is not None and not Path(path).is_file():
+            raise DinosimError(f"{path}: missing (or not a file)")
+    meta_path = pair_meta_file(model)
+    if meta_path.exists():
         meta, problem = _read_meta(meta_path)
         if meta is None:
             raise DinosimError(problem)
         if DIGESTS_KEY in meta:
-            problem = digests_damage(model.parent, meta[DIGESTS_KEY])
+            digests = meta[DIGESTS_KEY]
+            if not isinstance(digests, dict) or model.name not in digests:
+                raise DinosimError(f"{meta_path}: its checksums do not name {model.name}")
+            problem = digests_damage(model.parent, digests)
             if problem:
                 raise DinosimError(problem)
             return
+    elif meta_path.name != FINAL_META_FILE and meta_path.name != BEST_META_FILE:
+        raise DinosimError(f"{model}: an incomplete checkpoint (no {meta_path.name}, which is written last)")
     problem = _zip_damage(model)
     if problem:
         raise DinosimError(problem)

@@ -15,7 +15,7 @@ Layout of a run folder (see :func:`new_run_dir`)::
     <run_dir>/summary.json        overall status + per-stage progress (see dinosim.training.state)
     <run_dir>/metrics.jsonl       one JSON line per evaluation
     <run_dir>/wandb.json          the W&B run id, so `resume` continues the same W&B run
-    <run_dir>/stage<N>/config.toml, model.zip, vecnormalize.pkl, evaluations.npz, tb/
+    <run_dir>/stage<N>/config.toml, model.zip, vecnormalize.pkl, final.json, evaluations.npz, tb/
     <run_dir>/stage<N>/best/model.zip, vecnormalize.pkl, best.json     the best evaluation so far
     <run_dir>/stage<N>/checkpoints/step_<12 digits>_model.zip, ..._vecnormalize.pkl, step_<...>.json
 """
@@ -48,6 +48,7 @@ VECNORM_FILE = "vecnormalize.pkl"
 EVALUATIONS_FILE = "evaluations.npz"
 BEST_DIR = "best"
 BEST_META_FILE = "best.json"
+FINAL_META_FILE = "final.json"  # checksums of the stage's final model.zip and vecnormalize.pkl
 CHECKPOINTS_DIR = "checkpoints"
 TENSORBOARD_DIR = "tb"
 POLICY_CHOICES = ("best", "final")
@@ -309,6 +310,19 @@ def select_policy(stage_folder: Path, which: str) -> tuple[Optional[Path], Optio
     model, vecnorm = policy_files(stage_folder)
     checkpoints = complete_checkpoints(stage_folder) if model is None else []
     return (checkpoints[-1][1], checkpoints[-1][2]) if checkpoints else (model, vecnorm)
+
+
+def pair_meta_file(model: Path) -> Path:
+    """The meta file holding the checksums of the policy pair whose model is ``model``: ``best/best.json``, a
+    checkpoint's ``step_<N>.json``, or the stage's ``final.json`` (written after the pair; it may not exist yet,
+    or at all for runs from before checksums)."""
+    model = Path(model)
+    if model.parent.name == BEST_DIR:
+        return model.parent / BEST_META_FILE
+    suffix = f"_{MODEL_FILE}"
+    if model.parent.name == CHECKPOINTS_DIR and model.name.endswith(suffix):
+        return model.with_name(model.name[: -len(suffix)] + ".json")
+    return model.parent / FINAL_META_FILE
 
 
 def checkpoint_paths(stage_folder: Path, step: int) -> tuple[Path, Path, Path]:

@@ -279,6 +279,12 @@ class TinyTraining:
                 tomllib.loads(path.read_text())
             counts[path.suffix] = counts.get(path.suffix, 0) + 1
         assert counts[".zip"] and counts[".pkl"] and counts[".json"] and counts[".npz"], counts
+        from dinosim.run_integrity import check_policy_pair
+        from dinosim.runfolder import pair_meta_file
+
+        for model in run_dir.rglob("*model.zip"):  # best/, final and checkpoints all carry their checksums
+            assert pair_meta_file(model).exists(), model
+            check_policy_pair(model, model.with_name(model.name.replace("model.zip", "vecnormalize.pkl")))
 
 
 @pytest.fixture(scope="session")

@@ -139,3 +139,12 @@ def test_select_policy_by_name_checkpoint_step_or_auto(tmp_path: Path) -> None:
     assert runfolder.select_policy(stage, "auto") == (model, vecnorm)  # no best/ or final: newest checkpoint
     (stage / runfolder.MODEL_FILE).write_bytes(b"final")
     assert runfolder.select_policy(stage, "auto") == (stage / runfolder.MODEL_FILE, None)
+
+
+def test_pair_meta_file_names_the_checksums_of_each_kind_of_pair(tmp_path: Path) -> None:
+    stage = tmp_path / "stage1"
+    assert runfolder.pair_meta_file(stage / runfolder.MODEL_FILE) == stage / runfolder.FINAL_META_FILE
+    best = stage / runfolder.BEST_DIR / runfolder.MODEL_FILE
+    assert runfolder.pair_meta_file(best) == stage / runfolder.BEST_DIR / runfolder.BEST_META_FILE
+    model, _, meta = runfolder.checkpoint_paths(stage, 4096)
+    assert runfolder.pair_meta_file(model) == meta

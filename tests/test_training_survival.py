@@ -21,6 +21,7 @@ from dinosim.run_integrity import (
     checkpoint_damage,
     newest_intact_checkpoint,
     save_best_pair,
+    save_final_pair,
     write_checkpoint,
 )
 from dinosim.run_lock import LOCK_FILE, lock_run_dir
@@ -200,6 +201,45 @@ def test_best_pair_is_replaced_as_one_unit(tmp_path: Path, monkeypatch: pytest.M
     (best / "vecnormalize.pkl").write_bytes(b"stats-one")  # a pair that does not belong together
     with pytest.raises(DinosimError, match="vecnormalize.pkl: damaged"):
         check_policy_pair(best / "model.zip", best / "vecnormalize.pkl")
+
+
+def test_final_pair_carries_checksums_and_a_stale_meta_never_vouches(tmp_path: Path) -> None:
+    save_final_pair(tmp_path, zip_bytes("one"), b"stats-one", {"stage": 1, "step": 8})
+    check_policy_pair(tmp_path / "model.zip", tmp_path / "vecnormalize.pkl")
+    meta = json.loads((tmp_path / "final.json").read_text())
+    assert meta["step"] == 8 and set(meta["sha256"]) == {"model.zip", "vecnormalize.pkl"}
+    save_final_pair(tmp_path, zip_bytes("two"), b"stats-two", {"stage": 1, "step": 16})
+    check_policy_pair(tmp_path / "model.zip", tmp_path / "vecnormalize.pkl")
+    (tmp_path / "model.zip").write_bytes(zip_bytes("one"))  # a valid archive, but not the one that was written
+    with pytest.raises(DinosimError, match="model.zip: damaged"):
+        check_policy_pair(tmp_path / "model.zip", tmp_path / "vecnormalize.pkl")
+
+
+@pytest.mark.parametrize("which,damage,words", [
+    ("final", "model.zip", "stage1/model.zip: damaged"),
+    ("final", "vecnormalize.pkl", "stage1/vecnormalize.pkl: damaged"),
+    ("final", "final.json", "final.json: not valid JSON"),
+    ("final", "-vecnormalize.pkl", "stage1/vecnormalize.pkl: No such file"),
+    ("64", "checkpoints/step_000000000064_model.zip", "step_000000000064_model.zip: damaged"),
+    ("64", "checkpoints/step_000000000064_vecnormalize.pkl", "step_000000000064_vecnormalize.pkl: damaged"),
+    ("64", "-checkpoints/step_000000000064.json", "an incomplete checkpoint (no step_000000000064.json"),
+    ("64", "checkpoints/step_000000000064.json", "step_000000000064.json: not valid JSON"),
+])
+def test_evaluate_names_a_damaged_final_or_checkpoint_file(tmp_path: Path, which: str, damage: str,
+                                                            words: str) -> None:
+    """`evaluate --model final|STEP` checks the pair's checksums before anything is unpickled: a damaged, missing
+    or uncommitted file is one line naming it, exit 2 (before torch is imported: the check is stdlib only)."""
+    run_dir = tmp_path / "run"
+    stage = run_dir / "stage1"
+    write_run_file(run_dir, {"command": "train", "config": _config()})
+    save_final_pair(stage, zip_bytes("final"), b"stats", {"stage": 1, "step": 128})
+    checkpoint(stage, 64)
+    if damage.startswith("-"):
+        (stage / damage[1:]).unlink()
+    else:
+        data = (stage / damage).read_bytes()
+        (stage / damage).write_bytes(data[: len(data) // 2])
+    one_line_error(dinosim("evaluate", str(run_dir), "--model", which, "--episodes", "1"), words)
 
 
 # -- one-line errors for damaged run files ----------------------------------------------------------------------------

@@ -25,20 +25,23 @@ from stable_baselines3.common.callbacks import BaseCallback, CallbackList
 from stable_baselines3.common.logger import HumanOutputFormat, KVWriter, Logger, TensorBoardOutputFormat
 
 from dinosim.config.resolve import RunConfig
-from dinosim.run_integrity import loading, newest_intact_checkpoint, remove_checkpoint
+from dinosim.run_integrity import (
+    loading,
+    model_bytes,
+    newest_intact_checkpoint,
+    remove_checkpoint,
+    save_final_pair,
+    vecnormalize_bytes,
+)
 from dinosim.runfolder import (
     BEST_DIR,
-    MODEL_FILE,
     STAGE_CONFIG_FILE,
     TENSORBOARD_DIR,
-    VECNORM_FILE,
     atomic_write_text,
     complete_checkpoints,
     policy_files,
     read_json,
     remove_stale_temp_files,
-    save_model_atomic,
-    save_vecnormalize_atomic,
     stage_dir,
 )
 from dinosim.training.builders import (
@@ -219,8 +222,8 @@ def _train_stage(run_dir: Path, plan: RunPlan, summary: RunSummary, hooks: RunHo
     if ramp_cb.missing:
         hooks.messages.append(f"stage {stage}: the env has no attribute(s) {', '.join(ramp_cb.missing)}; "
                               "their ramp had no effect")
-    save_model_atomic(model, folder / MODEL_FILE)
-    save_vecnormalize_atomic(train_env, folder / VECNORM_FILE)
+    save_final_pair(folder, model_bytes(model), vecnormalize_bytes(train_env),  # checksummed (final.json)
+                    {"stage": stage, "step": int(model.num_timesteps)})
     state.status = "finished"
     ctx.persist(model.num_timesteps)
     if hooks.on_stage_end is not None:
