@@ -274,3 +274,19 @@ def test_info_safe_dummy_vec_env_returns_what_dummy_vec_env_returns() -> None:
         i1[0]["mutated"] = True  # the caller's dicts are its own
         assert "mutated" not in ours.buf_infos[0]
     assert ends >= 2
+
+
+def test_vec_env_subproc_is_honoured_with_one_env() -> None:
+    """`--vec-env subproc --n-envs 1` asks for the simulation in its own process; it used to be a DummyVecEnv."""
+    from stable_baselines3.common.vec_env import SubprocVecEnv
+
+    from dinosim.training.builders import make_vec_env
+
+    venv = make_vec_env("velociraptor", {"task": "balance", "max_episode_steps": 20}, 1, 0, "subproc")
+    try:
+        assert isinstance(venv, SubprocVecEnv) and venv.num_envs == 1
+        assert venv.reset().shape[0] == 1
+    finally:
+        venv.close()
+    with pytest.raises(DinosimError, match="unknown vec env 'thread'"):
+        make_vec_env("velociraptor", {}, 1, 0, "thread")

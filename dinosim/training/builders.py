@@ -95,17 +95,18 @@ def _make_thunk(factory: EnvFactory, species: str, env_kwargs: dict, seed: Optio
 def make_vec_env(species: str, env_kwargs: dict, n_envs: int, seed: int, vec_env: str,
                  factory: Optional[EnvFactory] = None) -> "VecEnv":
     """``n_envs`` envs seeded ``seed, seed+1, ...`` in a DummyVecEnv (without the info deep copy, see
-    :mod:`dinosim.training.vec_env`) or a SubprocVecEnv (forkserver)."""
+    :mod:`dinosim.training.vec_env`) or a SubprocVecEnv (forkserver; also with one env: the user asked for the
+    simulation in its own process, e.g. to keep a native crash out of the trainer)."""
     from stable_baselines3.common.vec_env import SubprocVecEnv
 
     from dinosim.training.vec_env import InfoSafeDummyVecEnv
 
-    factory = factory or default_env_factory
-    thunks = [_make_thunk(factory, species, env_kwargs, seed + i) for i in range(n_envs)]
-    if vec_env == "subproc" and n_envs > 1:
-        return SubprocVecEnv(thunks, start_method="forkserver")
     if vec_env not in ("dummy", "subproc"):
         raise DinosimError(f"unknown vec env {vec_env!r}")
+    factory = factory or default_env_factory
+    thunks = [_make_thunk(factory, species, env_kwargs, seed + i) for i in range(n_envs)]
+    if vec_env == "subproc":
+        return SubprocVecEnv(thunks, start_method="forkserver")
     return InfoSafeDummyVecEnv(thunks)
 
 
