@@ -4,6 +4,7 @@ the env constructors apply the same rules; every key has a rule; the dry run sho
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -15,7 +16,7 @@ from dinosim.config.curriculum_rules import CURRICULUM_RULES
 from dinosim.config.env_rules import env_rules
 from dinosim.config.resolve import resolve_run
 from dinosim.config.schema import algorithm_keys, curriculum_keys, env_keys
-from dinosim.errors import ConfigError
+from dinosim.errors import ConfigError, DinosimError
 from dinosim.species import SPECIES
 
 if sys.version_info >= (3, 11):
@@ -70,6 +71,22 @@ ISSUE_CASES = [
     (["train", "--stage", "1", "--run-dir", "x", "--name", "y"], "no effect with --run-dir"),
     (["train", "--stage", "1", "--timesteps", "10000"], "the stage would never evaluate"),
     (["audit", "--species", "trex", "--stage", "1", "--seeds", "0,-1"], "seeds must be >= 0"),
+    # keys a run would silently ignore: PPO-only [curriculum] keys, [sac] keys crossq has no argument for, warm-up
+    # values without their warm-up, warm-start keys on a stage that is not warm-started
+    (["train", "--stage", "2", "--algorithm", "sac", "--override", "curriculum.warmup_clip_range=0.1"],
+     "which --algorithm sac does not read (PPO only"),
+    (["train", "--stage", "2", "--algorithm", "tqc", "--override", "2.curriculum.warmup_ent_coef=0.01"],
+     "curriculum.warmup_ent_coef, which --algorithm tqc does not read"),
+    (["train", "--stage", "3", "--algorithm", "crossq", "--override", "curriculum.critic_warmup_timesteps=100"],
+     "does not read"),
+    (["train", "--stage", "1", "--algorithm", "crossq", "--override", "sac.tau=0.01"], "crossq constructor has no tau"),
+    (["train", "--stage", "1", "--override", "curriculum.warmup_clip_range=0.1"], "warmup_timesteps is 0"),
+    (["train", "--stage", "1", "--override", "curriculum.warmup_timesteps=1000"], "neither"),
+    (["train", "--stage", "1", "--override", "curriculum.critic_warmup_timesteps=5000"],
+     "does not start from a previous policy"),
+    (["curriculum", "--stages", "2-3", "--override", "2.curriculum.obs_norm_count=100"], "no --init-from"),
+    (["train", "--stage", "1", "--override", "env.max_episode_steps=60"],
+     "override 'env.max_episode_steps=60': stage 1: curriculum.min_avg_episode_length"),
 ]
 
 
@@ -128,7 +145,10 @@ def test_errors_name_the_file_line_of_a_bad_committed_value(tmp_path):
 
 def _fake_run(folder: Path, species: str) -> None:
     (folder / "stage1" / "best").mkdir(parents=True)
-    (folder / "stage1" / "best" / "model.zip").write_bytes(b"x")
+    import zipfile
+
+    with zipfile.ZipFile(folder / "stage1" / "best" / "model.zip", "w") as archive:  # --init-from checks the archive
+        archive.writestr("data", "{}")
     config = resolve_run(species, "ppo", (1,)).to_dict()
     (folder / "run.json").write_text(json.dumps({"command": "train", "config": config}))
 
@@ -148,3 +168,40 @@ def test_dry_run_shows_the_whole_run_and_checks_the_warm_start_species(tmp_path)
     other = cli(tmp_path, "train", "--species", "trex", "--stage", "1", "--init-from", str(tmp_path / "raptor"))
     assert other.returncode == 2 and "holds a velociraptor policy, this run trains a trex" in other.stderr
     assert not (tmp_path / "runs").exists()
+
+
+def test_a_request_built_in_code_gets_the_budget_checks(tmp_path):
+    """The budget checks live in preflight, where every run starts: a RunRequest built in code (not through the
+    CLI) with a budget below one rollout or below eval_freq is refused before its run folder exists."""
+    from dinosim.training.preflight import preflight
+    from dinosim.training.request import RunRequest
+    from dinosim.training.runner import run
+
+    config = resolve_run("velociraptor", "ppo", (1, 2), ["curriculum.eval_freq=5000", "2.curriculum.eval_freq=9000"],
+                         n_envs=2)
+    for timesteps, words in ((100, "below one PPO rollout (ppo.n_steps * n_envs = 4096)"),
+                             (True, "must be an integer"),
+                             (8192, "override '2.curriculum.eval_freq=9000': stage 2: curriculum.eval_freq = 9000")):
+        request = RunRequest(command="curriculum", config=config, timesteps=timesteps, run_dir=tmp_path / "run")
+        with pytest.raises(ConfigError if timesteps is not True else DinosimError, match=re.escape(words)):
+            preflight(request)
+        with pytest.raises(DinosimError, match=re.escape(words)):
+            run(request)
+        assert not (tmp_path / "run").exists()
+    assert preflight(RunRequest(command="curriculum", config=config, timesteps=9000)).budgets == {1: 9000, 2: 9000}
+
+
+def test_keys_the_algorithm_does_not_read_are_left_out_and_listed(tmp_path):
+    result = cli(tmp_path, "train", "--species", "trex", "--stage", "2", "--algorithm", "crossq", "--dry-run")
+    assert result.returncode == 0, result.stderr
+    stage = tomllib.loads(result.stdout)["stage2"]
+    assert "warmup_clip_range" not in stage["curriculum"] and "warmup_timesteps" not in stage["curriculum"]
+    assert "tau" not in stage["sac"] and stage["crossq"]["policy_delay"] == 3
+    note = [line for line in result.stdout.splitlines() if line.startswith("# not read")]
+    assert note == ["# not read by --algorithm crossq, left out above: stage2.curriculum.warmup_timesteps, "
+                    "stage2.curriculum.warmup_clip_range, stage2.sac.tau"]
+    config = resolve_run("trex", "ppo", (2,))  # PPO reads them all
+    assert config.unread == () and config.curriculum(2).warmup_clip_range == 0.05
+    ok = cli(tmp_path, "curriculum", "--stages", "1-2", "--override", "curriculum.critic_warmup_timesteps=100",
+             "--dry-run")  # stage 2 is warm-started from stage 1: the global override takes effect there
+    assert ok.returncode == 0, ok.stderr

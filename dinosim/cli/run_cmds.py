@@ -138,7 +138,7 @@ def _start(ctx: click.Context, command: str, stages: tuple[int, ...], opts: dict
     output = output_level(opts["verbose"], opts["quiet"])
     config = resolve_run(
         opts["species"], opts["algorithm"], stages, overrides,
-        seed=opts["seed"], n_envs=opts["n_envs"], vec_env=opts["vec_env"], timesteps=opts["timesteps"],
+        seed=opts["seed"], n_envs=opts["n_envs"], vec_env=opts["vec_env"],
         config_dir=opts["config_dir"] or CONFIGS_DIR,
     )
     wandb = WandbOptions(
@@ -157,6 +157,8 @@ def _start(ctx: click.Context, command: str, stages: tuple[int, ...], opts: dict
         data = config.to_dict()
         data["run"].update(preview(request, checked))
         click.echo(dumps(data), nl=False)
+        if config.unread:
+            click.echo(f"# not read by --algorithm {config.algorithm}, left out above: {', '.join(config.unread)}")
         if skip_reason:
             click.echo(f"# would be skipped: {skip_reason}")
         return 0

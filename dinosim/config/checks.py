@@ -2,13 +2,15 @@
 
 :func:`stage_problems` runs the rules each consumer owns (:mod:`~dinosim.config.env_rules`,
 :mod:`~dinosim.config.algo_rules`, :mod:`~dinosim.config.curriculum_rules`) on the sections the run uses, then the
-checks across sections and against the run's options (n_envs, the stage's budget). ``resolve_run`` calls it for
-every stage, so ``--dry-run``, the real run and ``sweep validate`` reject the same things.
+checks across sections and against ``n_envs``. ``resolve_run`` calls it for every stage. The checks against the
+step budget (:func:`stage_budget_problems`) need the budget the run will use, so the run's preflight
+(:func:`dinosim.training.preflight.preflight`) calls them: ``--dry-run``, the real run (from the CLI or a
+``RunRequest`` built in code) and ``sweep validate`` reject the same things.
 """
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any
 
 from dinosim.config.algo_rules import ALGORITHM_RULES, POLICY_RULES, algo_combination_problems, algo_problems
 from dinosim.config.curriculum_rules import CURRICULUM_RULES, curriculum_combination_problems, curriculum_problems
@@ -62,10 +64,9 @@ def run_option_problems(seed: Any, n_envs: Any) -> list[Problem]:
     return out
 
 
-def stage_problems(config: dict[str, dict[str, Any]], species: str, algorithm: str, n_envs: int,
-                   budget: Optional[int] = None) -> list[Problem]:
-    """Every problem of one stage's resolved sections; ``budget`` is the stage's step budget (default: its
-    ``curriculum.timesteps``)."""
+def stage_problems(config: dict[str, dict[str, Any]], species: str, algorithm: str, n_envs: int) -> list[Problem]:
+    """Every problem of one stage's resolved sections that does not depend on its step budget (see
+    :func:`stage_budget_problems`, which the run's preflight calls with the budget the run will use)."""
     section, algo = algorithm_values(config, algorithm)
     env, curriculum = config.get("env", {}), config.get("curriculum", {})
     out = algo_problems(algorithm, section, algo)
@@ -74,9 +75,16 @@ def stage_problems(config: dict[str, dict[str, Any]], species: str, algorithm: s
         return out
     out += algo_combination_problems(algorithm, section, algo, n_envs)
     out += env_combination_problems(env) + curriculum_combination_problems(species, curriculum, env)
-    budget = budget or int(curriculum.get("timesteps", 1))
-    out += budget_problems(algorithm, section, algo, n_envs, budget)
-    eval_freq = curriculum.get("eval_freq")
+    return out
+
+
+def stage_budget_problems(config: dict[str, dict[str, Any]], algorithm: str, n_envs: int,
+                          budget: int) -> list[Problem]:
+    """Problems of one stage's ``budget`` (steps it will train) against its resolved sections: too small for the
+    algorithm to learn anything, or below ``curriculum.eval_freq`` (the stage would never evaluate)."""
+    section, algo = algorithm_values(config, algorithm)
+    out = budget_problems(algorithm, section, algo, n_envs, budget)
+    eval_freq = config.get("curriculum", {}).get("eval_freq")
     if isinstance(eval_freq, int) and eval_freq > budget:
         out.append(("budget|curriculum.eval_freq",
                     f"curriculum.eval_freq = {eval_freq} is above the budget of {budget} "

@@ -38,6 +38,17 @@ CURRICULUM_RULES: dict[str, Rule] = {
 }
 """Rules of every ``[curriculum]`` key."""
 
+PPO_ONLY_KEYS: dict[str, str] = {
+    "warmup_timesteps": "it times warmup_clip_range and warmup_ent_coef, which only PPO has",
+    "warmup_clip_range": "SAC, TQC and CrossQ have no clip range",
+    "warmup_ent_coef": "SAC, TQC and CrossQ fix or learn ent_coef when the model is built",
+    "critic_warmup_timesteps": "it freezes the actor of PPO's actor-critic; the off-policy algorithms have no such "
+                               "warm-up",
+}
+"""``[curriculum]`` keys only PPO reads, with the reason. For sac/tqc/crossq an override of one is refused and a
+stage file's value is left out of the resolved config (the stage files serve every algorithm, like their
+``[ppo]`` and ``[sac]`` tables)."""
+
 
 def curriculum_problems(values: Mapping[str, Any]) -> list[Problem]:
     """Problems of the keys of a ``[curriculum]`` table."""
@@ -50,14 +61,39 @@ def curriculum_combination_problems(species: str, curriculum: Mapping[str, Any],
     out: list[Problem] = []
     length, steps = curriculum.get("min_avg_episode_length"), env.get("max_episode_steps")
     if isinstance(length, (int, float)) and isinstance(steps, int) and length > steps:
-        out.append(("curriculum.min_avg_episode_length", message(
+        out.append(("curriculum.min_avg_episode_length|env.max_episode_steps", message(
             "curriculum.min_avg_episode_length", length,
             f"is above env.max_episode_steps = {steps}: the gate could never pass")))
     success, task = curriculum.get("min_success_rate"), env.get("task")
     behaviour = tasks(species)[-1] if species in SPECIES_RULES else None
     if isinstance(success, (int, float)) and success > 0 and task is not None and task != behaviour:
-        out.append(("curriculum.min_success_rate", message(
+        out.append(("curriculum.min_success_rate|env.task", message(
             "curriculum.min_success_rate", success,
             f"needs a task with a target ({behaviour!r}); task {task!r} reports no success, so the gate could never "
             "pass")))
+    return out
+
+
+WARM_START_KEYS = ("critic_warmup_timesteps", "obs_norm_count", "ramp_timesteps")
+"""``[curriculum]`` keys that act only on a stage that starts from a previous policy (the run's previous stage, or
+``--init-from`` for its first stage)."""
+
+
+def inert_curriculum_keys(stage: int, curriculum: Mapping[str, Any], warm_started: bool) -> dict[str, str]:
+    """``{key: why its value has no effect}`` for the values of a stage's ``[curriculum]`` that training would
+    ignore: a warm-up value without ``warmup_timesteps``, a warm-start key on a stage that is not warm-started."""
+    out: dict[str, str] = {}
+    warmup_values = ("warmup_clip_range", "warmup_ent_coef")
+    if not curriculum.get("warmup_timesteps"):
+        for key in warmup_values:
+            if curriculum.get(key) is not None:
+                out[key] = f"has no effect in stage {stage}: its curriculum.warmup_timesteps is 0 (set both)"
+    elif all(curriculum.get(key) is None for key in warmup_values):
+        out["warmup_timesteps"] = (f"has no effect in stage {stage}: neither curriculum.warmup_clip_range nor "
+                                   "curriculum.warmup_ent_coef is set")
+    if not warm_started:
+        for key in WARM_START_KEYS:
+            if curriculum.get(key):
+                out[key] = (f"has no effect in stage {stage}: it does not start from a previous policy (it is the "
+                            "first stage this command runs and there is no --init-from)")
     return out

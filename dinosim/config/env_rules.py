@@ -103,8 +103,9 @@ def env_combination_problems(kwargs: Mapping[str, Any]) -> list[Problem]:
     """Problems between keys of one complete ``[env]`` table."""
     hold, steps = kwargs.get("success_hold_steps"), kwargs.get("max_episode_steps")
     if isinstance(hold, int) and isinstance(steps, int) and hold >= steps:
-        return [("env.success_hold_steps", f"env.success_hold_steps = {hold} is not below env.max_episode_steps = "
-                 f"{steps}: no episode could last long enough to succeed")]
+        return [("env.success_hold_steps|env.max_episode_steps",
+                 f"env.success_hold_steps = {hold} is not below env.max_episode_steps = {steps}: no episode could "
+                 "last long enough to succeed")]
     return []
 
 

@@ -14,7 +14,8 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
-from dinosim.config.checks import INHERITS_SAC, inherit, run_option_problems, stage_problems
+from dinosim.config.checks import INHERITS_SAC, inherit, run_option_problems, stage_budget_problems, stage_problems
+from dinosim.config.curriculum_rules import PPO_ONLY_KEYS, inert_curriculum_keys
 from dinosim.config.loader import read_toml, stage_file
 from dinosim.config.overrides import Override, ordered_for_application, parse_overrides
 from dinosim.config.schema import ALGORITHM_SECTIONS, NO_DEFAULT, SECTIONS, KeySpec, section_keys
@@ -41,6 +42,8 @@ class RunConfig:
     vec_env: str
     stage_configs: dict[int, dict[str, dict[str, Any]]]
     overrides: tuple[str, ...] = ()
+    unread: tuple[str, ...] = ()  # stage-file values this algorithm does not read (``stage2.curriculum.key``);
+    # left out of stage_configs, listed by the dry run; not part of to_dict()
 
     def section(self, stage: int, name: str) -> dict[str, Any]:
         return self.stage_configs[stage].get(name, {})
@@ -62,6 +65,29 @@ class RunConfig:
 
     def curriculum(self, stage: int) -> CurriculumSettings:
         return CurriculumSettings(**self.section(stage, "curriculum"))
+
+    def check_budget(self, stage: int, budget: int) -> None:
+        """Raise ConfigError (one line naming the override that set the culprit, if one did) when ``budget`` steps
+        are too few for ``stage`` (below one PPO rollout or the off-policy ``learning_starts``, or below
+        ``curriculum.eval_freq``). See :func:`dinosim.config.checks.stage_budget_problems`."""
+        problems = stage_budget_problems(self.stage_configs[stage], self.algorithm, self.n_envs, budget)
+        if problems:
+            key, text = problems[0]
+            applied = [o for o in parse_overrides(list(self.overrides)) if o.stage in (None, stage)]
+            raise ConfigError(f"{_Origins(None, applied).of(key)}stage {stage}: {text}")
+
+    def check_overrides_take_effect(self, warm_started: dict[int, bool]) -> None:
+        """Raise ConfigError for a ``[curriculum]`` override that no stage it targets would use (``warm_started``:
+        stage -> whether it starts from a previous policy); see
+        :func:`dinosim.config.curriculum_rules.inert_curriculum_keys`. Stage-file values are not checked: the
+        committed files serve both a whole curriculum and a single stage."""
+        for override in parse_overrides(list(self.overrides)):
+            if override.section != "curriculum":
+                continue
+            whys = [inert_curriculum_keys(s, self.section(s, "curriculum"), warm_started[s]).get(override.path[0])
+                    for s in self.stages if override.stage in (None, s)]
+            if whys and all(whys):
+                raise ConfigError(f"override {override.raw!r} {whys[0]}")
 
     def env_kwargs(self, stage: int) -> dict[str, Any]:
         return copy.deepcopy(self.section(stage, "env"))
@@ -111,12 +137,11 @@ def resolve_run(
     n_envs: int = 4,
     vec_env: str = "dummy",
     config_dir: Path = CONFIGS_DIR,
-    timesteps: Optional[int] = None,
 ) -> RunConfig:
     """Load, override, validate and complete the config of ``stages``. Raises ConfigError on any problem.
 
-    ``timesteps`` is the step budget of every stage when the command sets one (``--timesteps``); it is checked
-    against the algorithm (one PPO rollout, the off-policy ``learning_starts``) like each stage's own budget.
+    The step budget is checked where the run starts (:meth:`RunConfig.check_budget`, called by the run's
+    preflight), because ``--timesteps`` or a ``RunRequest`` built in code may replace ``curriculum.timesteps``.
     """
     if species not in SPECIES:
         raise ConfigError(f"unknown species {species!r}{did_you_mean(species, SPECIES)}")
@@ -127,14 +152,12 @@ def resolve_run(
     option_problems = run_option_problems(seed, n_envs)
     if option_problems:
         raise ConfigError(option_problems[0][1])
-    if timesteps is not None and (isinstance(timesteps, bool) or not isinstance(timesteps, int) or timesteps < 1):
-        raise ConfigError(f"--timesteps {timesteps!r} must be an integer >= 1")
     for stage in stages:
         if stage not in STAGES:
             raise ConfigError(f"stage {stage} is out of range: stages are {STAGES[0]}-{STAGES[-1]}")
     parsed = parse_overrides(list(overrides))
     _check_override_targets(parsed, species, tuple(stages), algorithm)
-    configs = {}
+    configs, unread = {}, []
     for stage in stages:
         path = stage_file(species, stage, config_dir)
         config = _load_stage(path, species)
@@ -147,10 +170,12 @@ def resolve_run(
                 if not message.startswith("override "):
                     message = f"override {override.raw!r}: {message}"
                 raise ConfigError(message) from None
+        unread += [f"stage{stage}.{key}" for key in _drop_unread(config, algorithm, species)]
         _fill_defaults(config, species, algorithm)
-        _check_stage(config, stage, species, algorithm, n_envs, timesteps, _Origins(path, applied))
+        _check_stage(config, stage, species, algorithm, n_envs, _Origins(path, applied))
         configs[stage] = config
-    return RunConfig(species, algorithm, tuple(stages), seed, n_envs, vec_env, configs, tuple(overrides))
+    return RunConfig(species, algorithm, tuple(stages), seed, n_envs, vec_env, configs, tuple(overrides),
+                     tuple(unread))
 
 
 def _reads(algorithm: str) -> tuple[str, ...]:
@@ -158,8 +183,33 @@ def _reads(algorithm: str) -> tuple[str, ...]:
     return ("sac", algorithm) if algorithm in INHERITS_SAC else (algorithm,)
 
 
+def not_read(section: str, key: str, algorithm: str, species: str) -> Optional[str]:
+    """Why a run of ``algorithm`` does not read ``section.key`` although the section is one it reads (None: it
+    does): a PPO-only ``[curriculum]`` key, or a ``[sac]`` key that tqc/crossq's constructor does not take."""
+    if section == "curriculum" and algorithm != "ppo" and key in PPO_ONLY_KEYS:
+        return f"PPO only: {PPO_ONLY_KEYS[key]}"
+    if section == "sac" and algorithm in INHERITS_SAC and key not in section_keys(algorithm, species):
+        return f"the {algorithm} constructor has no {key} argument"
+    return None
+
+
+def _drop_unread(config: dict[str, dict[str, Any]], algorithm: str, species: str) -> list[str]:
+    """Remove the stage-file values ``algorithm`` does not read (see :func:`not_read`); their dotted keys."""
+    dropped = []
+    for section in ("curriculum", "sac"):
+        table = config.get(section, {})
+        for key in [k for k in table if not_read(section, k, algorithm, species)]:
+            del table[key]
+            dropped.append(f"{section}.{key}")
+    return dropped
+
+
 def _check_override_targets(parsed: list[Override], species: str, stages: tuple[int, ...], algorithm: str) -> None:
     for override in parsed:
+        why = not_read(override.section, override.path[0], algorithm, species)
+        if why is not None:
+            raise ConfigError(f"override {override.raw!r} sets {override.section}.{override.path[0]}, which "
+                              f"--algorithm {algorithm} does not read ({why})")
         if override.section in ALGORITHM_SECTIONS and override.section not in _reads(algorithm):
             raise ConfigError(
                 f"override {override.raw!r} sets [{override.section}], which --algorithm {algorithm} does not read "
@@ -274,14 +324,14 @@ def _fill_defaults(config: dict[str, dict[str, Any]], species: str, algorithm: s
         table = config.setdefault(section, {})
         given_by_sac = config["sac"] if inherits_sac and section == algorithm else {}
         for name, spec in section_keys(section, species).items():
-            if name in given_by_sac:
+            if name in given_by_sac or not_read(section, name, algorithm, species):
                 continue
             if name not in table and spec.default is not NO_DEFAULT and spec.default is not None:
                 table[name] = copy.deepcopy(spec.default)
 
 
 def _check_stage(config: dict[str, dict[str, Any]], stage: int, species: str, algorithm: str, n_envs: int,
-                 budget: Optional[int], origin: "_Origins") -> None:
+                 origin: "_Origins") -> None:
     where = f"stage {stage}"
     ppo = config.get("ppo", {})
     if algorithm == "ppo":
@@ -291,7 +341,7 @@ def _check_stage(config: dict[str, dict[str, Any]], stage: int, species: str, al
                 f"{origin.of('ppo.n_steps')}{where}: ppo.n_steps * n_envs = {n_steps} * {n_envs} = "
                 f"{n_steps * n_envs} is not a multiple of ppo.batch_size = {batch}"
             )
-    problems = stage_problems(config, species, algorithm, n_envs, budget)
+    problems = stage_problems(config, species, algorithm, n_envs)
     if problems:
         key, text = problems[0]
         raise ConfigError(f"{origin.of(key)}{where}: {text}")
@@ -302,7 +352,7 @@ class _Origins:
     """Where a stage's values came from, to name the culprit of a problem: the override that set a key, else the
     line of the stage file that holds it, else nothing (a default or a combination)."""
 
-    path: Path
+    path: Optional[Path]  # None: the stage file is not known (a RunConfig read back from run.json or built in code)
     overrides: list[Override]
 
     def of(self, keys: str) -> str:
@@ -313,7 +363,7 @@ class _Origins:
                 if mine == dotted or dotted.startswith(mine + ".") or mine.startswith(dotted + "."):
                     return f"override {override.raw!r}: "
         section, _, rest = keys.split("|")[0].partition(".")
-        if rest:
+        if rest and self.path is not None:
             line = _line_of(self.path, rest.split(".")[-1])
             if line != str(self.path):
                 return f"{line}: "

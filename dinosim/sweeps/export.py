@@ -180,7 +180,10 @@ def _check_exported(command: list[Any], to: Optional[Path], texts: dict[Path, st
             (folder / files[stage - 1]).write_text(text, encoding="utf-8")
             checked.append(stage)
         try:
-            resolve_run(species, algorithm, tuple(sorted(checked)), n_envs=int(n_envs), config_dir=Path(tmp))
+            config = resolve_run(species, algorithm, tuple(sorted(checked)), n_envs=int(n_envs),
+                                 config_dir=Path(tmp))
+            for stage in config.stages:  # the budget a plain `train` of the exported stage would use
+                config.check_budget(stage, config.curriculum(stage).timesteps)
         except (ConfigError, ValueError) as exc:
             message = str(exc).replace(str(folder), "<exported>")
             raise ConfigError(f"the best trial's values would make the stage config invalid, nothing was written: "

@@ -1,8 +1,10 @@
 """What a `train`/`curriculum` request will do, checked before anything is created (standard library only).
 
 :func:`preflight` is called by the real run (:func:`dinosim.training.runner.run`, before the run folder exists) and
-by ``--dry-run``, so both refuse the same requests: a warm-start source of another species or algorithm or without a
-model, a run name that is not a single safe path component, a ``--run-dir`` that already holds a run or cannot be
+by ``--dry-run``, so both refuse the same requests, whether the request came from the CLI or was built in code: a
+step budget too small for a stage (below one PPO rollout, the off-policy ``learning_starts`` or
+``curriculum.eval_freq``), a warm-start source of another species or algorithm, without a model or with a damaged
+one, a run name that is not a single safe path component, a ``--run-dir`` that already holds a run or cannot be
 created. :func:`preview` is the dry run's view of it: the extra keys of the printed ``[run]`` table.
 """
 
@@ -15,6 +17,7 @@ from pathlib import Path
 from typing import Any, NamedTuple, Optional
 
 from dinosim.errors import DinosimError
+from dinosim.run_integrity import check_policy_pair
 from dinosim.runfolder import (
     BEST_DIR,
     MODEL_FILE,
@@ -48,7 +51,8 @@ class Preflight:
 
 def find_init_source(path: Path, algorithm: str, species: Optional[str] = None) -> InitSource:
     """The policy to warm-start from: a run folder's last trained stage (best, else final model) or a stage
-    folder's. Raises DinosimError when there is no model, or its algorithm (or, when given, species) differs."""
+    folder's. Raises DinosimError when there is no model, it is damaged, or its algorithm (or, when given,
+    species) differs."""
     path = Path(path)
     if (path / RUN_FILE).exists():
         run_dir, candidates = path, list(reversed(stage_dirs(path).values()))
@@ -69,6 +73,10 @@ def find_init_source(path: Path, algorithm: str, species: Optional[str] = None) 
     for folder in candidates:
         model, vecnorm = policy_files(folder)
         if model is not None:
+            try:
+                check_policy_pair(model, vecnorm)  # a damaged file: one line now, not after the run folder exists
+            except DinosimError as exc:
+                raise DinosimError(f"--init-from {path}: {exc}") from None
             return InitSource(model, vecnorm, run_data["config"].get(folder.name, {}).get("env"))
     raise DinosimError(f"--init-from {path}: no trained model in it ({BEST_DIR}/{MODEL_FILE} or {MODEL_FILE})")
 
@@ -89,8 +97,12 @@ def preflight(request: RunRequest, now: Optional[_dt.datetime] = None) -> Prefli
         raise DinosimError(f"unknown command {request.command!r}")
     if request.command == "train" and len(config.stages) != 1:
         raise DinosimError("train runs exactly one stage; use curriculum for several")
-    if request.timesteps is not None and request.timesteps < 1:
-        raise DinosimError(f"--timesteps must be at least 1, got {request.timesteps}")
+    timesteps = request.timesteps
+    if timesteps is not None and (isinstance(timesteps, bool) or not isinstance(timesteps, int) or timesteps < 1):
+        raise DinosimError(f"--timesteps {timesteps!r} must be an integer >= 1")
+    budgets = {s: timesteps or config.curriculum(s).timesteps for s in config.stages}
+    for stage, budget in budgets.items():
+        config.check_budget(stage, budget)  # one PPO rollout, learning_starts, eval_freq (issue 12)
     if request.name is not None:
         if request.run_dir is not None:
             raise DinosimError("--name names the automatic run folder; it has no effect with --run-dir")
@@ -102,7 +114,8 @@ def preflight(request: RunRequest, now: Optional[_dt.datetime] = None) -> Prefli
     init = None
     if request.init_from is not None:
         init = find_init_source(request.init_from, config.algorithm, config.species)
-    budgets = {s: request.timesteps or config.curriculum(s).timesteps for s in config.stages}
+    first = config.stages[0]
+    config.check_overrides_take_effect({s: s != first or init is not None for s in config.stages})
     return Preflight(run_dir, budgets, init)
 
 
