@@ -93,6 +93,9 @@ def test_cuda_without_a_gpu_is_one_line_before_the_run_folder_exists(tmp_path):
     error = one_error_line(proc, heavy=False)  # checking CUDA needs torch
     assert "--device cuda" in error and "no CUDA GPU" in error
     assert not (tmp_path / "run").exists()
+    if torch.__version__.endswith("+cpu"):  # a CPU-only build is known from its version: the dry run refuses too
+        dry = dinosim("train", "--stage", "1", "--device", "cuda", "--dry-run", probe=True)
+        assert "CPU-only build" in one_error_line(dry)
 
 
 @pytest.mark.slow

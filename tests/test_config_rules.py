@@ -85,6 +85,13 @@ ISSUE_CASES = [
     (["train", "--stage", "1", "--override", "curriculum.critic_warmup_timesteps=5000"],
      "does not start from a previous policy"),
     (["curriculum", "--stages", "2-3", "--override", "2.curriculum.obs_norm_count=100"], "no --init-from"),
+    (["train", "--stage", "1", "--algorithm", "sac", "--override", "sac.lr_schedule=cosine"],
+     "sac.learning_rate_end is not set"),
+    (["train", "--stage", "1", "--override", "ppo.sde_sample_freq=4"], "only with ppo.use_sde = true"),
+    (["train", "--stage", "1", "--algorithm", "tqc", "--override", "sac.ent_coef=0.1", "tqc.target_entropy=-3"],
+     "tqc.ent_coef = 0.1 is fixed"),
+    (["train", "--stage", "1", "--override", "ppo.policy_kwargs.use_expln=true"],
+     "ppo.policy_kwargs.use_expln=true' has no effect"),
     (["train", "--stage", "1", "--override", "env.max_episode_steps=60"],
      "override 'env.max_episode_steps=60': stage 1: curriculum.min_avg_episode_length"),
 ]

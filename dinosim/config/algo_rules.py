@@ -221,3 +221,30 @@ def _rising(section: str, key: str, values: Mapping[str, Any], default: float) -
                   f"<= {key} (or None for a constant {key})")
         return [(f"{section}.{key}|{dotted}", message(dotted, end, reason))]
     return []
+
+
+_SDE_ONLY = ("sde_sample_freq", "use_sde_at_warmup", "policy_kwargs.full_std", "policy_kwargs.use_expln",
+             "policy_kwargs.clip_mean")
+"""Keys (paths inside an algorithm section) that SB3 reads only with ``use_sde = true``."""
+
+
+def inert_algo_keys(section: str, values: Mapping[str, Any]) -> dict[str, str]:
+    """``{key path: why its value has no effect}`` for set values of one merged algorithm section that SB3 would
+    ignore: a schedule shape without an end value, gSDE options without gSDE, a target entropy with a fixed
+    ``ent_coef``."""
+    policy = values.get("policy_kwargs") or {}
+    present = {**{k: v for k, v in values.items() if k != "policy_kwargs"},
+               **{f"policy_kwargs.{k}": v for k, v in policy.items()}}
+    out: dict[str, str] = {}
+    if values.get("learning_rate_end") is None and present.get("lr_schedule") is not None:
+        out["lr_schedule"] = f"has no effect: {section}.learning_rate_end is not set, so the rate is constant"
+    if not values.get("use_sde"):
+        for key in _SDE_ONLY:
+            if present.get(key) is not None:
+                out[key] = f"has no effect: SB3 reads it only with {section}.use_sde = true"
+    ent_coef = values.get("ent_coef")
+    if (present.get("target_entropy") is not None and isinstance(ent_coef, (int, float))
+            and section != "ppo"):
+        out["target_entropy"] = (f"has no effect: {section}.ent_coef = {ent_coef!r} is fixed; the target entropy "
+                                 "is only used to learn it (\"auto\")")
+    return out

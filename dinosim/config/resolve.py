@@ -14,7 +14,15 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
-from dinosim.config.checks import INHERITS_SAC, inherit, run_option_problems, stage_budget_problems, stage_problems
+from dinosim.config.algo_rules import inert_algo_keys
+from dinosim.config.checks import (
+    INHERITS_SAC,
+    algorithm_values,
+    inherit,
+    run_option_problems,
+    stage_budget_problems,
+    stage_problems,
+)
 from dinosim.config.curriculum_rules import PPO_ONLY_KEYS, inert_curriculum_keys
 from dinosim.config.loader import read_toml, stage_file
 from dinosim.config.overrides import Override, ordered_for_application, parse_overrides
@@ -77,17 +85,24 @@ class RunConfig:
             raise ConfigError(f"{_Origins(None, applied).of(key)}stage {stage}: {text}")
 
     def check_overrides_take_effect(self, warm_started: dict[int, bool]) -> None:
-        """Raise ConfigError for a ``[curriculum]`` override that no stage it targets would use (``warm_started``:
-        stage -> whether it starts from a previous policy); see
-        :func:`dinosim.config.curriculum_rules.inert_curriculum_keys`. Stage-file values are not checked: the
-        committed files serve both a whole curriculum and a single stage."""
+        """Raise ConfigError for an override that no stage it targets would use (``warm_started``: stage ->
+        whether it starts from a previous policy); see :func:`dinosim.config.curriculum_rules.inert_curriculum_keys`
+        and :func:`dinosim.config.algo_rules.inert_algo_keys`. Stage-file values are not checked: the committed
+        files serve a whole curriculum, a single stage and every algorithm."""
         for override in parse_overrides(list(self.overrides)):
-            if override.section != "curriculum":
-                continue
-            whys = [inert_curriculum_keys(s, self.section(s, "curriculum"), warm_started[s]).get(override.path[0])
+            whys = [self._inert(s, warm_started[s]).get((override.section, ".".join(override.path)))
                     for s in self.stages if override.stage in (None, s)]
             if whys and all(whys):
                 raise ConfigError(f"override {override.raw!r} {whys[0]}")
+
+    def _inert(self, stage: int, warm_started: bool) -> dict[tuple[str, str], str]:
+        """``{(section, key path): why it has no effect}`` of one stage's resolved values."""
+        out = {("curriculum", k): why for k, why in
+               inert_curriculum_keys(stage, self.section(stage, "curriculum"), warm_started).items()}
+        section, values = algorithm_values(self.stage_configs[stage], self.algorithm)
+        for key, why in inert_algo_keys(section, values).items():
+            out.update({(name, key): why for name in _reads(self.algorithm)})
+        return out
 
     def env_kwargs(self, stage: int) -> dict[str, Any]:
         return copy.deepcopy(self.section(stage, "env"))

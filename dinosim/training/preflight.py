@@ -28,7 +28,7 @@ from dinosim.runfolder import (
     stage_dirs,
     stage_number,
 )
-from dinosim.training.request import RunRequest
+from dinosim.training.request import DEVICES, RunRequest
 from dinosim.training.state import read_run_file
 
 
@@ -90,6 +90,24 @@ def _check_creatable(folder: Path) -> None:
         raise DinosimError(f"cannot create the run folder {folder}: {probe} is not a writable folder")
 
 
+def check_device_light(device: str) -> None:
+    """What can be known about ``--device`` without importing torch: a CPU-only torch build (its version ends in
+    ``+cpu``) has no CUDA. The real run also asks torch (:func:`dinosim.training.runner.check_device`)."""
+    if device not in DEVICES:
+        raise DinosimError(f"--device {device!r}: choose from {', '.join(DEVICES)}")
+    if device != "cuda":
+        return
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        torch_version = version("torch")
+    except PackageNotFoundError:
+        return
+    if torch_version.endswith("+cpu"):
+        raise DinosimError(f"--device cuda: torch {torch_version} is a CPU-only build, so it sees no CUDA GPU; use "
+                           "--device cpu or auto, or install a CUDA build of torch (README: Set-up)")
+
+
 def preflight(request: RunRequest, now: Optional[_dt.datetime] = None) -> Preflight:
     """Check ``request`` without creating anything; raises DinosimError (one line) on the first problem."""
     config = request.config
@@ -114,13 +132,14 @@ def preflight(request: RunRequest, now: Optional[_dt.datetime] = None) -> Prefli
     init = None
     if request.init_from is not None:
         init = find_init_source(request.init_from, config.algorithm, config.species)
+    check_device_light(request.device)
     first = config.stages[0]
     config.check_overrides_take_effect({s: s != first or init is not None for s in config.stages})
     return Preflight(run_dir, budgets, init)
 
 
 def preview(request: RunRequest, checked: Preflight) -> dict[str, Any]:
-    """The dry run's extra ``[run]`` keys: budgets, run folder, warm-start source, gate mode and name."""
+    """The dry run's extra ``[run]`` keys: budgets, run folder, warm-start source, gate mode, device and name."""
     out: dict[str, Any] = {
         "command": request.command,
         "budget": {f"stage{s}": b for s, b in checked.budgets.items()},
@@ -128,6 +147,7 @@ def preview(request: RunRequest, checked: Preflight) -> dict[str, Any]:
         "run_dir": str(checked.run_dir),
         "name": request.name,
         "strict_gates": request.strict_gates,
+        "device": request.device,
         "gate_mode": "stop when a stage's budget ends before its gate passes" if request.strict_gates
         else "advance to the next stage when the budget ends, gate passed or not",
         "init_from": str(request.init_from) if request.init_from is not None else None,
