@@ -207,6 +207,19 @@ def test_forgets_walking(tmp_path, ev, make_run, balance_evals):
     assert "behaviour.forgets_walking" not in ids(kept)
 
 
+@pytest.mark.parametrize("algorithm", ["ppo", "sac"])
+def test_forgets_walking_suggests_only_keys_the_algorithm_reads(tmp_path, algorithm, ev, make_run,
+                                                                 balance_evals):
+    collapse = make_run(tmp_path, "c", {1: balance_evals(), 2: [ev(25000 * i, 40.0, 60 if i < 3 else 500, alive=15)
+                                                                for i in range(1, 6)]}, algorithm=algorithm)
+    found = next(s for s in diagnose([collapse]).symptoms() if s.id == "behaviour.forgets_walking")
+    keys = {o.split("=")[0] for o in found.overrides}
+    assert ("stage2.curriculum.warmup_clip_range" in keys) == (algorithm == "ppo"), keys
+    assert ("stage2.curriculum.critic_warmup_timesteps" in keys) == (algorithm == "ppo"), keys
+    config = resolve_run("velociraptor", algorithm, (1, 2), found.overrides)  # PPO-only keys refused for sac
+    config.check_overrides_take_effect({1: False, 2: True})
+
+
 def test_regression(tmp_path, ev, bite_run):
     peaked = bite_run(tmp_path, "p", [ev(25000 * i, 100.0, 200, s, alive=100)
                                       for i, s in enumerate((0.1, 0.5, 0.8, 0.3, 0.1, 0.2), 1)])
@@ -308,7 +321,8 @@ def test_every_suggested_override_is_accepted_by_the_config(tmp_path, species, a
     assert len({s.id for s in found}) >= 10
     for symptom in found:
         assert symptom.id in RULE_IDS and 0 < symptom.confidence <= 1 and symptom.evidence
-        resolve_run(species, algorithm, (1, 2, 3), symptom.overrides)  # raises ConfigError on an invalid key/value
+        config = resolve_run(species, algorithm, (1, 2, 3), symptom.overrides)  # ConfigError: invalid key/value
+        config.check_overrides_take_effect({1: False, 2: True, 3: True})  # ConfigError: an override without effect
 
 
 def test_json_schema_is_stable(tmp_path, ev, make_run):

@@ -107,11 +107,12 @@ def forgets_walking(d: StageData) -> Optional[Symptom]:
     cur_warm = int(d.curriculum("warmup_timesteps", 0) or 0)
     cur_ramp = int(d.curriculum("ramp_timesteps", 0) or 0)
     rollout = int(d.algo("n_steps", 0) or 0) * d.n_envs or int(d.curriculum("eval_freq", 0) or 0)
-    s = Suggest(d).curriculum("warmup_timesteps", 2 * cur_warm if cur_warm else 2 * rollout or None)
+    s = Suggest(d)
     s.curriculum("ramp_timesteps", 2 * cur_ramp if cur_ramp else 4 * int(d.curriculum("eval_freq", 0) or 0) or None)
-    cur_critic = int(d.curriculum("critic_warmup_timesteps", 0) or 0)
-    s.curriculum("critic_warmup_timesteps", 2 * cur_critic if cur_critic else rollout or None)
-    if d.algorithm == "ppo":
+    if d.algorithm == "ppo":  # the warm-up keys are PPO-only (PPO_ONLY_KEYS): an override for SAC is refused
+        s.curriculum("warmup_timesteps", 2 * cur_warm if cur_warm else 2 * rollout or None)
+        cur_critic = int(d.curriculum("critic_warmup_timesteps", 0) or 0)
+        s.curriculum("critic_warmup_timesteps", 2 * cur_critic if cur_critic else rollout or None)
         clip = d.curriculum("warmup_clip_range") or d.algo("clip_range")
         if isinstance(clip, (int, float)):
             s.curriculum("warmup_clip_range", float(clip) * 0.5)
