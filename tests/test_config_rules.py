@@ -92,6 +92,9 @@ ISSUE_CASES = [
      "tqc.ent_coef = 0.1 is fixed"),
     (["train", "--stage", "1", "--override", "ppo.policy_kwargs.use_expln=true"],
      "ppo.policy_kwargs.use_expln=true' has no effect"),
+    (["curriculum", "--stages", "1,3", "--override", "3.ppo.policy_kwargs.net_arch=[64]"],
+     "override '3.ppo.policy_kwargs.net_arch=[64]': stage 3: ppo.policy_kwargs.net_arch differs from the previous"),
+    (["curriculum", "--algorithm", "sac", "--override", "2.sac.use_sde=true"], "sac.use_sde differs"),
     (["train", "--stage", "1", "--override", "env.max_episode_steps=60"],
      "override 'env.max_episode_steps=60': stage 1: curriculum.min_avg_episode_length"),
 ]
@@ -174,6 +177,9 @@ def test_dry_run_shows_the_whole_run_and_checks_the_warm_start_species(tmp_path)
     assert not (tmp_path / "runs").exists()
     other = cli(tmp_path, "train", "--species", "trex", "--stage", "1", "--init-from", str(tmp_path / "raptor"))
     assert other.returncode == 2 and "holds a velociraptor policy, this run trains a trex" in other.stderr
+    smaller = cli(tmp_path, "train", "--stage", "2", "--init-from", str(tmp_path / "raptor"), "--override",
+                  "ppo.policy_kwargs.net_arch=[64]")  # the weights of a [256, 256] policy do not fit
+    assert smaller.returncode == 2 and "ppo.policy_kwargs.net_arch differs ([64] here, [256, 256]" in smaller.stderr
     assert not (tmp_path / "runs").exists()
 
 

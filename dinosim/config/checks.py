@@ -10,7 +10,7 @@ step budget (:func:`stage_budget_problems`) need the budget the run will use, so
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Optional
 
 from dinosim.config.algo_rules import ALGORITHM_RULES, POLICY_RULES, algo_combination_problems, algo_problems
 from dinosim.config.curriculum_rules import CURRICULUM_RULES, curriculum_combination_problems, curriculum_problems
@@ -108,3 +108,25 @@ def budget_problems(algorithm: str, section: str, algo: dict[str, Any], n_envs: 
         return [("budget", f"the budget of {budget} steps is not above {section}.learning_starts = {starts}: no "
                  f"gradient step would run; raise the budget or lower {section}.learning_starts")]
     return []
+
+
+NETWORK_KEYS = ("net_arch", "n_critics", "n_quantiles", "batch_norm", "full_std")
+"""``policy_kwargs`` keys that fix the shapes of a policy's weights (with the algorithm's ``use_sde``)."""
+
+
+def network_of(config: dict[str, dict[str, Any]], algorithm: str) -> dict[str, Any]:
+    """What a warm start needs to match: the stage's shape-giving ``policy_kwargs`` and ``use_sde`` (set values)."""
+    _, algo = algorithm_values(config, algorithm)
+    policy = algo.get("policy_kwargs") or {}
+    out = {f"policy_kwargs.{k}": policy[k] for k in NETWORK_KEYS if policy.get(k) is not None}
+    if algo.get("use_sde"):
+        out["use_sde"] = True
+    return out
+
+
+def network_change(previous: dict[str, Any], current: dict[str, Any]) -> Optional[tuple[str, str]]:
+    """(key path, ``now X, before Y``) of the first difference between two :func:`network_of` results, or None."""
+    for key in sorted(set(previous) | set(current)):
+        if previous.get(key) != current.get(key):
+            return key, f"{current.get(key)!r} here, {previous.get(key)!r} in the policy it starts from"
+    return None

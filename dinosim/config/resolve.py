@@ -19,6 +19,8 @@ from dinosim.config.checks import (
     INHERITS_SAC,
     algorithm_values,
     inherit,
+    network_change,
+    network_of,
     run_option_problems,
     stage_budget_problems,
     stage_problems,
@@ -73,6 +75,10 @@ class RunConfig:
 
     def curriculum(self, stage: int) -> CurriculumSettings:
         return CurriculumSettings(**self.section(stage, "curriculum"))
+
+    def network(self, stage: int) -> dict[str, Any]:
+        """What fixes the shapes of the stage's policy weights (see :func:`dinosim.config.checks.network_of`)."""
+        return network_of(self.stage_configs[stage], self.algorithm)
 
     def check_budget(self, stage: int, budget: int) -> None:
         """Raise ConfigError (one line naming the override that set the culprit, if one did) when ``budget`` steps
@@ -188,6 +194,8 @@ def resolve_run(
         unread += [f"stage{stage}.{key}" for key in _drop_unread(config, algorithm, species)]
         _fill_defaults(config, species, algorithm)
         _check_stage(config, stage, species, algorithm, n_envs, _Origins(path, applied))
+        if configs:  # warm-started from the previous stage of this command: its weights must fit
+            _check_network(configs[max(configs)], config, stage, algorithm, _Origins(path, applied))
         configs[stage] = config
     return RunConfig(species, algorithm, tuple(stages), seed, n_envs, vec_env, configs, tuple(overrides),
                      tuple(unread))
@@ -360,6 +368,17 @@ def _check_stage(config: dict[str, dict[str, Any]], stage: int, species: str, al
     if problems:
         key, text = problems[0]
         raise ConfigError(f"{origin.of(key)}{where}: {text}")
+
+
+def _check_network(previous: dict[str, dict[str, Any]], config: dict[str, dict[str, Any]], stage: int,
+                   algorithm: str, origin: "_Origins") -> None:
+    change = network_change(network_of(previous, algorithm), network_of(config, algorithm))
+    if change is not None:
+        key, values = change
+        dotted = f"{_reads(algorithm)[-1]}.{key}"
+        raise ConfigError(f"{origin.of(dotted)}stage {stage}: {dotted} differs from the previous stage's ({values}): "
+                          "a stage starts from the previous stage's weights, which must have the same shapes; use "
+                          "one network in every stage")
 
 
 @dataclass

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple, Optional
 
+from dinosim.config.checks import network_change, network_of
 from dinosim.errors import DinosimError
 from dinosim.run_integrity import check_policy_pair
 from dinosim.runfolder import (
@@ -38,6 +39,7 @@ class InitSource(NamedTuple):
     model: Path
     vecnorm: Optional[Path]
     env: Optional[dict]
+    network: Optional[dict] = None  # shape-giving settings of the source stage (dinosim.config.checks.network_of)
 
 
 @dataclass(frozen=True)
@@ -77,7 +79,9 @@ def find_init_source(path: Path, algorithm: str, species: Optional[str] = None) 
                 check_policy_pair(model, vecnorm)  # a damaged file: one line now, not after the run folder exists
             except DinosimError as exc:
                 raise DinosimError(f"--init-from {path}: {exc}") from None
-            return InitSource(model, vecnorm, run_data["config"].get(folder.name, {}).get("env"))
+            stage_config = run_data["config"].get(folder.name, {})
+            network = network_of(stage_config, algorithm) if isinstance(stage_config, dict) else None
+            return InitSource(model, vecnorm, stage_config.get("env") if network is not None else None, network)
     raise DinosimError(f"--init-from {path}: no trained model in it ({BEST_DIR}/{MODEL_FILE} or {MODEL_FILE})")
 
 
@@ -132,6 +136,12 @@ def preflight(request: RunRequest, now: Optional[_dt.datetime] = None) -> Prefli
     init = None
     if request.init_from is not None:
         init = find_init_source(request.init_from, config.algorithm, config.species)
+    if init is not None and init.network is not None:
+        change = network_change(init.network, config.network(config.stages[0]))
+        if change is not None:
+            raise DinosimError(f"--init-from {request.init_from}: stage {config.stages[0]}'s "
+                               f"{config.algorithm}.{change[0]} differs ({change[1]}): the weights cannot be copied; "
+                               "use the same network")
     check_device_light(request.device)
     first = config.stages[0]
     config.check_overrides_take_effect({s: s != first or init is not None for s in config.stages})
