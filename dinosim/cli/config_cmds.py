@@ -9,6 +9,7 @@ from typing import Optional
 import click
 
 from dinosim.config.checks import section_rules
+from dinosim.config.curriculum_rules import PPO_ONLY_KEYS
 from dinosim.config.rules import Rule
 from dinosim.config.schema import NO_DEFAULT, SECTIONS, KeySpec, section_keys
 from dinosim.config.toml_writer import value_text
@@ -39,8 +40,9 @@ def keys(species: str, section: Optional[str]) -> None:
         rules, policy_rules = section_rules(name, species)
         for key, spec in sorted(section_keys(name, species).items()):
             types = "|".join(sorted(spec.types))
+            only = f" (PPO only: {PPO_ONLY_KEYS[key]})" if name == "curriculum" and key in PPO_ONLY_KEYS else ""
             click.echo(f"  {name}.{key}  ({types}, default {_default_text(spec)}{_rule_text(rules.get(key))})  "
-                       f"{spec.description}")
+                       f"{spec.description}{only}")
             for child_key, child in sorted((spec.children or {}).items()):
                 child_types = "|".join(sorted(child.types))
                 click.echo(f"    {name}.{key}.{child_key}  ({child_types}, default {_default_text(child)}"
