@@ -5,7 +5,8 @@
 checks across sections and against ``n_envs``. ``resolve_run`` calls it for every stage. The checks against the
 step budget (:func:`stage_budget_problems`) need the budget the run will use, so the run's preflight
 (:func:`dinosim.training.preflight.preflight`) calls them: ``--dry-run``, the real run (from the CLI or a
-``RunRequest`` built in code) and ``sweep validate`` reject the same things.
+``RunRequest`` built in code) and ``sweep validate`` reject the same things. :func:`not_read` says which keys of a
+section the algorithm reads; :func:`network_of` what a warm start needs to match.
 """
 
 from __future__ import annotations
@@ -13,9 +14,15 @@ from __future__ import annotations
 from typing import Any, Optional
 
 from dinosim.config.algo_rules import ALGORITHM_RULES, POLICY_RULES, algo_combination_problems, algo_problems
-from dinosim.config.curriculum_rules import CURRICULUM_RULES, curriculum_combination_problems, curriculum_problems
+from dinosim.config.curriculum_rules import (
+    CURRICULUM_RULES,
+    PPO_ONLY_KEYS,
+    curriculum_combination_problems,
+    curriculum_problems,
+)
 from dinosim.config.env_rules import env_combination_problems, env_problems, env_rules
 from dinosim.config.rules import Number, Problem, Rule
+from dinosim.config.schema import section_keys
 
 MAX_SEED = 2**31 - 1  # seeds of the eval envs are seed + 10_000 + i; numpy refuses seeds >= 2**32
 SEED_RULE = Number(0, MAX_SEED, integer=True)
@@ -42,6 +49,27 @@ def algorithm_values(config: dict[str, dict[str, Any]], algorithm: str) -> tuple
     if algorithm in INHERITS_SAC:
         return algorithm, inherit(config.get("sac", {}), config.get(algorithm, {}))
     return algorithm, dict(config.get(algorithm, {}))
+
+
+def not_read(section: str, key: str, algorithm: str, species: str) -> Optional[str]:
+    """Why a run of ``algorithm`` does not read ``section.key`` although the section is one it reads (None: it
+    does): a PPO-only ``[curriculum]`` key, or a ``[sac]`` key that tqc/crossq's constructor does not take."""
+    if section == "curriculum" and algorithm != "ppo" and key in PPO_ONLY_KEYS:
+        return f"PPO only: {PPO_ONLY_KEYS[key]}"
+    if section == "sac" and algorithm in INHERITS_SAC and key not in section_keys(algorithm, species):
+        return f"the {algorithm} constructor has no {key} argument"
+    return None
+
+
+def drop_unread(config: dict[str, dict[str, Any]], algorithm: str, species: str) -> list[str]:
+    """Remove the stage-file values ``algorithm`` does not read (see :func:`not_read`); their dotted keys."""
+    dropped = []
+    for section in ("curriculum", "sac"):
+        table = config.get(section, {})
+        for key in [k for k in table if not_read(section, k, algorithm, species)]:
+            del table[key]
+            dropped.append(f"{section}.{key}")
+    return dropped
 
 
 def section_rules(section: str, species: str) -> tuple[dict[str, Rule], dict[str, Rule]]:

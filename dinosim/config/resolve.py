@@ -18,14 +18,16 @@ from dinosim.config.algo_rules import inert_algo_keys
 from dinosim.config.checks import (
     INHERITS_SAC,
     algorithm_values,
+    drop_unread,
     inherit,
     network_change,
     network_of,
+    not_read,
     run_option_problems,
     stage_budget_problems,
     stage_problems,
 )
-from dinosim.config.curriculum_rules import PPO_ONLY_KEYS, inert_curriculum_keys
+from dinosim.config.curriculum_rules import inert_curriculum_keys
 from dinosim.config.loader import read_toml, stage_file
 from dinosim.config.overrides import Override, ordered_for_application, parse_overrides
 from dinosim.config.schema import ALGORITHM_SECTIONS, NO_DEFAULT, SECTIONS, KeySpec, section_keys
@@ -191,7 +193,7 @@ def resolve_run(
                 if not message.startswith("override "):
                     message = f"override {override.raw!r}: {message}"
                 raise ConfigError(message) from None
-        unread += [f"stage{stage}.{key}" for key in _drop_unread(config, algorithm, species)]
+        unread += [f"stage{stage}.{key}" for key in drop_unread(config, algorithm, species)]
         _fill_defaults(config, species, algorithm)
         _check_stage(config, stage, species, algorithm, n_envs, _Origins(path, applied))
         if configs:  # warm-started from the previous stage of this command: its weights must fit
@@ -204,27 +206,6 @@ def resolve_run(
 def _reads(algorithm: str) -> tuple[str, ...]:
     """The algorithm sections a run of ``algorithm`` reads."""
     return ("sac", algorithm) if algorithm in INHERITS_SAC else (algorithm,)
-
-
-def not_read(section: str, key: str, algorithm: str, species: str) -> Optional[str]:
-    """Why a run of ``algorithm`` does not read ``section.key`` although the section is one it reads (None: it
-    does): a PPO-only ``[curriculum]`` key, or a ``[sac]`` key that tqc/crossq's constructor does not take."""
-    if section == "curriculum" and algorithm != "ppo" and key in PPO_ONLY_KEYS:
-        return f"PPO only: {PPO_ONLY_KEYS[key]}"
-    if section == "sac" and algorithm in INHERITS_SAC and key not in section_keys(algorithm, species):
-        return f"the {algorithm} constructor has no {key} argument"
-    return None
-
-
-def _drop_unread(config: dict[str, dict[str, Any]], algorithm: str, species: str) -> list[str]:
-    """Remove the stage-file values ``algorithm`` does not read (see :func:`not_read`); their dotted keys."""
-    dropped = []
-    for section in ("curriculum", "sac"):
-        table = config.get(section, {})
-        for key in [k for k in table if not_read(section, k, algorithm, species)]:
-            del table[key]
-            dropped.append(f"{section}.{key}")
-    return dropped
 
 
 def _check_override_targets(parsed: list[Override], species: str, stages: tuple[int, ...], algorithm: str) -> None:
