@@ -161,7 +161,10 @@ def test_dry_run_fuzz_has_no_traceback(tmp_path, monkeypatch, summary_line):
     summary_line(f"dry-run fuzz: {counts['cases']} command lines, {counts['accepted']} accepted, "
                  f"{counts['rejected']} rejected with one error line, {len(tracebacks)} tracebacks")
     assert counts["cases"] >= 5000 and not tracebacks, tracebacks[:3]
-    assert counts["accepted"] >= 200 and counts["rejected"] >= 200, counts
+    # the rules refuse most random combinations (overrides without effect, networks that differ between stages,
+    # budgets): 258, then 201 of 5000 were accepted in two runs as rules were added; the floor keeps the accepted
+    # side exercised
+    assert counts["accepted"] >= 150 and counts["rejected"] >= 200, counts
     assert not (tmp_path / "runs").exists()
 
 

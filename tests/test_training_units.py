@@ -186,8 +186,8 @@ def test_init_from_and_evaluate_bad_input_without_torch(tmp_path: Path) -> None:
                 assert words in str(exc), (words, str(exc))
             else:
                 raise AssertionError(words)
-        model, vecnorm, env = find_init_source(Path({str(tmp_path / 'sac')!r}), "sac")
-        assert model.name == "model.zip" and vecnorm is None
+        model, vecnorm, env, network = find_init_source(Path({str(tmp_path / 'sac')!r}), "sac")
+        assert model.name == "model.zip" and vecnorm is None and isinstance(network, dict)
     """)
     proc = _run_check(code)
     assert proc.returncode == 0, proc.stderr
