@@ -11,7 +11,6 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, TINY
 
 from dinosim.config.settings import CurriculumSettings
 from dinosim.runfolder import METRICS_FILE
@@ -20,7 +19,6 @@ from dinosim.training.evaluation import EvalPlan, model_policy, obs_normalizer, 
 ENV = {"task": "strike", "max_episode_steps": 40, "strike_bonus": 10.0}
 # stage 1 for 2048 steps, evaluated every 256: the gate is unreachable, so both modes evaluate the same snapshots
 RUN = ["train", "--species", "velociraptor", "--stage", "1", "--timesteps", "2048", "--n-envs", "2", "--no-progress"]
-OVERRIDES = [*(o for o in TINY if not o.startswith("2.")), "1.curriculum.min_avg_reward=1000.0"]
 
 
 def _snapshot_model():
@@ -81,17 +79,20 @@ def _worker_pid(parent: int) -> int | None:
     return None
 
 
-def _popen(run_dir: Path, background: bool) -> subprocess.Popen:
-    env = {**os.environ, "WANDB_MODE": "disabled", "PYTHONPATH": str(ROOT)}
-    cmd = [sys.executable, "-m", "dinosim", *RUN, "--run-dir", str(run_dir), "--override", *OVERRIDES,
+def _popen(root: Path, overrides: list[str], run_dir: Path, background: bool) -> subprocess.Popen:
+    """The tiny tracking runs' stage-1 overrides with an unreachable gate, in background or inline mode."""
+    overrides = [*(o for o in overrides if not o.startswith("2.")), "1.curriculum.min_avg_reward=1000.0"]
+    env = {**os.environ, "WANDB_MODE": "disabled", "PYTHONPATH": str(root)}
+    cmd = [sys.executable, "-m", "dinosim", *RUN, "--run-dir", str(run_dir), "--override", *overrides,
            f"curriculum.background_eval={str(background).lower()}"]
-    return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(cmd, cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="finds the evaluation process through /proc")
-def test_killing_the_evaluation_process_changes_no_record_and_training_ends_cleanly(tmp_path: Path) -> None:
-    background = _popen(tmp_path / "background", True)
-    inline = _popen(tmp_path / "inline", False)
+def test_killing_the_evaluation_process_changes_no_record_and_training_ends_cleanly(
+        tmp_path: Path, checkout_root: Path, tiny_overrides: list[str]) -> None:
+    background = _popen(checkout_root, tiny_overrides, tmp_path / "background", True)
+    inline = _popen(checkout_root, tiny_overrides, tmp_path / "inline", False)
     metrics = tmp_path / "background" / METRICS_FILE
     killed = None
     deadline = time.time() + 300
