@@ -240,7 +240,13 @@ class TinyTraining:
         """``proc`` (a ``dinosim_popen`` train/resume of ``run_dir``, sent ``signum``) ended like Ctrl-C: exit
         128 + signum, "interrupted (<signal>)" and the resume command on stderr, the run marked interrupted and
         checkpointed at the signal itself, every run file loadable. Returns (stdout, the checkpoint's step)."""
-        out, err = proc.communicate(timeout=60)
+        try:  # the checkpoint is written at once; 180 s leaves room for a loaded CI machine's exit
+            out, err = proc.communicate(timeout=180)
+        except subprocess.TimeoutExpired as exc:
+            proc.kill()
+            out, err = proc.communicate()
+            raise AssertionError(f"still running {exc.timeout} s after {signal.Signals(signum).name}:\n"
+                                 f"{out[-2000:]}\n{err[-3000:]}") from None
         assert proc.returncode == 128 + signum, err[-3000:]
         name = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
         assert f"interrupted ({name})" in err and f"dinosim resume {run_dir}" in err, err[-3000:]
