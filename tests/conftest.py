@@ -240,8 +240,8 @@ class TinyTraining:
         """``proc`` (a ``dinosim_popen`` train/resume of ``run_dir``, sent ``signum``) ended like Ctrl-C: exit
         128 + signum, "interrupted (<signal>)" and the resume command on stderr, the run marked interrupted and
         checkpointed at the signal itself, every run file loadable. Returns (stdout, the checkpoint's step)."""
-        # Known intermittent hang (not fixed): subprocess env workers that ignore SIGTERM/SIGHUP keep the process
-        # from exiting; the timeout makes that a readable failure instead of pytest's bare TimeoutExpired.
+        # A process that does not exit is a failure with its output, not pytest's bare TimeoutExpired (CI once saw a
+        # signalled subproc run hang at exit: fixed by InterruptSafeSubprocVecEnv, tested in test_training_units).
         try:
             out, err = proc.communicate(timeout=180)
         except subprocess.TimeoutExpired as exc:

@@ -6,11 +6,14 @@ from __future__ import annotations
 import json
 import math
 import os
+import signal
 import subprocess
 import sys
 import textwrap
+import threading
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from dinosim.errors import DinosimError
@@ -290,3 +293,37 @@ def test_vec_env_subproc_is_honoured_with_one_env() -> None:
         venv.close()
     with pytest.raises(DinosimError, match="unknown vec env 'thread'"):
         make_vec_env("velociraptor", {}, 1, 0, "thread")
+
+
+def test_subproc_close_after_an_interrupted_step_ends_the_workers() -> None:
+    """Ctrl-C/SIGTERM/SIGHUP can break off `step_wait` after one worker's reply was read. SB3's close then waited for
+    that reply again, forever; and the workers ignore SIGTERM, so the interpreter's exit hung as well (seen in CI)."""
+    from dinosim.training.builders import make_vec_env
+
+    venv = make_vec_env("velociraptor", {"task": "balance", "max_episode_steps": 20}, 2, 0, "subproc")
+    venv.reset()
+    status = [Path(f"/proc/{p.pid}/status").read_text() for p in venv.processes]
+    ignored = [int(next(line.split()[1] for line in s.splitlines() if line.startswith("SigIgn:")), 16) for s in status]
+    assert all(mask & (1 << (signal.SIGTERM - 1)) for mask in ignored)  # only the main process handles signals
+    venv.step_async(np.zeros((2, venv.action_space.shape[0]), dtype=np.float32))
+    venv.remotes[0].recv()  # what an interrupted step_wait leaves behind: one reply read, one pending
+    closing = threading.Thread(target=venv.close, daemon=True)
+    closing.start()
+    closing.join(30)
+    hung = closing.is_alive()
+    for process in venv.processes:  # whatever happened, leave no worker behind
+        if process.is_alive():
+            process.kill()
+    assert not hung, "close() blocked on the reply that step_wait had already read"
+    assert not any(p.is_alive() for p in venv.processes)
+
+
+def test_subproc_close_kills_a_worker_that_does_not_exit() -> None:
+    from dinosim.training.builders import make_vec_env
+
+    venv = make_vec_env("velociraptor", {"task": "balance", "max_episode_steps": 20}, 1, 0, "subproc")
+    venv.reset()
+    os.kill(venv.processes[0].pid, signal.SIGSTOP)  # cannot read the close command
+    venv.grace = 0.5
+    venv.close()
+    assert not venv.processes[0].is_alive()

@@ -97,16 +97,14 @@ def make_vec_env(species: str, env_kwargs: dict, n_envs: int, seed: int, vec_env
     """``n_envs`` envs seeded ``seed, seed+1, ...`` in a DummyVecEnv (without the info deep copy, see
     :mod:`dinosim.training.vec_env`) or a SubprocVecEnv (forkserver; also with one env: the user asked for the
     simulation in its own process, e.g. to keep a native crash out of the trainer)."""
-    from stable_baselines3.common.vec_env import SubprocVecEnv
-
-    from dinosim.training.vec_env import InfoSafeDummyVecEnv
+    from dinosim.training.vec_env import InfoSafeDummyVecEnv, InterruptSafeSubprocVecEnv
 
     if vec_env not in ("dummy", "subproc"):
         raise DinosimError(f"unknown vec env {vec_env!r}")
     factory = factory or default_env_factory
     thunks = [_make_thunk(factory, species, env_kwargs, seed + i) for i in range(n_envs)]
     if vec_env == "subproc":
-        return SubprocVecEnv(thunks, start_method="forkserver")
+        return InterruptSafeSubprocVecEnv(thunks, start_method="forkserver")
     return InfoSafeDummyVecEnv(thunks)
 
 
