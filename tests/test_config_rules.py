@@ -84,7 +84,7 @@ ISSUE_CASES = [
     (["train", "--stage", "1", "--override", "curriculum.warmup_timesteps=1000"], "neither"),
     (["train", "--stage", "1", "--override", "curriculum.critic_warmup_timesteps=5000"],
      "does not start from a previous policy"),
-    (["curriculum", "--stages", "2-3", "--override", "2.curriculum.obs_norm_count=100"], "no --init-from"),
+    (["curriculum", "--stages", "2-3", "--override", "2.curriculum.obs_norm_count=100"], "without --init-from"),
     (["train", "--stage", "1", "--algorithm", "sac", "--override", "sac.lr_schedule=cosine"],
      "sac.learning_rate_end is not set"),
     (["train", "--stage", "1", "--override", "ppo.sde_sample_freq=4"], "only with ppo.use_sde = true"),
@@ -93,7 +93,18 @@ ISSUE_CASES = [
     (["train", "--stage", "1", "--override", "ppo.policy_kwargs.use_expln=true"],
      "ppo.policy_kwargs.use_expln=true' has no effect"),
     (["curriculum", "--stages", "1,3", "--override", "3.ppo.policy_kwargs.net_arch=[64]"],
-     "override '3.ppo.policy_kwargs.net_arch=[64]': stage 3: ppo.policy_kwargs.net_arch differs from the previous"),
+     "override '3.ppo.policy_kwargs.net_arch=[64]': stage 3: ppo.policy_kwargs.net_arch differs from stage 1's"),
+    # curriculum.warm_start_stage: an earlier stage the run trains, or 0; its network must fit
+    (["train", "--stage", "3", "--override", "curriculum.warm_start_stage=3"], "must be an earlier stage (1-2) or 0"),
+    (["train", "--stage", "1", "--override", "curriculum.warm_start_stage=1"], "stage 1 has no earlier stage"),
+    (["curriculum", "--stages", "2,3", "--override", "3.curriculum.warm_start_stage=1"],
+     "this run does not train stage 1 before stage 3 (stages 2, 3)"),
+    (["train", "--stage", "3", "--override", "curriculum.warm_start_stage=1"], "it is the first stage this command"),
+    (["curriculum", "--override", "3.curriculum.warm_start_stage=0", "3.curriculum.critic_warmup_timesteps=100"],
+     "or curriculum.warm_start_stage = 0"),
+    (["curriculum", "--override", "2.curriculum.warm_start_stage=0", "2.ppo.policy_kwargs.net_arch=[64]",
+      "3.ppo.policy_kwargs.net_arch=[64]", "3.curriculum.warm_start_stage=1"],
+     "stage 3: ppo.policy_kwargs.net_arch differs from stage 1's ([64] here, [256, 256] in the policy"),
     (["curriculum", "--algorithm", "sac", "--override", "2.sac.use_sde=true"], "sac.use_sde differs"),
     (["train", "--stage", "1", "--override", "env.max_episode_steps=60"],
      "override 'env.max_episode_steps=60': stage 1: curriculum.min_avg_episode_length"),
@@ -174,7 +185,13 @@ def test_dry_run_shows_the_whole_run_and_checks_the_warm_start_species(tmp_path)
     assert run["run_dir"].startswith(str(tmp_path / "runs" / "velociraptor")) and run["run_dir"].endswith("-demo")
     assert run["init_model"] == str(tmp_path / "raptor" / "stage1" / "best" / "model.zip")
     assert run["strict_gates"] is True and run["seed"] == 5 and run["name"] == "demo"
+    assert run["warm_start"] == {"stage1": "--init-from", "stage2": "stage 1"}
     assert not (tmp_path / "runs").exists()
+    tree = cli(tmp_path, "curriculum", "--dry-run", "--override", "2.curriculum.warm_start_stage=0",
+               "3.curriculum.warm_start_stage=1")
+    assert tree.returncode == 0, tree.stderr
+    assert tomllib.loads(tree.stdout)["run"]["warm_start"] == {"stage1": "scratch", "stage2": "scratch",
+                                                               "stage3": "stage 1"}
     other = cli(tmp_path, "train", "--species", "trex", "--stage", "1", "--init-from", str(tmp_path / "raptor"))
     assert other.returncode == 2 and "holds a velociraptor policy, this run trains a trex" in other.stderr
     smaller = cli(tmp_path, "train", "--stage", "2", "--init-from", str(tmp_path / "raptor"), "--override",

@@ -141,6 +141,20 @@ def test_gate_ends_the_stage_early_and_init_from_warm_starts(tmp_path: Path,
     assert second["ramped"]["alive_bonus"] == [first_alive, 0.25]
 
 
+def test_a_stage_starts_from_the_stage_its_warm_start_stage_names(tmp_path: Path, tiny) -> None:
+    """Stage 2 from scratch, stage 3 from stage 1's policy (not the previous stage's): the warm start and the
+    reward ramp's starting point are stage 1's."""
+    code, summary = tiny.run(tmp_path / "run", [1, 2, 3], ["2.curriculum.warm_start_stage=0",
+                                                          "3.curriculum.warm_start_stage=1"], 256)
+    assert code == 0 and summary["status"] == "finished"
+    stages = summary["stages"]
+    assert stages["2"]["warm_start"] is None and stages["2"]["ramped"] == {}
+    assert stages["3"]["warm_start"] == str(tmp_path / "run" / "stage1" / "best" / "model.zip")
+    config = resolve_run("velociraptor", "ppo", [1, 2, 3], tiny.overrides)
+    alive = [config.env_kwargs(s)["alive_bonus"] for s in (1, 2, 3)]
+    assert alive[0] != alive[1] and stages["3"]["ramped"]["alive_bonus"] == [alive[0], alive[2]]
+
+
 def test_strict_gates_stop_after_a_failed_stage(tmp_path: Path, capsys: pytest.CaptureFixture, tiny) -> None:
     code, summary = tiny.run(tmp_path / "run", [1, 2], ["curriculum.min_avg_reward=1e9"], 512, strict_gates=True)
     assert code == 1 and summary["status"] == "failed" and "strict-gates" in summary["message"]

@@ -7,7 +7,7 @@ stage's ``[env]`` (a gate no episode can pass).
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from typing import Any, Mapping, Optional, Sequence
 
 from dinosim.config.env_rules import SPECIES_RULES, tasks
 from dinosim.config.rules import Flag, Number, Problem, Rule, message, table_problems
@@ -35,6 +35,7 @@ CURRICULUM_RULES: dict[str, Rule] = {
     "ramp_timesteps": _OPTIONAL_STEPS,
     "critic_warmup_timesteps": _OPTIONAL_STEPS,
     "obs_norm_count": Number(0.0, lo_open=True),
+    "warm_start_stage": Number(0, integer=True),
 }
 """Rules of every ``[curriculum]`` key."""
 
@@ -75,14 +76,19 @@ def curriculum_combination_problems(species: str, curriculum: Mapping[str, Any],
 
 
 WARM_START_KEYS = ("critic_warmup_timesteps", "obs_norm_count", "ramp_timesteps")
-"""``[curriculum]`` keys that act only on a stage that starts from a previous policy (the run's previous stage, or
-``--init-from`` for its first stage)."""
+"""``[curriculum]`` keys that act only on a stage that starts from a previous policy (an earlier stage of the run,
+see :func:`warm_start_source`, or ``--init-from`` for its first stage)."""
 
 
-def inert_curriculum_keys(stage: int, curriculum: Mapping[str, Any], warm_started: bool) -> dict[str, str]:
+def inert_curriculum_keys(stage: int, curriculum: Mapping[str, Any], warm_started: bool,
+                          first: bool = False) -> dict[str, str]:
     """``{key: why its value has no effect}`` for the values of a stage's ``[curriculum]`` that training would
-    ignore: a warm-up value without ``warmup_timesteps``, a warm-start key on a stage that is not warm-started."""
+    ignore: a warm-up value without ``warmup_timesteps``, a warm-start key on a stage that is not warm-started,
+    ``warm_start_stage`` on the first stage a command runs (``first``)."""
     out: dict[str, str] = {}
+    if first and curriculum.get("warm_start_stage") is not None:
+        out["warm_start_stage"] = (f"has no effect in stage {stage}: it is the first stage this command runs (it "
+                                   "starts from --init-from if given, else from scratch)")
     warmup_values = ("warmup_clip_range", "warmup_ent_coef")
     if not curriculum.get("warmup_timesteps"):
         for key in warmup_values:
@@ -94,6 +100,28 @@ def inert_curriculum_keys(stage: int, curriculum: Mapping[str, Any], warm_starte
     if not warm_started:
         for key in WARM_START_KEYS:
             if curriculum.get(key):
-                out[key] = (f"has no effect in stage {stage}: it does not start from a previous policy (it is the "
-                            "first stage this command runs and there is no --init-from)")
+                out[key] = (f"has no effect in stage {stage}: it does not start from a previous policy (the "
+                            "first stage this command runs without --init-from, or curriculum.warm_start_stage = 0)")
     return out
+
+
+def warm_start_source(stage: int, stages: Sequence[int], wanted: Optional[int]) -> tuple[Optional[int], str]:
+    """(the stage of this run whose final policy ``stage`` starts from, or None; a problem, or "").
+
+    ``wanted`` is the stage's ``curriculum.warm_start_stage``: None means the previous stage of the run, 0 means
+    none (from scratch), k an earlier stage k, which the run must train before ``stage``. The run's first stage
+    starts from ``--init-from`` if given, whatever ``wanted`` says (see :func:`inert_curriculum_keys`).
+    """
+    earlier = [s for s in stages if s < stage]
+    if wanted is not None and not 0 <= wanted < stage:
+        return None, (f"curriculum.warm_start_stage = {wanted} must be an earlier stage (1-{stage - 1}) or 0 (from "
+                      f"scratch)" if stage > 1 else f"curriculum.warm_start_stage = {wanted}: stage 1 has no earlier "
+                      "stage (remove the key)")
+    if not earlier or wanted == 0:
+        return None, ""
+    if wanted is None:
+        return earlier[-1], ""
+    if wanted not in earlier:
+        return None, (f"curriculum.warm_start_stage = {wanted}: this run does not train stage {wanted} before stage "
+                      f"{stage} (stages {', '.join(map(str, stages))}); run it too, or set the key to 0 (from scratch)")
+    return wanted, ""

@@ -27,7 +27,7 @@ from dinosim.config.checks import (
     stage_budget_problems,
     stage_problems,
 )
-from dinosim.config.curriculum_rules import inert_curriculum_keys
+from dinosim.config.curriculum_rules import inert_curriculum_keys, warm_start_source
 from dinosim.config.loader import read_toml, stage_file
 from dinosim.config.overrides import Override, ordered_for_application, parse_overrides
 from dinosim.config.schema import ALGORITHM_SECTIONS, NO_DEFAULT, SECTIONS, KeySpec, section_keys
@@ -105,12 +105,18 @@ class RunConfig:
 
     def _inert(self, stage: int, warm_started: bool) -> dict[tuple[str, str], str]:
         """``{(section, key path): why it has no effect}`` of one stage's resolved values."""
+        first = stage == self.stages[0]
         out = {("curriculum", k): why for k, why in
-               inert_curriculum_keys(stage, self.section(stage, "curriculum"), warm_started).items()}
+               inert_curriculum_keys(stage, self.section(stage, "curriculum"), warm_started, first).items()}
         section, values = algorithm_values(self.stage_configs[stage], self.algorithm)
         for key, why in inert_algo_keys(section, values).items():
             out.update({(name, key): why for name in _reads(self.algorithm)})
         return out
+
+    def warm_source(self, stage: int) -> Optional[int]:
+        """The stage of this run whose final policy ``stage`` starts from (``curriculum.warm_start_stage``, by
+        default the previous stage of the run); None: the run's first stage, or a stage set to start from scratch."""
+        return warm_start_source(stage, self.stages, self.curriculum(stage).warm_start_stage)[0]
 
     def env_kwargs(self, stage: int) -> dict[str, Any]:
         return copy.deepcopy(self.section(stage, "env"))
@@ -196,8 +202,7 @@ def resolve_run(
         unread += [f"stage{stage}.{key}" for key in drop_unread(config, algorithm, species)]
         _fill_defaults(config, species, algorithm)
         _check_stage(config, stage, species, algorithm, n_envs, _Origins(path, applied))
-        if configs:  # warm-started from the previous stage of this command: its weights must fit
-            _check_network(configs[max(configs)], config, stage, algorithm, _Origins(path, applied))
+        _check_warm_start(configs, config, stage, tuple(stages), algorithm, _Origins(path, applied))
         configs[stage] = config
     return RunConfig(species, algorithm, tuple(stages), seed, n_envs, vec_env, configs, tuple(overrides),
                      tuple(unread))
@@ -351,15 +356,22 @@ def _check_stage(config: dict[str, dict[str, Any]], stage: int, species: str, al
         raise ConfigError(f"{origin.of(key)}{where}: {text}")
 
 
-def _check_network(previous: dict[str, dict[str, Any]], config: dict[str, dict[str, Any]], stage: int,
-                   algorithm: str, origin: "_Origins") -> None:
-    change = network_change(network_of(previous, algorithm), network_of(config, algorithm))
+def _check_warm_start(earlier: dict[int, dict[str, dict[str, Any]]], config: dict[str, dict[str, Any]], stage: int,
+                      stages: tuple[int, ...], algorithm: str, origin: "_Origins") -> None:
+    """``curriculum.warm_start_stage`` names a stage this run trains before ``stage`` (or 0), and the weights of
+    the stage that ``stage`` starts from fit its network."""
+    source, problem = warm_start_source(stage, stages, config.get("curriculum", {}).get("warm_start_stage"))
+    if problem:
+        raise ConfigError(f"{origin.of('curriculum.warm_start_stage')}stage {stage}: {problem}")
+    if source is None:
+        return
+    change = network_change(network_of(earlier[source], algorithm), network_of(config, algorithm))
     if change is not None:
         key, values = change
         dotted = f"{_reads(algorithm)[-1]}.{key}"
-        raise ConfigError(f"{origin.of(dotted)}stage {stage}: {dotted} differs from the previous stage's ({values}): "
-                          "a stage starts from the previous stage's weights, which must have the same shapes; use "
-                          "one network in every stage")
+        raise ConfigError(f"{origin.of(dotted)}stage {stage}: {dotted} differs from stage {source}'s "
+                          f"({values}): a stage starts from stage {source}'s weights, which must have the same "
+                          "shapes; use one network in every stage")
 
 
 @dataclass

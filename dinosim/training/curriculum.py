@@ -140,21 +140,27 @@ def execute(run_dir: Path, plan: RunPlan, summary: RunSummary, hooks: RunHooks, 
     """Run every unfinished stage of ``plan``; ``summary`` is updated and saved as training goes."""
     remove_stale_temp_files(run_dir)
     config = plan.config
-    source_model, source_vecnorm = plan.init_model, plan.init_vecnorm
-    previous_env = plan.init_env_kwargs
     with ProgressReporter(enabled=progress) as reporter:
         for stage in config.stages:
-            state = summary.stages[stage]
-            folder = stage_dir(run_dir, stage)
-            if state.status == "finished":
-                _check_gate(plan, state)
-                source_model, source_vecnorm = policy_files(folder)
-                previous_env = config.env_kwargs(stage)
-                continue
-            _train_stage(run_dir, plan, summary, hooks, reporter, stage, source_model, source_vecnorm, previous_env)
-            _check_gate(plan, state)
-            source_model, source_vecnorm = policy_files(folder)
-            previous_env = config.env_kwargs(stage)
+            if summary.stages[stage].status != "finished":
+                source_model, source_vecnorm, source_env = _warm_start(run_dir, plan, stage)
+                _train_stage(run_dir, plan, summary, hooks, reporter, stage, source_model, source_vecnorm,
+                             source_env)
+            _check_gate(plan, summary.stages[stage])  # training replaces the stage's state object
+
+
+def _warm_start(run_dir: Path, plan: RunPlan, stage: int) -> tuple[Optional[Path], Optional[Path], Optional[dict]]:
+    """(model, VecNormalize file, ``[env]`` table) that ``stage`` starts from: the final policy of the stage
+    :meth:`RunConfig.warm_source` names (by default the previous one), ``--init-from``'s for the run's first
+    stage, or nothing (from scratch)."""
+    config = plan.config
+    if stage == config.stages[0]:
+        return plan.init_model, plan.init_vecnorm, plan.init_env_kwargs
+    source = config.warm_source(stage)
+    if source is None:
+        return None, None, None
+    model, vecnorm = policy_files(stage_dir(run_dir, source))
+    return model, vecnorm, config.env_kwargs(source)
 
 
 def _check_gate(plan: RunPlan, state: StageState) -> None:
@@ -169,7 +175,7 @@ def _check_gate(plan: RunPlan, state: StageState) -> None:
 
 def _train_stage(run_dir: Path, plan: RunPlan, summary: RunSummary, hooks: RunHooks, reporter: ProgressReporter,
                  stage: int, source_model: Optional[Path], source_vecnorm: Optional[Path],
-                 previous_env: Optional[dict]) -> None:
+                 source_env: Optional[dict]) -> None:
     """Train one stage to its budget or gate: resume it from its newest checkpoint, else start it fresh."""
     config = plan.config
     folder = stage_dir(run_dir, stage)
@@ -193,7 +199,7 @@ def _train_stage(run_dir: Path, plan: RunPlan, summary: RunSummary, hooks: RunHo
         resumed_from = None
     history = load_evaluations(folder, -1 if resumed_from is None else resumed_from)
     state = summary.stages[stage]
-    ramp = changed_numeric_weights(previous_env, env_kwargs) if previous_env is not None else {}
+    ramp = changed_numeric_weights(source_env, env_kwargs) if source_env is not None else {}
     state.ramped = {k: [old, new] for k, (old, new) in ramp.items()}
     evaluator = _start_evaluator(stage, cur.background_eval, env_spec)
     eval_envs = [] if evaluator is not None else env_spec.build()

@@ -144,7 +144,8 @@ def preflight(request: RunRequest, now: Optional[_dt.datetime] = None) -> Prefli
                                "use the same network")
     check_device_light(request.device)
     first = config.stages[0]
-    config.check_overrides_take_effect({s: s != first or init is not None for s in config.stages})
+    config.check_overrides_take_effect({s: init is not None if s == first else config.warm_source(s) is not None
+                                        for s in config.stages})
     return Preflight(run_dir, budgets, init)
 
 
@@ -163,5 +164,15 @@ def preview(request: RunRequest, checked: Preflight) -> dict[str, Any]:
         "init_from": str(request.init_from) if request.init_from is not None else None,
         "init_model": str(checked.init.model) if checked.init is not None else None,
         "init_vecnorm": str(checked.init.vecnorm) if checked.init is not None and checked.init.vecnorm else None,
+        "warm_start": {f"stage{s}": _warm_start_text(request, s) for s in request.config.stages},
     }
     return {k: v for k, v in out.items() if v is not None}
+
+
+def _warm_start_text(request: RunRequest, stage: int) -> str:
+    """What ``stage`` starts from, as the dry run shows it."""
+    config = request.config
+    if stage == config.stages[0]:
+        return "--init-from" if request.init_from is not None else "scratch"
+    source = config.warm_source(stage)
+    return "scratch" if source is None else f"stage {source}"
