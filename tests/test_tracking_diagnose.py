@@ -205,6 +205,10 @@ def test_forgets_walking(tmp_path, ev, make_run, balance_evals):
     kept = make_run(tmp_path, "k", {1: stage1, 2: [ev(25000 * i, 400.0, 900, alive=225) for i in range(1, 6)]})
     assert "behaviour.forgets_walking" in ids(collapse)
     assert "behaviour.forgets_walking" not in ids(kept)
+    from_scratch = ("2.curriculum.warm_start_stage=0", "2.curriculum.critic_warmup_timesteps=0")
+    scratch = make_run(tmp_path, "s", {1: stage1, 2: [ev(25000 * i, 40.0, 60 if i < 3 else 500, alive=15)
+                                                     for i in range(1, 6)]}, overrides=from_scratch)
+    assert "behaviour.forgets_walking" not in ids(scratch)  # it did not start from stage 1: nothing to forget
 
 
 @pytest.mark.parametrize("algorithm", ["ppo", "sac"])

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Optional
 
+from dinosim.config.curriculum_rules import warm_start_source
 from dinosim.config.loader import TOMLDecodeError, loads_toml
 from dinosim.errors import DinosimError
 from dinosim.runfolder import (
@@ -59,7 +60,7 @@ class StageData:
     entry: dict[str, Any]  # this stage's entry of summary.json (StageState), {} when missing
     run_status: str = "unknown"
     run_message: str = ""
-    previous: Optional["StageData"] = None  # the stage before it in the same run, when that run trained it
+    previous: Optional["StageData"] = None  # the stage of the same run it started from (warm_start_stage)
     reader: ScalarReader = _default_reader
     _scalars: Optional[dict[str, Series]] = field(default=None, repr=False)
 
@@ -188,10 +189,17 @@ def load_run_data(path: Path, reader: ScalarReader = _default_reader) -> RunData
                          str(run_table.get("algorithm", summary.get("algorithm", "ppo"))), config,
                          [r for r in records if _stage_of(r) == n and "global_step" in r
                           and r.get(EVAL_KIND_KEY, SCREEN_KIND) == SCREEN_KIND], entries.get(n, {}),
-                         status, message, stages[-1] if stages and stages[-1].stage == n - 1 else None, reader)
+                         status, message, _source(stages, n, config), reader)
         stages.append(data)
     first = stages[0]
     return RunData(run_dir, first.species, first.algorithm, status, message, stages)
+
+
+def _source(earlier: list[StageData], stage: int, config: dict[str, Any]) -> Optional[StageData]:
+    """The stage of ``earlier`` (this run's stages before ``stage``) that ``stage`` started from, if any."""
+    wanted = config.get("curriculum", {}).get("warm_start_stage")
+    source, _ = warm_start_source(stage, [s.stage for s in earlier], wanted if isinstance(wanted, int) else None)
+    return next((s for s in earlier if s.stage == source), None)
 
 
 def _read_config(file: Path) -> dict[str, Any]:
