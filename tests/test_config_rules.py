@@ -95,6 +95,14 @@ ISSUE_CASES = [
     (["curriculum", "--stages", "1,3", "--override", "3.ppo.policy_kwargs.net_arch=[64]"],
      "override '3.ppo.policy_kwargs.net_arch=[64]': stage 3: ppo.policy_kwargs.net_arch differs from the previous"),
     (["curriculum", "--algorithm", "sac", "--override", "2.sac.use_sde=true"], "sac.use_sde differs"),
+    # start-of-stage phases longer than the budget: the stage would end inside them (the actor never trains)
+    (["curriculum", "--stages", "1-2", "--timesteps", "20000", "--override", "curriculum.eval_freq=5000"],
+     "stage 2: curriculum.critic_warmup_timesteps = 25000 is not below the stage's budget of 20000 steps"),
+    (["train", "--species", "trex", "--stage", "2", "--timesteps", "40000", "--override", "curriculum.eval_freq=5000"],
+     "curriculum.warmup_timesteps = 100000 is above the stage's budget of 40000 steps"),
+    (["curriculum", "--species", "trex", "--stages", "1-2", "--override", "2.curriculum.ramp_timesteps=7000000"],
+     "override '2.curriculum.ramp_timesteps=7000000': stage 2: curriculum.ramp_timesteps = 7000000 is above the "
+     "stage's budget of 6000000 steps"),
     (["train", "--stage", "1", "--override", "env.max_episode_steps=60"],
      "override 'env.max_episode_steps=60': stage 1: curriculum.min_avg_episode_length"),
 ]
@@ -167,7 +175,7 @@ def test_dry_run_shows_the_whole_run_and_checks_the_warm_start_species(tmp_path)
     _fake_run(tmp_path / "raptor", "velociraptor")
     result = cli(tmp_path, "curriculum", "--stages", "1-2", "--timesteps", "20000", "--name", "demo",
                  "--init-from", str(tmp_path / "raptor"), "--strict-gates", "--seed", "5", "--dry-run",
-                 "--override", "curriculum.eval_freq=5000")
+                 "--override", "curriculum.eval_freq=5000", "2.curriculum.critic_warmup_timesteps=5000")
     assert result.returncode == 0, result.stderr
     run = tomllib.loads(result.stdout)["run"]
     assert run["budget"] == {"stage1": 20000, "stage2": 20000} and run["timesteps"] == 20000

@@ -79,6 +79,33 @@ WARM_START_KEYS = ("critic_warmup_timesteps", "obs_norm_count", "ramp_timesteps"
 ``--init-from`` for its first stage)."""
 
 
+_PHASES: dict[str, str] = {
+    "warmup_timesteps": "the warm-up (small PPO updates) would outlast the stage",
+    "ramp_timesteps": "the stage would end before its [env] values reach the stage's own",
+    "critic_warmup_timesteps": "the actor would never train: the critic warm-up freezes it for the whole stage",
+}
+"""Phases a stage goes through at its start, each measured in steps: ``{key: what goes wrong past the budget}``."""
+
+
+def curriculum_budget_problems(curriculum: Mapping[str, Any], budget: int, warm_started: bool) -> list[Problem]:
+    """A start-of-stage phase longer than the stage's ``budget`` (a critic warm-up as long as it): the stage
+    would end inside it. A phase that has no effect (:func:`inert_curriculum_keys`: a warm-start phase of a stage
+    that is not warm-started, a warm-up without warm-up values) is not checked."""
+    out: list[Problem] = []
+    inert = inert_curriculum_keys(0, curriculum, warm_started)
+    for key, why in _PHASES.items():
+        steps = curriculum.get(key)
+        if not isinstance(steps, int) or not steps or key in inert:
+            continue
+        whole_stage = key == "critic_warmup_timesteps"  # as long as the budget is already too long
+        if steps > budget or (whole_stage and steps == budget):
+            relation = "is not below" if whole_stage else "is above"
+            out.append((f"curriculum.{key}|budget", message(
+                f"curriculum.{key}", steps, f"{relation} the stage's budget of {budget} steps: {why}; lower it or "
+                "raise the budget (--timesteps or curriculum.timesteps)")))
+    return out
+
+
 def inert_curriculum_keys(stage: int, curriculum: Mapping[str, Any], warm_started: bool) -> dict[str, str]:
     """``{key: why its value has no effect}`` for the values of a stage's ``[curriculum]`` that training would
     ignore: a warm-up value without ``warmup_timesteps``, a warm-start key on a stage that is not warm-started."""

@@ -82,11 +82,12 @@ class RunConfig:
         """What fixes the shapes of the stage's policy weights (see :func:`dinosim.config.checks.network_of`)."""
         return network_of(self.stage_configs[stage], self.algorithm)
 
-    def check_budget(self, stage: int, budget: int) -> None:
+    def check_budget(self, stage: int, budget: int, warm_started: bool = True) -> None:
         """Raise ConfigError (one line naming the override that set the culprit, if one did) when ``budget`` steps
-        are too few for ``stage`` (below one PPO rollout or the off-policy ``learning_starts``, or below
-        ``curriculum.eval_freq``). See :func:`dinosim.config.checks.stage_budget_problems`."""
-        problems = stage_budget_problems(self.stage_configs[stage], self.algorithm, self.n_envs, budget)
+        are too few for ``stage`` (below one PPO rollout or the off-policy ``learning_starts``, below
+        ``curriculum.eval_freq``, or shorter than its warm-up, ramp or critic warm-up; the last two count only when
+        the stage is ``warm_started``). See :func:`dinosim.config.checks.stage_budget_problems`."""
+        problems = stage_budget_problems(self.stage_configs[stage], self.algorithm, self.n_envs, budget, warm_started)
         if problems:
             key, text = problems[0]
             applied = [o for o in parse_overrides(list(self.overrides)) if o.stage in (None, stage)]

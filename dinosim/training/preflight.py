@@ -2,8 +2,8 @@
 
 :func:`preflight` is called by the real run (:func:`dinosim.training.runner.run`, before the run folder exists) and
 by ``--dry-run``, so both refuse the same requests, whether the request came from the CLI or was built in code: a
-step budget too small for a stage (below one PPO rollout, the off-policy ``learning_starts`` or
-``curriculum.eval_freq``), a warm-start source of another species or algorithm, without a model or with a damaged
+step budget too small for a stage (below one PPO rollout, the off-policy ``learning_starts``,
+``curriculum.eval_freq``, or shorter than the stage's warm-up, ramp or critic warm-up), a warm-start source of another species or algorithm, without a model or with a damaged
 one, a run name that is not a single safe path component, a ``--run-dir`` that already holds a run or cannot be
 created. :func:`preview` is the dry run's view of it: the extra keys of the printed ``[run]`` table.
 """
@@ -122,9 +122,6 @@ def preflight(request: RunRequest, now: Optional[_dt.datetime] = None) -> Prefli
     timesteps = request.timesteps
     if timesteps is not None and (isinstance(timesteps, bool) or not isinstance(timesteps, int) or timesteps < 1):
         raise DinosimError(f"--timesteps {timesteps!r} must be an integer >= 1")
-    budgets = {s: timesteps or config.curriculum(s).timesteps for s in config.stages}
-    for stage, budget in budgets.items():
-        config.check_budget(stage, budget)  # one PPO rollout, learning_starts, eval_freq (issue 12)
     if request.name is not None:
         if request.run_dir is not None:
             raise DinosimError("--name names the automatic run folder; it has no effect with --run-dir")
@@ -143,8 +140,11 @@ def preflight(request: RunRequest, now: Optional[_dt.datetime] = None) -> Prefli
                                f"{config.algorithm}.{change[0]} differs ({change[1]}): the weights cannot be copied; "
                                "use the same network")
     check_device_light(request.device)
-    first = config.stages[0]
-    config.check_overrides_take_effect({s: s != first or init is not None for s in config.stages})
+    warm_started = {s: s != config.stages[0] or init is not None for s in config.stages}
+    config.check_overrides_take_effect(warm_started)
+    budgets = {s: timesteps or config.curriculum(s).timesteps for s in config.stages}
+    for stage, budget in budgets.items():  # one PPO rollout, learning_starts, eval_freq, start-of-stage phases
+        config.check_budget(stage, budget, warm_started[stage])
     return Preflight(run_dir, budgets, init)
 
 
