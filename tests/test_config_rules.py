@@ -103,6 +103,12 @@ ISSUE_CASES = [
     (["curriculum", "--species", "trex", "--stages", "1-2", "--override", "2.curriculum.ramp_timesteps=7000000"],
      "override '2.curriculum.ramp_timesteps=7000000': stage 2: curriculum.ramp_timesteps = 7000000 is above the "
      "stage's budget of 6000000 steps"),
+    # a food the env could not place as far as asked (before: 287 of 300 foods were closer than 3 m)
+    (["train", "--species", "brachiosaurus", "--stage", "3", "--override", "env.food_min_offset=3.0"],
+     "override 'env.food_min_offset=3.0': stage 3: env.food_min_offset = 3.0 is above 1.63 m, the distance from the "
+     "resting mouth that 1 in 5 food poses reach with env.food_pose_range = 0.8 and env.action_scale = 0.5"),
+    (["train", "--species", "brachiosaurus", "--stage", "3", "--override", "env.action_scale=0.2"],
+     "override 'env.action_scale=0.2': stage 3: env.food_min_offset = 1.0 is above 0.65 m,"),
     (["train", "--stage", "1", "--override", "env.max_episode_steps=60"],
      "override 'env.max_episode_steps=60': stage 1: curriculum.min_avg_episode_length"),
 ]

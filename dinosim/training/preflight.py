@@ -3,9 +3,10 @@
 :func:`preflight` is called by the real run (:func:`dinosim.training.runner.run`, before the run folder exists) and
 by ``--dry-run``, so both refuse the same requests, whether the request came from the CLI or was built in code: a
 step budget too small for a stage (below one PPO rollout, the off-policy ``learning_starts``,
-``curriculum.eval_freq``, or shorter than the stage's warm-up, ramp or critic warm-up), a warm-start source of another species or algorithm, without a model or with a damaged
-one, a run name that is not a single safe path component, a ``--run-dir`` that already holds a run or cannot be
-created. :func:`preview` is the dry run's view of it: the extra keys of the printed ``[run]`` table.
+``curriculum.eval_freq``, or shorter than the stage's warm-up, ramp or critic warm-up), a warm-start source of
+another species or algorithm, without a model or with a damaged one, a run name that is not a single safe path
+component, a ``--run-dir`` that already holds a run or cannot be created. :func:`preview` is the dry run's view
+of it: the extra keys of the printed ``[run]`` table.
 """
 
 from __future__ import annotations
