@@ -7,7 +7,7 @@ stage's ``[env]`` (a gate no episode can pass).
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from typing import Any, Mapping, Optional
 
 from dinosim.config.env_rules import SPECIES_RULES, tasks
 from dinosim.config.rules import Flag, Number, Problem, Rule, message, table_problems
@@ -72,6 +72,19 @@ def curriculum_combination_problems(species: str, curriculum: Mapping[str, Any],
             f"needs a task with a target ({behaviour!r}); task {task!r} reports no success, so the gate could never "
             "pass")))
     return out
+
+
+def eval_envs_cap(curriculum: Mapping[str, Any]) -> Optional[tuple[int, str]]:
+    """``(most envs an evaluation can use, why)`` when ``eval_envs`` is above it, else None. An evaluation plays
+    one episode per env at a time: envs beyond ``max(eval_episodes, gate_episodes)`` are never stepped."""
+    envs, screen, gate = (curriculum.get(k) for k in ("eval_envs", "eval_episodes", "gate_episodes"))
+    if not all(isinstance(v, int) and not isinstance(v, bool) for v in (envs, screen, gate)):
+        return None
+    most = max(screen, gate)
+    if envs <= most:
+        return None
+    return most, (f"an evaluation plays at most {most} episodes (eval_episodes {screen}, gate_episodes {gate}), "
+                  "one per env at a time")
 
 
 WARM_START_KEYS = ("critic_warmup_timesteps", "obs_norm_count", "ramp_timesteps")

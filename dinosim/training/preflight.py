@@ -50,6 +50,7 @@ class Preflight:
     run_dir: Path  # the folder the run would create now (the automatic name holds the start time)
     budgets: dict[int, int]  # stage -> step budget (--timesteps, else the stage's curriculum.timesteps)
     init: Optional[InitSource]
+    notes: tuple[str, ...] = ()  # one line per stage: values left out, lowered or without effect (config notes)
 
 
 def find_init_source(path: Path, algorithm: str, species: Optional[str] = None) -> InitSource:
@@ -146,7 +147,7 @@ def preflight(request: RunRequest, now: Optional[_dt.datetime] = None) -> Prefli
     budgets = {s: timesteps or config.curriculum(s).timesteps for s in config.stages}
     for stage, budget in budgets.items():  # one PPO rollout, learning_starts, eval_freq, start-of-stage phases
         config.check_budget(stage, budget, warm_started[stage])
-    return Preflight(run_dir, budgets, init)
+    return Preflight(run_dir, budgets, init, tuple(config.notes(warm_started)))
 
 
 def preview(request: RunRequest, checked: Preflight) -> dict[str, Any]:
