@@ -103,6 +103,11 @@ ISSUE_CASES = [
     (["curriculum", "--species", "trex", "--stages", "1-2", "--override", "2.curriculum.ramp_timesteps=7000000"],
      "override '2.curriculum.ramp_timesteps=7000000': stage 2: curriculum.ramp_timesteps = 7000000 is above the "
      "stage's budget of 6000000 steps"),
+    # [env] values the env ignores: target keys on a task without a target, push timing without pushes
+    (["train", "--stage", "1", "--override", "env.strike_bonus=5"],
+     "override 'env.strike_bonus=5' has no effect: task 'balance' has no target (only 'strike' places one)"),
+    (["train", "--stage", "3", "--override", "env.push_interval=2"],
+     "override 'env.push_interval=2' has no effect: env.push_force is 0 (no pushes)"),
     # envs an evaluation would never step (a stage-file value is lowered instead, with a note)
     (["train", "--stage", "1", "--override", "curriculum.eval_envs=64"],
      "override 'curriculum.eval_envs=64': stage 1: curriculum.eval_envs = 64 would build 14 envs that are never "

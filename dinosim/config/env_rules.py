@@ -157,6 +157,23 @@ def env_combination_problems(kwargs: Mapping[str, Any]) -> list[Problem]:
     return out
 
 
+def inert_env_keys(species: str, kwargs: Mapping[str, Any]) -> dict[str, str]:
+    """``{key: why its value has no effect}`` for set values of a complete ``[env]`` table that the env ignores:
+    the species' target placement and weights on a task without a target, push timing without pushes."""
+    out: dict[str, str] = {}
+    task = kwargs.get("task")
+    if species in SPECIES_RULES and task is not None and task != SPECIES[species].behaviour:
+        for key in SPECIES_RULES[species]:
+            if kwargs.get(key) is not None:
+                out[key] = (f"has no effect: task {task!r} has no target (only {SPECIES[species].behaviour!r} "
+                            "places one)")
+    if kwargs.get("push_force") == 0:
+        for key in ("push_interval", "push_duration"):
+            if kwargs.get(key) is not None:
+                out[key] = "has no effect: env.push_force is 0 (no pushes)"
+    return out
+
+
 def check_env_kwargs(species: str, kwargs: Mapping[str, Any]) -> None:
     """Raise :class:`~dinosim.errors.InvalidValue` (a ``ValueError``) for the first bad value of ``kwargs``."""
     problems = env_problems(species, kwargs) + env_combination_problems(kwargs)

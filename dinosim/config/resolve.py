@@ -27,6 +27,7 @@ from dinosim.config.checks import (
     stage_problems,
 )
 from dinosim.config.curriculum_rules import inert_curriculum_keys
+from dinosim.config.env_rules import inert_env_keys
 from dinosim.config.loader import read_toml, stage_file
 from dinosim.config.notes import cap_eval_envs, stage_note
 from dinosim.config.origins import Origins, line_of
@@ -111,6 +112,7 @@ class RunConfig:
         under both sections they read)."""
         out = {("curriculum", k): why for k, why in
                inert_curriculum_keys(stage, self.section(stage, "curriculum"), warm_started).items()}
+        out.update({("env", k): why for k, why in inert_env_keys(self.species, self.section(stage, "env")).items()})
         section, values = algorithm_values(self.stage_configs[stage], self.algorithm)
         for key, why in inert_algo_keys(section, values).items():
             out.update({(name, key): why for name in _reads(self.algorithm)})
