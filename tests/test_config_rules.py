@@ -213,8 +213,8 @@ def test_a_request_built_in_code_gets_the_budget_checks(tmp_path):
     from dinosim.training.request import RunRequest
     from dinosim.training.runner import run
 
-    config = resolve_run("velociraptor", "ppo", (1, 2), ["curriculum.eval_freq=5000", "2.curriculum.eval_freq=9000"],
-                         n_envs=2)
+    config = resolve_run("velociraptor", "ppo", (1, 2), ["curriculum.eval_freq=5000", "2.curriculum.eval_freq=9000",
+                                                         "2.curriculum.critic_warmup_timesteps=1000"], n_envs=2)
     for timesteps, words in ((100, "below one PPO rollout (ppo.n_steps * n_envs = 4096)"),
                              (True, "must be an integer"),
                              (8192, "override '2.curriculum.eval_freq=9000': stage 2: curriculum.eval_freq = 9000")):
