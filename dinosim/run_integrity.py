@@ -35,6 +35,7 @@ from dinosim.runfolder import (
     BEST_META_FILE,
     FINAL_META_FILE,
     MODEL_FILE,
+    POLICY_CHOICES,
     VECNORM_FILE,
     atomic_write_bytes,
     atomic_write_json,
@@ -42,6 +43,7 @@ from dinosim.runfolder import (
     complete_checkpoints,
     file_mode,
     pair_meta_file,
+    select_policy,
 )
 
 DIGESTS_KEY = "sha256"
@@ -290,3 +292,24 @@ def loading(path: Path, what: str = "file") -> Iterator[None]:
     except Exception as exc:  # noqa: BLE001 - pickle/zip/torch raise many types for a damaged file
         detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise DinosimError(f"{path}: cannot load this {what} ({type(exc).__name__}: {detail[:200]})") from None
+
+
+def intact_policy(stage_folder: Path) -> tuple[Optional[Path], Optional[Path], list[tuple[str, str]]]:
+    """``--model auto`` past damaged files: the first intact pair of ``best``, ``final``, then the checkpoints
+    newest first, as ``(model, vecnormalize, skipped)`` where ``skipped`` lists ``(choice, reason)`` for each
+    damaged pair passed over (``choice`` as ``--model`` names it: ``best``, ``final`` or a checkpoint's step).
+    ``(None, None, skipped)`` when no pair is intact."""
+    skipped: list[tuple[str, str]] = []
+    for which in POLICY_CHOICES:
+        model, vecnorm = select_policy(stage_folder, which)
+        if model is None:
+            continue
+        try:
+            check_policy_pair(model, vecnorm)
+        except DinosimError as exc:
+            skipped.append((which, str(exc)))
+            continue
+        return model, vecnorm, skipped
+    checkpoint, damaged = newest_intact_checkpoint(stage_folder)
+    skipped += [(str(step), reason) for step, reason in damaged]
+    return (checkpoint[1], checkpoint[2], skipped) if checkpoint is not None else (None, None, skipped)

@@ -113,6 +113,8 @@ def test_output_levels_of_a_real_run(tmp_path, level, tiny_overrides):
         assert lines == [finished] and proc.stderr == ""
         return
     assert lines[0] == f"run folder: {tmp_path / 'run'}"
+    assert proc.stderr.startswith("note: stage 1: curriculum.eval_envs = 8 lowered to 4: an evaluation plays at most "
+                                  "4 episodes (eval_episodes 2, gate_episodes 4)"), proc.stderr  # as --dry-run notes
     assert lines[-2:] == [finished, lines[-1]] and "gate passed at step 256" in lines[-1]
     evals = [line for line in lines if " eval return " in line or " gate check " in line]
     assert len(evals) == 2, lines

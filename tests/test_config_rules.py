@@ -106,6 +106,29 @@ ISSUE_CASES = [
       "3.ppo.policy_kwargs.net_arch=[64]", "3.curriculum.warm_start_stage=1"],
      "stage 3: ppo.policy_kwargs.net_arch differs from stage 1's ([64] here, [256, 256] in the policy"),
     (["curriculum", "--algorithm", "sac", "--override", "2.sac.use_sde=true"], "sac.use_sde differs"),
+    # start-of-stage phases longer than the budget: the stage would end inside them (the actor never trains)
+    (["curriculum", "--stages", "1-2", "--timesteps", "20000", "--override", "curriculum.eval_freq=5000"],
+     "stage 2: curriculum.critic_warmup_timesteps = 25000 is not below the stage's budget of 20000 steps"),
+    (["train", "--species", "trex", "--stage", "2", "--timesteps", "40000", "--override", "curriculum.eval_freq=5000"],
+     "curriculum.warmup_timesteps = 100000 is above the stage's budget of 40000 steps"),
+    (["curriculum", "--species", "trex", "--stages", "1-2", "--override", "2.curriculum.ramp_timesteps=7000000"],
+     "override '2.curriculum.ramp_timesteps=7000000': stage 2: curriculum.ramp_timesteps = 7000000 is above the "
+     "stage's budget of 6000000 steps"),
+    # [env] values the env ignores: target keys on a task without a target, push timing without pushes
+    (["train", "--stage", "1", "--override", "env.strike_bonus=5"],
+     "override 'env.strike_bonus=5' has no effect: task 'balance' has no target (only 'strike' places one)"),
+    (["train", "--stage", "3", "--override", "env.push_interval=2"],
+     "override 'env.push_interval=2' has no effect: env.push_force is 0 (no pushes)"),
+    # envs an evaluation would never step (a stage-file value is lowered instead, with a note)
+    (["train", "--stage", "1", "--override", "curriculum.eval_envs=64"],
+     "override 'curriculum.eval_envs=64': stage 1: curriculum.eval_envs = 64 would build 14 envs that are never "
+     "used: an evaluation plays at most 50 episodes (eval_episodes 20, gate_episodes 50), one per env at a time"),
+    # a food the env could not place as far as asked (before: 287 of 300 foods were closer than 3 m)
+    (["train", "--species", "brachiosaurus", "--stage", "3", "--override", "env.food_min_offset=3.0"],
+     "override 'env.food_min_offset=3.0': stage 3: env.food_min_offset = 3.0 is above 1.63 m, the distance from the "
+     "resting mouth that 1 in 5 food poses reach with env.food_pose_range = 0.8 and env.action_scale = 0.5"),
+    (["train", "--species", "brachiosaurus", "--stage", "3", "--override", "env.action_scale=0.2"],
+     "override 'env.action_scale=0.2': stage 3: env.food_min_offset = 1.0 is above 0.65 m,"),
     (["train", "--stage", "1", "--override", "env.max_episode_steps=60"],
      "override 'env.max_episode_steps=60': stage 1: curriculum.min_avg_episode_length"),
 ]
@@ -178,7 +201,7 @@ def test_dry_run_shows_the_whole_run_and_checks_the_warm_start_species(tmp_path)
     _fake_run(tmp_path / "raptor", "velociraptor")
     result = cli(tmp_path, "curriculum", "--stages", "1-2", "--timesteps", "20000", "--name", "demo",
                  "--init-from", str(tmp_path / "raptor"), "--strict-gates", "--seed", "5", "--dry-run",
-                 "--override", "curriculum.eval_freq=5000")
+                 "--override", "curriculum.eval_freq=5000", "2.curriculum.critic_warmup_timesteps=5000")
     assert result.returncode == 0, result.stderr
     run = tomllib.loads(result.stdout)["run"]
     assert run["budget"] == {"stage1": 20000, "stage2": 20000} and run["timesteps"] == 20000
@@ -207,8 +230,8 @@ def test_a_request_built_in_code_gets_the_budget_checks(tmp_path):
     from dinosim.training.request import RunRequest
     from dinosim.training.runner import run
 
-    config = resolve_run("velociraptor", "ppo", (1, 2), ["curriculum.eval_freq=5000", "2.curriculum.eval_freq=9000"],
-                         n_envs=2)
+    config = resolve_run("velociraptor", "ppo", (1, 2), ["curriculum.eval_freq=5000", "2.curriculum.eval_freq=9000",
+                                                         "2.curriculum.critic_warmup_timesteps=1000"], n_envs=2)
     for timesteps, words in ((100, "below one PPO rollout (ppo.n_steps * n_envs = 4096)"),
                              (True, "must be an integer"),
                              (8192, "override '2.curriculum.eval_freq=9000': stage 2: curriculum.eval_freq = 9000")):
@@ -227,11 +250,47 @@ def test_keys_the_algorithm_does_not_read_are_left_out_and_listed(tmp_path):
     stage = tomllib.loads(result.stdout)["stage2"]
     assert "warmup_clip_range" not in stage["curriculum"] and "warmup_timesteps" not in stage["curriculum"]
     assert "tau" not in stage["sac"] and stage["crossq"]["policy_delay"] == 3
-    note = [line for line in result.stdout.splitlines() if line.startswith("# not read")]
-    assert note == ["# not read by --algorithm crossq, left out above: stage2.curriculum.warmup_timesteps, "
-                    "stage2.curriculum.warmup_clip_range, stage2.sac.tau"]
+    note = [line for line in result.stdout.splitlines() if line.startswith("# note")]
+    assert note == ["# note: stage 2: not read by --algorithm crossq, left out: curriculum.warmup_timesteps, "
+                    "curriculum.warmup_clip_range, sac.tau; curriculum.ramp_timesteps has no effect in stage 2: it "
+                    "does not start from a previous policy (the first stage this command runs without --init-from, "
+                    "or curriculum.warm_start_stage = 0)"]
     config = resolve_run("trex", "ppo", (2,))  # PPO reads them all
     assert config.unread == () and config.curriculum(2).warmup_clip_range == 0.05
     ok = cli(tmp_path, "curriculum", "--stages", "1-2", "--override", "curriculum.critic_warmup_timesteps=100",
              "--dry-run")  # stage 2 is warm-started from stage 1: the global override takes effect there
     assert ok.returncode == 0, ok.stderr
+
+
+def test_the_real_run_tells_what_the_dry_run_notes(tmp_path, monkeypatch, capsys):
+    """Stage-file values that are left out, lowered or without effect: one comment per stage in the dry run, the
+    same line on the real run's stderr before it starts (before: the real run said nothing)."""
+    import dinosim.training.runner as runner
+    from dinosim.training.preflight import preflight
+    from dinosim.training.request import RunRequest
+
+    config = resolve_run("trex", "crossq", (2, 3), ["curriculum.eval_episodes=5", "curriculum.gate_episodes=6"])
+    assert config.curriculum(2).eval_envs == 6 and config.to_dict()["stage3"]["curriculum"]["eval_envs"] == 6
+    request = RunRequest(command="curriculum", config=config, run_dir=tmp_path / "run")
+    notes = preflight(request).notes
+    assert notes == (
+        "stage 2: not read by --algorithm crossq, left out: curriculum.warmup_timesteps, "
+        "curriculum.warmup_clip_range, sac.tau; curriculum.eval_envs = 8 lowered to 6: an evaluation plays at most 6 "
+        "episodes (eval_episodes 5, gate_episodes 6), one per env at a time; curriculum.ramp_timesteps has no effect "
+        "in stage 2: it does not start from a previous policy (the first stage this command runs without "
+        "--init-from, or curriculum.warm_start_stage = 0)",
+        "stage 3: not read by --algorithm crossq, left out: curriculum.critic_warmup_timesteps, sac.tau; "
+        "curriculum.eval_envs = 8 lowered to 6: an evaluation plays at most 6 episodes (eval_episodes 5, "
+        "gate_episodes 6), one per env at a time")  # stage 3 is warm-started: no note on its warm-start keys
+
+    def stop(device: str) -> None:  # the first step after the notes: stop before anything is created
+        raise DinosimError("stopped for the test")
+
+    monkeypatch.setattr(runner, "check_device", stop)
+    with pytest.raises(DinosimError, match="stopped for the test"):
+        runner.run(request)
+    assert capsys.readouterr().err.splitlines() == [f"note: {note}" for note in notes]
+    dry = cli(tmp_path, "curriculum", "--species", "trex", "--stages", "2-3", "--algorithm", "crossq", "--dry-run",
+              "--override", "curriculum.eval_episodes=5", "curriculum.gate_episodes=6")
+    assert [line for line in dry.stdout.splitlines() if line.startswith("#")] == [f"# note: {n}" for n in notes]
+    assert not (tmp_path / "run").exists()

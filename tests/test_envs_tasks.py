@@ -219,6 +219,35 @@ def test_every_food_is_reachable_by_holding_a_neck_pose_and_none_is_at_the_resti
     assert spread[0] > 1.0 and spread[1] > 1.0 and spread[2] > 1.0  # near/far, left/right, low/high
 
 
+def test_the_food_offset_table_is_what_the_env_measures():
+    """FOOD_OFFSET_REACHED (the config rule's data, no MuJoCo at config time) matches the model: measured again
+    the same way, each point is within 2 cm (after a change to brachiosaurus.xml: scripts/measure_food_reach.py)."""
+    from dinosim.config.env_rules import FOOD_OFFSET_REACHED
+    from dinosim.envs.brachiosaurus import measure_food_offset_reached
+
+    measured = [measure_food_offset_reached(reach, samples=2000) for reach, _ in FOOD_OFFSET_REACHED]
+    assert measured == pytest.approx([m for _, m in FOOD_OFFSET_REACHED], abs=0.02)
+    assert all(a < b for a, b in zip(measured, measured[1:]))  # linear interpolation between points is sound
+
+
+@pytest.mark.parametrize("action_scale, noise", [(0.5, 0.05), (1.0, 0.05), (0.25, 0.3)])
+def test_food_min_offset_at_its_limit_is_honoured_and_above_it_refused(action_scale, noise):
+    """Before, a food_min_offset of 3 m passed the dry run and 287 of 300 foods were closer (the last of 100 draws
+    was kept): now every food is at least as far as asked at the limit, and above it the env (and the config) refuse."""
+    from dinosim.config.env_rules import food_offset_limit
+
+    kwargs = {**stage_config("brachiosaurus", 3)["env"], "action_scale": action_scale, "reset_noise_scale": noise}
+    limit = food_offset_limit(kwargs["food_pose_range"], action_scale)
+    env = make_env("brachiosaurus", {**kwargs, "food_min_offset": limit})
+    for seed in range(100):
+        env.reset(seed=seed)
+        food = env.unwrapped.data.mocap_pos[env.unwrapped._mocap]
+        assert np.linalg.norm(food - _effector_position(env, "brachiosaurus")) >= limit
+    with pytest.raises(ValueError, match=f"env.food_min_offset = {limit + 0.05!r} is above {limit:g} m"):
+        make_env("brachiosaurus", {**kwargs, "food_min_offset": limit + 0.05})
+    make_env("brachiosaurus", {**kwargs, "task": "balance", "food_min_offset": limit + 0.05})  # no food: no rule
+
+
 CURRICULUM_KEYS = {f.name for f in dataclasses.fields(CurriculumSettings)}
 
 

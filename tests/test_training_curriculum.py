@@ -298,7 +298,7 @@ def test_off_policy_algorithms_train_and_warm_start(tmp_path: Path, algorithm: s
     from dinosim.training.curriculum import RunHooks
     from dinosim.training.runner import run
 
-    overrides = [o for o in tiny.overrides if not o.startswith("ppo.")] + [
+    overrides = [o for o in tiny.overrides if not o.startswith(("ppo.", "curriculum.critic"))] + [
         "sac.buffer_size=2000", "sac.learning_starts=64", "sac.batch_size=32", "sac.train_freq=8",
                         "sac.gradient_steps=1", "sac.policy_kwargs.net_arch=[16,16]", "curriculum.eval_freq=128"]
     config = resolve_run("velociraptor", algorithm, [1, 2], overrides, n_envs=tiny.n_envs)

@@ -99,6 +99,7 @@ def test_damaged_run_files_give_one_line_errors_or_a_clean_fallback(template: Pa
     assert {"run.json", "summary.json", "metrics.jsonl", "stage1/best/best.json",
             "stage1/checkpoints/step_000000000512_model.zip"} <= set(files)
     outcomes: dict[str, int] = {}
+    output: dict[str, tuple[str, str]] = {}
     for relative in files:
         damages = dict(DAMAGES) if relative.endswith(".json") else {k: DAMAGES[k] for k in ("truncated", "bit-flipped")}
         damages["deleted"] = lambda data, rng: b""  # marker: removed below
@@ -112,17 +113,21 @@ def test_damaged_run_files_give_one_line_errors_or_a_clean_fallback(template: Pa
                 target.write_bytes(damage(target.read_bytes(), rng))
             for args in readers_of(relative):
                 argv = [a.replace("{run}", str(case)) for a in args]
-                code, _, err = dinosim_main(*argv)
+                code, out, err = dinosim_main(*argv)
                 label = f"{relative} {kind}: dinosim {' '.join(args)}"
                 assert "Traceback" not in err, f"{label}\n{err[-3000:]}"
                 errors = [line for line in err.splitlines() if line.startswith("error:")]
                 if code != 0:
                     assert code == 2 and len(errors) == 1, f"{label} -> exit {code}\n{err[-3000:]}"
                     assert err.strip().splitlines()[-1] == errors[0], f"{label}\n{err[-3000:]}"
-                outcomes[f"{label}"] = code
+                outcomes[f"{label}"], output[label] = code, (out, err)
     assert len(outcomes) > 60
-    # some damage must be caught (not everything "works"): the digests name damaged policy files
-    assert any(code == 2 for key, code in outcomes.items() if "best/model.zip bit-flipped" in key)
+    # some damage must be caught (not everything "works"): the digests name damaged policy files, which
+    # `evaluate` (--model auto) skips, saying so, for the final model
+    flipped = "stage1/best/model.zip bit-flipped: dinosim evaluate {run} --episodes 1"
+    out, err = output[flipped]
+    assert outcomes[flipped] == 0 and "warning: stage 1: skipping the damaged best model: " in err, err[-3000:]
+    assert "best/model.zip: damaged" in err and "stage1/model.zip (deterministic)" in out, out[-3000:]
     assert any(code == 2 for key, code in outcomes.items() if key.startswith("run.json truncated"))
     # and a damaged newest checkpoint falls back to the previous one: resume succeeds
     assert outcomes["stage1/checkpoints/step_000000000512_model.zip truncated: dinosim resume {run} --no-progress"] == 0

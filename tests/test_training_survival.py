@@ -19,6 +19,7 @@ from dinosim.run_integrity import (
     BEST_META_FILE,
     check_policy_pair,
     checkpoint_damage,
+    intact_policy,
     newest_intact_checkpoint,
     save_best_pair,
     save_final_pair,
@@ -240,6 +241,39 @@ def test_evaluate_names_a_damaged_final_or_checkpoint_file(tmp_path: Path, which
         data = (stage / damage).read_bytes()
         (stage / damage).write_bytes(data[: len(data) // 2])
     one_line_error(dinosim("evaluate", str(run_dir), "--model", which, "--episodes", "1"), words)
+
+
+def test_evaluate_auto_passes_over_damaged_pairs_to_the_next_intact_one(tmp_path: Path) -> None:
+    """`evaluate` (``--model auto``: best, final, then checkpoints newest first) with damaged files: before, the
+    first damaged pair was an error (and a damaged newest checkpoint hid the older ones); now each damaged pair is
+    skipped with a warning naming it and why, and the next intact pair is played. Nothing intact: one error."""
+    run_dir = tmp_path / "run"
+    stage = run_dir / "stage1"
+    write_run_file(run_dir, {"command": "train", "config": _config()})
+    save_best_pair(stage, zip_bytes("best"), b"stats-best", {"global_step": 96})
+    save_final_pair(stage, zip_bytes("final"), b"stats-final", {"stage": 1, "step": 128})
+    checkpoint(stage, 64)
+    checkpoint(stage, 128)
+    assert intact_policy(stage) == (stage / "best" / "model.zip", stage / "best" / "vecnormalize.pkl", [])
+    for damaged in ("best/model.zip", "vecnormalize.pkl", "checkpoints/step_000000000128_model.zip"):
+        data = (stage / damaged).read_bytes()
+        (stage / damaged).write_bytes(data[: len(data) // 2])
+    model, vecnorm, skipped = intact_policy(stage)
+    assert (model, vecnorm) == checkpoint_paths(stage, 64)[:2]
+    assert [which for which, _ in skipped] == ["best", "final", "128"]
+    assert all(damaged in reason for (_, reason), damaged in zip(skipped, (
+        "best/model.zip: damaged", "stage1/vecnormalize.pkl: damaged", "step_000000000128_model.zip: damaged")))
+    proc = dinosim("evaluate", str(run_dir), "--episodes", "1")  # the fake checkpoint 64 is the one it loads
+    lines = proc.stderr.strip().splitlines()
+    assert lines[:3] == [f"warning: stage 1: skipping the damaged {what}: {reason}" for what, (_, reason) in
+                         zip(("best model", "final model", "checkpoint 128"), skipped)], proc.stderr
+    assert len(lines) == 4 and lines[3].startswith(f"error: {checkpoint_paths(stage, 64)[1]}: cannot load"), lines
+    data = model.read_bytes()
+    model.write_bytes(data[: len(data) // 2])
+    proc = dinosim("evaluate", str(run_dir), "--stage", "1", "--episodes", "1")
+    assert proc.returncode == 2 and proc.stderr.count("warning: stage 1: skipping the damaged") == 4, proc.stderr
+    assert proc.stderr.strip().splitlines()[-1].startswith(
+        f"error: {run_dir}: no intact model for stage 1 (every one is damaged; first: {skipped[0][1]}")
 
 
 # -- one-line errors for damaged run files ----------------------------------------------------------------------------

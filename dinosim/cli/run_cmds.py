@@ -157,8 +157,8 @@ def _start(ctx: click.Context, command: str, stages: tuple[int, ...], opts: dict
         data = config.to_dict()
         data["run"].update(preview(request, checked))
         click.echo(dumps(data), nl=False)
-        if config.unread:
-            click.echo(f"# not read by --algorithm {config.algorithm}, left out above: {', '.join(config.unread)}")
+        for note in checked.notes:  # the real run prints them on stderr
+            click.echo(f"# note: {note}")
         if skip_reason:
             click.echo(f"# would be skipped: {skip_reason}")
         return 0
@@ -240,7 +240,7 @@ def resume(run_dir: Path, progress: bool, verbose: bool, quiet: bool) -> int:
 def evaluate(run_dir: Path, stage: Optional[int], episodes: int, deterministic: bool, which: str,
              seed: Optional[int], n_envs: int, gif: Optional[Path], gif_width: int, gif_every: int) -> int:
     """Evaluate a run's policy on held-out seeds: return, length, success rate and every reward component."""
-    from dinosim.training.runner import evaluate as evaluate_run
+    from dinosim.training.evaluate_run import evaluate as evaluate_run
 
     return evaluate_run(run_dir, stage, episodes, deterministic, gif, gif_width, gif_every, model=which, seed=seed,
                         n_envs=n_envs)

@@ -17,6 +17,7 @@ from dinosim.config.algo_rules import ALGORITHM_RULES, POLICY_RULES, algo_combin
 from dinosim.config.curriculum_rules import (
     CURRICULUM_RULES,
     PPO_ONLY_KEYS,
+    curriculum_budget_problems,
     curriculum_combination_problems,
     curriculum_problems,
 )
@@ -107,9 +108,10 @@ def stage_problems(config: dict[str, dict[str, Any]], species: str, algorithm: s
 
 
 def stage_budget_problems(config: dict[str, dict[str, Any]], algorithm: str, n_envs: int,
-                          budget: int) -> list[Problem]:
+                          budget: int, warm_started: bool = True) -> list[Problem]:
     """Problems of one stage's ``budget`` (steps it will train) against its resolved sections: too small for the
-    algorithm to learn anything, or below ``curriculum.eval_freq`` (the stage would never evaluate)."""
+    algorithm to learn anything, below ``curriculum.eval_freq`` (the stage would never evaluate), or shorter than
+    a start-of-stage phase (warm-up, ramp, critic warm-up; the last two only when the stage is ``warm_started``)."""
     section, algo = algorithm_values(config, algorithm)
     out = budget_problems(algorithm, section, algo, n_envs, budget)
     eval_freq = config.get("curriculum", {}).get("eval_freq")
@@ -118,7 +120,7 @@ def stage_budget_problems(config: dict[str, dict[str, Any]], algorithm: str, n_e
                     f"curriculum.eval_freq = {eval_freq} is above the budget of {budget} "
                     "steps: the stage would never evaluate, so its gate could not pass and no best/ policy would "
                     "be kept; lower curriculum.eval_freq"))
-    return out
+    return out + curriculum_budget_problems(config.get("curriculum", {}), budget, warm_started)
 
 
 def budget_problems(algorithm: str, section: str, algo: dict[str, Any], n_envs: int, budget: int) -> list[Problem]:

@@ -75,9 +75,49 @@ def curriculum_combination_problems(species: str, curriculum: Mapping[str, Any],
     return out
 
 
+def eval_envs_cap(curriculum: Mapping[str, Any]) -> Optional[tuple[int, str]]:
+    """``(most envs an evaluation can use, why)`` when ``eval_envs`` is above it, else None. An evaluation plays
+    one episode per env at a time: envs beyond ``max(eval_episodes, gate_episodes)`` are never stepped."""
+    envs, screen, gate = (curriculum.get(k) for k in ("eval_envs", "eval_episodes", "gate_episodes"))
+    if not all(isinstance(v, int) and not isinstance(v, bool) for v in (envs, screen, gate)):
+        return None
+    most = max(screen, gate)
+    if envs <= most:
+        return None
+    return most, (f"an evaluation plays at most {most} episodes (eval_episodes {screen}, gate_episodes {gate}), "
+                  "one per env at a time")
+
+
 WARM_START_KEYS = ("critic_warmup_timesteps", "obs_norm_count", "ramp_timesteps")
 """``[curriculum]`` keys that act only on a stage that starts from a previous policy (an earlier stage of the run,
 see :func:`warm_start_source`, or ``--init-from`` for its first stage)."""
+
+
+_PHASES: dict[str, str] = {
+    "warmup_timesteps": "the warm-up (small PPO updates) would outlast the stage",
+    "ramp_timesteps": "the stage would end before its [env] values reach the stage's own",
+    "critic_warmup_timesteps": "the actor would never train: the critic warm-up freezes it for the whole stage",
+}
+"""Phases a stage goes through at its start, each measured in steps: ``{key: what goes wrong past the budget}``."""
+
+
+def curriculum_budget_problems(curriculum: Mapping[str, Any], budget: int, warm_started: bool) -> list[Problem]:
+    """A start-of-stage phase longer than the stage's ``budget`` (a critic warm-up as long as it): the stage
+    would end inside it. A phase that has no effect (:func:`inert_curriculum_keys`: a warm-start phase of a stage
+    that is not warm-started, a warm-up without warm-up values) is not checked."""
+    out: list[Problem] = []
+    inert = inert_curriculum_keys(0, curriculum, warm_started)
+    for key, why in _PHASES.items():
+        steps = curriculum.get(key)
+        if not isinstance(steps, int) or not steps or key in inert:
+            continue
+        whole_stage = key == "critic_warmup_timesteps"  # as long as the budget is already too long
+        if steps > budget or (whole_stage and steps == budget):
+            relation = "is not below" if whole_stage else "is above"
+            out.append((f"curriculum.{key}|budget", message(
+                f"curriculum.{key}", steps, f"{relation} the stage's budget of {budget} steps: {why}; lower it or "
+                "raise the budget (--timesteps or curriculum.timesteps)")))
+    return out
 
 
 def inert_curriculum_keys(stage: int, curriculum: Mapping[str, Any], warm_started: bool,

@@ -9,7 +9,6 @@ raises :class:`ConfigError` with one line naming the override or file line that 
 from __future__ import annotations
 
 import copy
-import re
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Optional, Sequence
@@ -28,7 +27,10 @@ from dinosim.config.checks import (
     stage_problems,
 )
 from dinosim.config.curriculum_rules import inert_curriculum_keys, warm_start_source
+from dinosim.config.env_rules import inert_env_keys
 from dinosim.config.loader import read_toml, stage_file
+from dinosim.config.notes import cap_eval_envs, stage_note
+from dinosim.config.origins import Origins, line_of
 from dinosim.config.overrides import Override, ordered_for_application, parse_overrides
 from dinosim.config.schema import ALGORITHM_SECTIONS, NO_DEFAULT, SECTIONS, KeySpec, section_keys
 from dinosim.config.settings import CurriculumSettings, ScheduleSettings
@@ -55,7 +57,8 @@ class RunConfig:
     stage_configs: dict[int, dict[str, dict[str, Any]]]
     overrides: tuple[str, ...] = ()
     unread: tuple[str, ...] = ()  # stage-file values this algorithm does not read (``stage2.curriculum.key``);
-    # left out of stage_configs, listed by the dry run; not part of to_dict()
+    # left out of stage_configs; with ``capped`` (values lowered by resolution) told by notes(), not in to_dict()
+    capped: tuple[str, ...] = ()
 
     def section(self, stage: int, name: str) -> dict[str, Any]:
         return self.stage_configs[stage].get(name, {})
@@ -82,15 +85,16 @@ class RunConfig:
         """What fixes the shapes of the stage's policy weights (see :func:`dinosim.config.checks.network_of`)."""
         return network_of(self.stage_configs[stage], self.algorithm)
 
-    def check_budget(self, stage: int, budget: int) -> None:
+    def check_budget(self, stage: int, budget: int, warm_started: bool = True) -> None:
         """Raise ConfigError (one line naming the override that set the culprit, if one did) when ``budget`` steps
-        are too few for ``stage`` (below one PPO rollout or the off-policy ``learning_starts``, or below
-        ``curriculum.eval_freq``). See :func:`dinosim.config.checks.stage_budget_problems`."""
-        problems = stage_budget_problems(self.stage_configs[stage], self.algorithm, self.n_envs, budget)
+        are too few for ``stage`` (below one PPO rollout or the off-policy ``learning_starts``, below
+        ``curriculum.eval_freq``, or shorter than its warm-up, ramp or critic warm-up; the last two count only when
+        the stage is ``warm_started``). See :func:`dinosim.config.checks.stage_budget_problems`."""
+        problems = stage_budget_problems(self.stage_configs[stage], self.algorithm, self.n_envs, budget, warm_started)
         if problems:
             key, text = problems[0]
             applied = [o for o in parse_overrides(list(self.overrides)) if o.stage in (None, stage)]
-            raise ConfigError(f"{_Origins(None, applied).of(key)}stage {stage}: {text}")
+            raise ConfigError(f"{Origins(None, applied).of(key)}stage {stage}: {text}")
 
     def check_overrides_take_effect(self, warm_started: dict[int, bool]) -> None:
         """Raise ConfigError for an override that no stage it targets would use (``warm_started``: stage ->
@@ -98,16 +102,18 @@ class RunConfig:
         and :func:`dinosim.config.algo_rules.inert_algo_keys`. Stage-file values are not checked: the committed
         files serve a whole curriculum, a single stage and every algorithm."""
         for override in parse_overrides(list(self.overrides)):
-            whys = [self._inert(s, warm_started[s]).get((override.section, ".".join(override.path)))
+            whys = [self.inert(s, warm_started[s]).get((override.section, ".".join(override.path)))
                     for s in self.stages if override.stage in (None, s)]
             if whys and all(whys):
                 raise ConfigError(f"override {override.raw!r} {whys[0]}")
 
-    def _inert(self, stage: int, warm_started: bool) -> dict[tuple[str, str], str]:
-        """``{(section, key path): why it has no effect}`` of one stage's resolved values."""
+    def inert(self, stage: int, warm_started: bool) -> dict[tuple[str, str], str]:
+        """``{(section, key path): why it has no effect}`` of one stage's resolved values (tqc/crossq: the key
+        under both sections they read)."""
         first = stage == self.stages[0]
         out = {("curriculum", k): why for k, why in
                inert_curriculum_keys(stage, self.section(stage, "curriculum"), warm_started, first).items()}
+        out.update({("env", k): why for k, why in inert_env_keys(self.species, self.section(stage, "env")).items()})
         section, values = algorithm_values(self.stage_configs[stage], self.algorithm)
         for key, why in inert_algo_keys(section, values).items():
             out.update({(name, key): why for name in _reads(self.algorithm)})
@@ -117,6 +123,22 @@ class RunConfig:
         """The stage of this run whose final policy ``stage`` starts from (``curriculum.warm_start_stage``, by
         default the previous stage of the run); None: the run's first stage, or a stage set to start from scratch."""
         return warm_start_source(stage, self.stages, self.curriculum(stage).warm_start_stage)[0]
+
+    def notes(self, warm_started: dict[int, bool]) -> list[str]:
+        """One line per stage that has something to say (see :mod:`dinosim.config.notes`): values left out,
+        lowered, or without effect in it (``warm_started``: stage -> whether it starts from a previous policy)."""
+        out = []
+        for stage in self.stages:
+            inert = {f"{_reads(self.algorithm)[-1] if section in ALGORITHM_SECTIONS else section}.{key}": why
+                     for (section, key), why in self.inert(stage, warm_started[stage]).items()
+                     if not self._is_default(stage, section, key)}
+            out.append(stage_note(stage, self.algorithm, self.unread, self.capped, inert))
+        return [line for line in out if line]
+
+    def _is_default(self, stage: int, section: str, key: str) -> bool:
+        """Whether ``section.key`` holds its consumer's literal default (filled in, or set to the same value)."""
+        spec = section_keys(section, self.species).get(key)  # None: a policy_kwargs.* key, set by a file or override
+        return spec is not None and self.section(stage, section).get(key, spec.default) == spec.default
 
     def env_kwargs(self, stage: int) -> dict[str, Any]:
         return copy.deepcopy(self.section(stage, "env"))
@@ -186,7 +208,7 @@ def resolve_run(
             raise ConfigError(f"stage {stage} is out of range: stages are {STAGES[0]}-{STAGES[-1]}")
     parsed = parse_overrides(list(overrides))
     _check_override_targets(parsed, species, tuple(stages), algorithm)
-    configs, unread = {}, []
+    configs, unread, capped = {}, [], []
     for stage in stages:
         path = stage_file(species, stage, config_dir)
         config = _load_stage(path, species)
@@ -201,11 +223,12 @@ def resolve_run(
                 raise ConfigError(message) from None
         unread += [f"stage{stage}.{key}" for key in drop_unread(config, algorithm, species)]
         _fill_defaults(config, species, algorithm)
-        _check_stage(config, stage, species, algorithm, n_envs, _Origins(path, applied))
-        _check_warm_start(configs, config, stage, tuple(stages), algorithm, _Origins(path, applied))
+        _check_stage(config, stage, species, algorithm, n_envs, Origins(path, applied))
+        capped += cap_eval_envs(config["curriculum"], stage, applied)
+        _check_warm_start(configs, config, stage, tuple(stages), algorithm, Origins(path, applied))
         configs[stage] = config
     return RunConfig(species, algorithm, tuple(stages), seed, n_envs, vec_env, configs, tuple(overrides),
-                     tuple(unread))
+                     tuple(unread), tuple(capped))
 
 
 def _reads(algorithm: str) -> tuple[str, ...]:
@@ -241,36 +264,26 @@ def _check_override_targets(parsed: list[Override], species: str, stages: tuple[
             )
 
 
-def _line_of(path: Path, key: str) -> str:
-    try:
-        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-            if re.match(rf"\s*({re.escape(key)}\s*=|\[\s*{re.escape(key)}\s*[.\]])", line):
-                return f"{path}:{number}"
-    except OSError:
-        pass
-    return str(path)
-
-
 def _load_stage(path: Path, species: str) -> dict[str, dict[str, Any]]:
     data = read_toml(path)
     config: dict[str, dict[str, Any]] = {}
     for section, table in data.items():
         if section not in SECTIONS:
             raise ConfigError(
-                f"{_line_of(path, section)}: unknown section [{section}]{did_you_mean(section, SECTIONS)}"
+                f"{line_of(path, section)}: unknown section [{section}]{did_you_mean(section, SECTIONS)}"
             )
         if not isinstance(table, dict):
-            raise ConfigError(f"{_line_of(path, section)}: {section} must be a table [{section}]")
+            raise ConfigError(f"{line_of(path, section)}: {section} must be a table [{section}]")
         keys = section_keys(section, species)
         checked = {}
         for key, value in table.items():
             spec = keys.get(key)
             if spec is None:
-                raise ConfigError(f"{_line_of(path, key)}: {unknown_key(f'[{section}]', key, keys)}")
+                raise ConfigError(f"{line_of(path, key)}: {unknown_key(f'[{section}]', key, keys)}")
             try:
                 checked[key] = coerce(f"{section}.{key}", spec, value)
             except ConfigError as exc:
-                raise ConfigError(f"{_line_of(path, key)}: {exc}") from None
+                raise ConfigError(f"{line_of(path, key)}: {exc}") from None
         config[section] = checked
     return config
 
@@ -340,7 +353,7 @@ def _fill_defaults(config: dict[str, dict[str, Any]], species: str, algorithm: s
 
 
 def _check_stage(config: dict[str, dict[str, Any]], stage: int, species: str, algorithm: str, n_envs: int,
-                 origin: "_Origins") -> None:
+                 origin: Origins) -> None:
     where = f"stage {stage}"
     ppo = config.get("ppo", {})
     if algorithm == "ppo":
@@ -357,7 +370,7 @@ def _check_stage(config: dict[str, dict[str, Any]], stage: int, species: str, al
 
 
 def _check_warm_start(earlier: dict[int, dict[str, dict[str, Any]]], config: dict[str, dict[str, Any]], stage: int,
-                      stages: tuple[int, ...], algorithm: str, origin: "_Origins") -> None:
+                      stages: tuple[int, ...], algorithm: str, origin: Origins) -> None:
     """``curriculum.warm_start_stage`` names a stage this run trains before ``stage`` (or 0), and the weights of
     the stage that ``stage`` starts from fit its network."""
     source, problem = warm_start_source(stage, stages, config.get("curriculum", {}).get("warm_start_stage"))
@@ -372,26 +385,3 @@ def _check_warm_start(earlier: dict[int, dict[str, dict[str, Any]]], config: dic
         raise ConfigError(f"{origin.of(dotted)}stage {stage}: {dotted} differs from stage {source}'s "
                           f"({values}): a stage starts from stage {source}'s weights, which must have the same "
                           "shapes; use one network in every stage")
-
-
-@dataclass
-class _Origins:
-    """Where a stage's values came from, to name the culprit of a problem: the override that set a key, else the
-    line of the stage file that holds it, else nothing (a default or a combination)."""
-
-    path: Optional[Path]  # None: the stage file is not known (a RunConfig read back from run.json or built in code)
-    overrides: list[Override]
-
-    def of(self, keys: str) -> str:
-        """``override '...': ``, ``<file>:<line>: `` or an empty string for ``keys`` (``a.b`` or ``a.b|c.d``)."""
-        for dotted in keys.split("|"):
-            for override in reversed(self.overrides):
-                mine = override.dotted
-                if mine == dotted or dotted.startswith(mine + ".") or mine.startswith(dotted + "."):
-                    return f"override {override.raw!r}: "
-        section, _, rest = keys.split("|")[0].partition(".")
-        if rest and self.path is not None:
-            line = _line_of(self.path, rest.split(".")[-1])
-            if line != str(self.path):
-                return f"{line}: "
-        return ""

@@ -27,6 +27,7 @@ joints, and the target placement of their behaviour (see the ``ClassVar`` hooks 
 
 from __future__ import annotations
 
+import inspect
 import math
 import os
 from typing import Any, ClassVar
@@ -367,3 +368,9 @@ class DinoEnv(TargetTask, Observation, gym.Env):
 def _wrap(angle: float) -> float:
     """Wrap an angle to [-pi, pi]."""
     return (angle + math.pi) % (2.0 * math.pi) - math.pi
+
+
+def base_default(name: str) -> Any:
+    """The default of one of :class:`DinoEnv`'s keyword arguments (for species constructors that check a
+    combination of their own kwargs with one they pass on)."""
+    return inspect.signature(DinoEnv.__init__).parameters[name].default

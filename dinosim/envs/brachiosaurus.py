@@ -17,8 +17,8 @@ from typing import Any, ClassVar
 import mujoco
 import numpy as np
 
-from dinosim.config.env_rules import check_env_kwargs
-from dinosim.envs.base import DinoEnv
+from dinosim.config.env_rules import FOOD_POSE_DRAWS, FOOD_REACH_SHARE, check_env_kwargs
+from dinosim.envs.base import DinoEnv, base_default
 from dinosim.species import SPECIES
 
 
@@ -50,7 +50,8 @@ class BrachiosaurusEnv(DinoEnv):
         food_proximity_weight: float = 0.0,  # reward per step times exp(-mouth-to-food distance / 2 m)
         **kwargs: Any,
     ) -> None:
-        check_env_kwargs(self.species, {k: v for k, v in locals().items() if k not in ("self", "kwargs", "__class__")})
+        own = {k: v for k, v in locals().items() if k not in ("self", "kwargs", "__class__")}
+        check_env_kwargs(self.species, {**own, **{k: kwargs.get(k, base_default(k)) for k in ("task", "action_scale")}})
         self.food_pose_range = float(food_pose_range)
         self.food_min_offset = float(food_min_offset)
         self.food_reach_threshold = float(food_reach_threshold)
@@ -72,25 +73,62 @@ class BrachiosaurusEnv(DinoEnv):
         mujoco.mj_kinematics(self.model, d)
         return mouth
 
+    def _neck_pose_box(self) -> tuple[np.ndarray, np.ndarray]:
+        """(low, high) neck servo actions a food pose is drawn from: ``±food_pose_range`` within the action
+        bounds that keep the servo targets inside the joint ranges (the joint angles it spans depend only on
+        ``food_pose_range * action_scale``, see :func:`dinosim.config.env_rules.food_offset_limit`)."""
+        act = self._neck_act
+        return np.maximum(self._a_lo[act], -self.food_pose_range), np.minimum(self._a_hi[act], self.food_pose_range)
+
+    def _mouth_in_pose(self, pose: np.ndarray) -> np.ndarray:
+        """World position of the mouth with the neck servos at the actions ``pose`` (the rest of the body as is)."""
+        act = self._neck_act
+        qpos = self.data.qpos.copy()
+        qpos[self._act_qpos[act]] = self._home[act] + pose * self._ctrl_scale[act]
+        return self._mouth_at(qpos)
+
     def _spawn_target(self, rng: np.random.Generator, origin: np.ndarray) -> np.ndarray:
         # The mouth position of a random neck pose the servos can command (so every food is reachable without
         # walking), at least food_min_offset from where the mouth rests (standing still never reaches it). The
-        # pose is relative to the spawned body, so ``origin`` is not needed.
+        # config rule (food_offset_limit) keeps food_min_offset where >= 1 in 5 poses reach it, so one of the
+        # FOOD_POSE_DRAWS draws misses with probability < 1e-9; then the farthest draw is used. The pose is relative
+        # to the spawned body, so ``origin`` is not needed.
         rest = self._mouth_at(self.data.qpos)
-        act = self._neck_act
-        lo = np.maximum(self._a_lo[act], -self.food_pose_range)
-        hi = np.minimum(self._a_hi[act], self.food_pose_range)
-        food = rest
-        for _ in range(100):
+        lo, hi = self._neck_pose_box()
+        best, best_dist = (np.zeros_like(lo), rest), -1.0
+        for _ in range(FOOD_POSE_DRAWS):
             pose = rng.uniform(lo, hi)
-            qpos = self.data.qpos.copy()
-            qpos[self._act_qpos[act]] = self._home[act] + pose * self._ctrl_scale[act]
-            food = self._mouth_at(qpos)
-            if math.dist(food, rest) >= self.food_min_offset:
+            food = self._mouth_in_pose(pose)
+            dist = math.dist(food, rest)
+            if dist > best_dist:
+                best, best_dist = (pose, food), dist
+            if dist >= self.food_min_offset:
                 break
         self.food_pose_action = np.zeros(self.model.nu)
-        self.food_pose_action[act] = pose
-        return food
+        self.food_pose_action[self._neck_act] = best[0]
+        return best[1]
+
+    def food_offsets(self, samples: int, seed: int = 0) -> np.ndarray:
+        """Distances (m) from the resting mouth of the food of ``samples`` neck poses drawn as :meth:`_spawn_target`
+        draws them, before the ``food_min_offset`` test (after a reset with ``seed``: the env's reset noise
+        applies). What :data:`dinosim.config.env_rules.FOOD_OFFSET_REACHED` was measured with."""
+        self.reset(seed=seed)
+        rest = self._mouth_at(self.data.qpos)
+        lo, hi = self._neck_pose_box()
+        rng = np.random.default_rng(seed)
+        return np.array([math.dist(self._mouth_in_pose(rng.uniform(lo, hi)), rest) for _ in range(samples)])
 
     def _success_distance(self) -> float:
         return self.food_reach_threshold
+
+
+def measure_food_offset_reached(reach: float, samples: int = 2000, seed: int = 0) -> float:
+    """The distance (m) from the resting mouth that a share ``FOOD_REACH_SHARE`` of the food poses reach at
+    ``reach = food_pose_range * action_scale``, without reset noise: the measurement behind
+    :data:`dinosim.config.env_rules.FOOD_OFFSET_REACHED` (``scripts/measure_food_reach.py`` prints the table)."""
+    env = BrachiosaurusEnv(task="food_reach", action_scale=1.0, food_pose_range=reach, food_min_offset=0.0,
+                           reset_noise_scale=0.0)
+    try:
+        return float(np.quantile(env.food_offsets(samples, seed), 1.0 - FOOD_REACH_SHARE))
+    finally:
+        env.close()

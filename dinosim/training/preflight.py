@@ -2,10 +2,11 @@
 
 :func:`preflight` is called by the real run (:func:`dinosim.training.runner.run`, before the run folder exists) and
 by ``--dry-run``, so both refuse the same requests, whether the request came from the CLI or was built in code: a
-step budget too small for a stage (below one PPO rollout, the off-policy ``learning_starts`` or
-``curriculum.eval_freq``), a warm-start source of another species or algorithm, without a model or with a damaged
-one, a run name that is not a single safe path component, a ``--run-dir`` that already holds a run or cannot be
-created. :func:`preview` is the dry run's view of it: the extra keys of the printed ``[run]`` table.
+step budget too small for a stage (below one PPO rollout, the off-policy ``learning_starts``,
+``curriculum.eval_freq``, or shorter than the stage's warm-up, ramp or critic warm-up), a warm-start source of
+another species or algorithm, without a model or with a damaged one, a run name that is not a single safe path
+component, a ``--run-dir`` that already holds a run or cannot be created. :func:`preview` is the dry run's view
+of it: the extra keys of the printed ``[run]`` table.
 """
 
 from __future__ import annotations
@@ -49,6 +50,7 @@ class Preflight:
     run_dir: Path  # the folder the run would create now (the automatic name holds the start time)
     budgets: dict[int, int]  # stage -> step budget (--timesteps, else the stage's curriculum.timesteps)
     init: Optional[InitSource]
+    notes: tuple[str, ...] = ()  # one line per stage: values left out, lowered or without effect (config notes)
 
 
 def find_init_source(path: Path, algorithm: str, species: Optional[str] = None) -> InitSource:
@@ -122,9 +124,6 @@ def preflight(request: RunRequest, now: Optional[_dt.datetime] = None) -> Prefli
     timesteps = request.timesteps
     if timesteps is not None and (isinstance(timesteps, bool) or not isinstance(timesteps, int) or timesteps < 1):
         raise DinosimError(f"--timesteps {timesteps!r} must be an integer >= 1")
-    budgets = {s: timesteps or config.curriculum(s).timesteps for s in config.stages}
-    for stage, budget in budgets.items():
-        config.check_budget(stage, budget)  # one PPO rollout, learning_starts, eval_freq (issue 12)
     if request.name is not None:
         if request.run_dir is not None:
             raise DinosimError("--name names the automatic run folder; it has no effect with --run-dir")
@@ -144,9 +143,12 @@ def preflight(request: RunRequest, now: Optional[_dt.datetime] = None) -> Prefli
                                "use the same network")
     check_device_light(request.device)
     first = config.stages[0]
-    config.check_overrides_take_effect({s: init is not None if s == first else config.warm_source(s) is not None
-                                        for s in config.stages})
-    return Preflight(run_dir, budgets, init)
+    warm_started = {s: init is not None if s == first else config.warm_source(s) is not None for s in config.stages}
+    config.check_overrides_take_effect(warm_started)
+    budgets = {s: timesteps or config.curriculum(s).timesteps for s in config.stages}
+    for stage, budget in budgets.items():  # one PPO rollout, learning_starts, eval_freq, start-of-stage phases
+        config.check_budget(stage, budget, warm_started[stage])
+    return Preflight(run_dir, budgets, init, tuple(config.notes(warm_started)))
 
 
 def preview(request: RunRequest, checked: Preflight) -> dict[str, Any]:

@@ -1,4 +1,5 @@
-"""Entry points the CLI calls: :func:`run` (train / curriculum), :func:`resume` and :func:`evaluate`.
+"""Entry points the CLI calls: :func:`run` (train / curriculum), :func:`resume` and :func:`evaluate` (defined in
+:mod:`dinosim.training.evaluate_run`).
 
 Contract: bad input (a folder that is not a run, a finished run, an ``init_from`` without a model, a stage that was
 never trained, ...) raises :class:`~dinosim.errors.DinosimError` with one line BEFORE torch or SB3 is imported.
@@ -19,30 +20,34 @@ from __future__ import annotations
 
 import dataclasses
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional
 
 from dinosim.errors import DinosimError
-from dinosim.run_integrity import check_policy_pair
 from dinosim.run_lock import lock_run_dir
 from dinosim.runfolder import (
     RUN_FILE,
     SUMMARY_FILE,
     new_run_dir,
-    select_policy,
     stage_dir,
 )
+from dinosim.training.evaluate_run import evaluate  # noqa: F401 (re-exported: the CLI's evaluate)
 from dinosim.training.preflight import find_init_source, preflight  # noqa: F401 (find_init_source re-exported)
 from dinosim.training.request import NORMAL, QUIET, VERBOSE, RunRequest, WandbOptions
-from dinosim.training.state import RunSummary, StageState, read_run_file, read_run_file_checked, write_run_file
-from dinosim.training.stop_signals import exit_code_for, signal_name, stop_signals_interrupt
+from dinosim.training.state import RunSummary, StageState, read_run_file, write_run_file
+from dinosim.training.stop_signals import (
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,  # noqa: F401 (re-exported)
+    EXIT_OK,
+    exit_code_for,
+    signal_name,
+    stop_signals_interrupt,
+)
 
 if TYPE_CHECKING:
     from dinosim.config.resolve import RunConfig
     from dinosim.training.curriculum import RunHooks, RunPlan
 
-EXIT_OK, EXIT_FAILED, EXIT_INTERRUPTED = 0, 1, 130
 
 
 # -- bad-input checks (standard library only; see also dinosim.training.preflight) ---------------------------------
@@ -88,6 +93,9 @@ def run(request: RunRequest, hooks: Optional["RunHooks"] = None) -> int:
     """`train` (one stage) or `curriculum` (its stages in order) in a new run folder; returns the exit code."""
     config = request.config
     checked = preflight(request)  # the same checks as --dry-run, before the run folder exists
+    if request.output > QUIET:
+        for note in checked.notes:  # what --dry-run shows as comments: values left out, lowered, without effect
+            print(f"note: {note}", file=sys.stderr, flush=True)
     init = checked.init
     check_device(request.device)
     run_dir = new_run_dir(config.species, request.name, request.run_dir)
@@ -280,111 +288,6 @@ def _print_summary(run_dir: Path, summary: RunSummary, brief: bool = False) -> N
         print(f"  stage {stage}: {s.status}, {s.timesteps_used}/{s.budget} steps, {gate}"
               + (f", last eval reward {reward:.2f}" if isinstance(reward, float) else "")
               + f", {s.wall_time:.0f}s")
-
-
-# -- evaluate ---------------------------------------------------------------------------------------------------------
-def evaluate(run_dir: Path, stage: Optional[int], episodes: int, deterministic: bool,
-             gif: Optional[Path] = None, gif_width: int = 320, gif_every: int = 1, model: str = "auto",
-             seed: Optional[int] = None, n_envs: int = 8) -> int:
-    """Evaluate one policy of a run; print return ± std, length, success rate (with its 95 % Wilson bounds), the
-    mean per-episode sum of every reward component, and the episode seeds used.
-
-    ``model``: ``best``, ``final``, a global step of a checkpoint, or ``auto`` (best, else final, else the newest
-    checkpoint). ``seed``: episode k uses reset seed ``seed + k``; default the run's held-out test stream
-    (:func:`dinosim.training.evaluation.heldout_seeds`), which neither training nor the gates use. ``n_envs``
-    episodes run side by side; deterministic results do not depend on it. ``gif``: also render (up to 3
-    episodes) to .gif/.mp4, ``gif_width`` pixels wide, every ``gif_every``-th step."""
-    run_dir = Path(run_dir)
-    if not (run_dir / RUN_FILE).exists():
-        raise DinosimError(f"{run_dir}: not a dinosim run folder (no {RUN_FILE})")
-    if episodes < 1:
-        raise DinosimError(f"--episodes must be at least 1, got {episodes}")
-    run_data = read_run_file_checked(run_dir)
-    stages = [int(s) for s in run_data["config"]["run"]["stages"]]
-    if stage is not None and stage not in stages:
-        raise DinosimError(f"{run_dir}: stage {stage} is not part of this run (stages: {stages})")
-    model_path = vecnorm_path = None
-    for candidate in ([stage] if stage is not None else sorted(stages, reverse=True)):
-        model_path, vecnorm_path = select_policy(stage_dir(run_dir, candidate), model)
-        if model_path is not None:
-            stage = candidate
-            break
-    if model_path is None:
-        raise DinosimError(f"{run_dir}: no {model if model != 'auto' else 'trained'} model for stage "
-                           f"{stage if stage is not None else 'any'}")
-    check_policy_pair(model_path, vecnorm_path)  # before unpickling: a damaged file is named in one line
-    if gif is not None:
-        from dinosim.tracking.render import check_video_path, ensure_gl_backend
-
-        check_video_path(gif)
-        ensure_gl_backend()  # before mujoco is imported: EGL, else OSMesa, else a one-line error
-    options = EvalOptions(episodes, deterministic, seed, n_envs, gif, gif_width, gif_every)
-    return _evaluate_model(run_data, int(stage), model_path, vecnorm_path, options)
-
-
-@dataclass(frozen=True)
-class EvalOptions:
-    episodes: int
-    deterministic: bool
-    seed: Optional[int]
-    n_envs: int
-    gif: Optional[Path]
-    gif_width: int
-    gif_every: int
-
-
-def _evaluate_model(run_data: dict, stage: int, model_path: Path, vecnorm_path: Optional[Path],
-                    options: EvalOptions) -> int:
-    import pickle
-
-    from dinosim.config.resolve import RunConfig
-    from dinosim.config.settings import wilson_lower_bound
-    from dinosim.envs import make_env
-    from dinosim.run_integrity import loading
-    from dinosim.training.builders import configure_torch_threads, load_model
-    from dinosim.training.evaluation import (
-        format_report,
-        heldout_seeds,
-        model_policy,
-        obs_normalizer,
-        run_seeded_episodes,
-    )
-
-    configure_torch_threads()
-    config = RunConfig.from_dict(run_data["config"])
-    env_kwargs = config.env_kwargs(stage)
-    vecnorm = None
-    if vecnorm_path is not None:
-        with loading(vecnorm_path, "normalisation file"), open(vecnorm_path, "rb") as fh:
-            vecnorm = pickle.load(fh)
-    model = load_model(config.algorithm, model_path)
-    seeds = (heldout_seeds(config.seed, options.episodes) if options.seed is None
-             else range(options.seed, options.seed + options.episodes))
-    if not options.deterministic:
-        import torch
-
-        torch.manual_seed(seeds.start)
-    envs = [make_env(config.species, env_kwargs) for _ in range(max(1, min(options.n_envs, options.episodes)))]
-    result = run_seeded_episodes(model_policy(model, options.deterministic), envs, seeds, obs_normalizer(vecnorm))
-    for env in envs:
-        env.close()
-    mode = "deterministic" if options.deterministic else "stochastic"
-    print(format_report(result, f"{config.species} stage {stage}: {model_path} ({mode})"))
-    stats = result.stats()
-    if stats.successes is not None:
-        upper = 1.0 - wilson_lower_bound(stats.episodes - stats.successes, stats.episodes, 0.975)
-        print(f"  success 95 % CI  [{wilson_lower_bound(stats.successes, stats.episodes, 0.975):.3f}, {upper:.3f}]"
-              f" (Wilson, {stats.successes}/{stats.episodes})")
-    print(f"  episode seeds    {seeds.start} .. {seeds.stop - 1}")
-    if options.gif is not None:
-        from dinosim.tracking.render import render_episodes
-
-        rendered = render_episodes(model, vecnorm,
-                                   lambda: make_env(config.species, env_kwargs, render_mode="rgb_array"), options.gif,
-                                   episodes=min(options.episodes, 3), deterministic=options.deterministic,
-                                   seed=seeds.start, width=options.gif_width, frame_every=options.gif_every)
-        print(f"wrote {rendered.frames} frames to {options.gif}")
-    return EXIT_OK
 
 
 def _main(argv: Optional[list[str]] = None) -> int:

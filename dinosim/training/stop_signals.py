@@ -14,6 +14,9 @@ import signal
 import threading
 from typing import Any, Callable, Iterator, Optional
 
+EXIT_OK, EXIT_FAILED, EXIT_INTERRUPTED = 0, 1, 128 + signal.SIGINT
+"""Exit codes of dinosim's commands: done, stopped (NaN/inf, ``--strict-gates``), Ctrl-C (see :func:`exit_code_for`)."""
+
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
 _ALL = (signal.SIGINT, *STOP_SIGNALS)
 
