@@ -49,7 +49,7 @@ def test_a_snapshot_played_from_its_bytes_gives_the_inline_numbers() -> None:
     plan = EvalPlan(step=4096, mark=4096, run_seed=5, first_seed=7, gate_if_pass=True, curriculum=cur)
     envs = [make_env("velociraptor", dict(ENV)) for _ in range(2)]
     inline = play_plan(plan, model_policy(model), envs, obs_normalizer(venv))
-    job = SnapshotJob(plan, "ppo", model_bytes(model), vecnormalize_bytes(venv))
+    job = SnapshotJob(plan, model_bytes(model), vecnormalize_bytes(venv))
     rng_before = torch.get_rng_state()
     replayed = play_snapshot(job, [make_env("velociraptor", dict(ENV)) for _ in range(2)])  # same batch: same BLAS
     assert inline.gate is not None and replayed.gate is not None  # the screening passed: the gate was played
@@ -58,6 +58,34 @@ def test_a_snapshot_played_from_its_bytes_gives_the_inline_numbers() -> None:
     assert torch.equal(torch.get_rng_state(), rng_before)  # loading a model in the training process reseeds nothing
     assert inline.next_seed == replayed.next_seed == 7 + 3 + 2
     assert list(plan.screen_seeds) == list(range(plan.screen_seeds.start, plan.gate_seeds.start))
+
+
+@pytest.mark.parametrize("algorithm", ["ppo", "sac", "tqc", "crossq"])
+def test_the_policy_loaded_without_optimizers_acts_like_the_loaded_model(algorithm: str) -> None:
+    import io
+
+    import numpy as np
+    import torch
+
+    from dinosim.envs import make_env
+    from dinosim.run_integrity import model_bytes
+    from dinosim.training.builders import algorithm_class
+    from dinosim.training.eval_worker import load_policy
+
+    env = make_env("velociraptor", dict(ENV))
+    kwargs = {"n_steps": 64, "batch_size": 64} if algorithm == "ppo" else {"learning_starts": 0}
+    model = algorithm_class(algorithm)("MlpPolicy", env, policy_kwargs={"net_arch": [16, 16]}, seed=1,
+                                       device="cpu", **kwargs)
+    data = model_bytes(model)
+    obs = np.stack([env.observation_space.sample() for _ in range(5)])
+    policy = load_policy(data)
+    for deterministic in (True, False):
+        reference = algorithm_class(algorithm).load(io.BytesIO(data), device="cpu")
+        torch.manual_seed(0)
+        want = reference.predict(obs, deterministic=deterministic)[0]
+        torch.manual_seed(0)
+        assert np.array_equal(policy.predict(obs, deterministic=deterministic)[0], want)
+    assert not any(isinstance(getattr(m, "optimizer", None), torch.optim.Optimizer) for m in policy.modules())
 
 
 def test_submit_returns_while_the_evaluation_process_starts() -> None:
@@ -71,7 +99,7 @@ def test_submit_returns_while_the_evaluation_process_starts() -> None:
     model, venv = _snapshot_model((256, 256))
     cur = CurriculumSettings(eval_episodes=2, gate_episodes=1, min_avg_reward=1e9)
     plan = EvalPlan(step=64, mark=64, run_seed=1, first_seed=0, gate_if_pass=False, curriculum=cur)
-    job = SnapshotJob(plan, "ppo", model_bytes(model), vecnormalize_bytes(venv))
+    job = SnapshotJob(plan, model_bytes(model), vecnormalize_bytes(venv))
     assert len(job.model_zip) > 300_000
     evaluator = BackgroundEvaluator(EnvSpec(default_env_factory, "velociraptor", dict(ENV), 2))
     try:
