@@ -21,8 +21,8 @@ ENV = {"task": "strike", "max_episode_steps": 40, "strike_bonus": 10.0}
 RUN = ["train", "--species", "velociraptor", "--stage", "1", "--timesteps", "2048", "--n-envs", "2", "--no-progress"]
 
 
-def _snapshot_model():
-    """A small untrained PPO policy and a VecNormalize whose statistics have seen a few steps."""
+def _snapshot_model(net_arch: tuple[int, ...] = (16, 16)):
+    """An untrained PPO policy and a VecNormalize whose statistics have seen a few steps."""
     from stable_baselines3 import PPO
     from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
 
@@ -32,7 +32,7 @@ def _snapshot_model():
     venv.reset()
     for _ in range(20):
         venv.step([venv.action_space.sample()])
-    model = PPO("MlpPolicy", venv, n_steps=64, batch_size=64, policy_kwargs={"net_arch": [16, 16]}, seed=3,
+    model = PPO("MlpPolicy", venv, n_steps=64, batch_size=64, policy_kwargs={"net_arch": list(net_arch)}, seed=3,
                 device="cpu")
     return model, venv
 
@@ -49,7 +49,7 @@ def test_a_snapshot_played_from_its_bytes_gives_the_inline_numbers() -> None:
     plan = EvalPlan(step=4096, mark=4096, run_seed=5, first_seed=7, gate_if_pass=True, curriculum=cur)
     envs = [make_env("velociraptor", dict(ENV)) for _ in range(2)]
     inline = play_plan(plan, model_policy(model), envs, obs_normalizer(venv))
-    job = SnapshotJob(plan, "ppo", model_bytes(model), vecnormalize_bytes(venv))
+    job = SnapshotJob(plan, model_bytes(model), vecnormalize_bytes(venv))
     rng_before = torch.get_rng_state()
     replayed = play_snapshot(job, [make_env("velociraptor", dict(ENV)) for _ in range(2)])  # same batch: same BLAS
     assert inline.gate is not None and replayed.gate is not None  # the screening passed: the gate was played
@@ -58,6 +58,62 @@ def test_a_snapshot_played_from_its_bytes_gives_the_inline_numbers() -> None:
     assert torch.equal(torch.get_rng_state(), rng_before)  # loading a model in the training process reseeds nothing
     assert inline.next_seed == replayed.next_seed == 7 + 3 + 2
     assert list(plan.screen_seeds) == list(range(plan.screen_seeds.start, plan.gate_seeds.start))
+
+
+@pytest.mark.parametrize("algorithm", ["ppo", "sac", "tqc", "crossq"])
+def test_the_policy_loaded_without_optimizers_acts_like_the_loaded_model(algorithm: str) -> None:
+    import io
+
+    import numpy as np
+    import torch
+
+    from dinosim.envs import make_env
+    from dinosim.run_integrity import model_bytes
+    from dinosim.training.builders import algorithm_class
+    from dinosim.training.eval_worker import load_policy
+
+    env = make_env("velociraptor", dict(ENV))
+    kwargs = {"n_steps": 64, "batch_size": 64} if algorithm == "ppo" else {"learning_starts": 0}
+    model = algorithm_class(algorithm)("MlpPolicy", env, policy_kwargs={"net_arch": [16, 16]}, seed=1,
+                                       device="cpu", **kwargs)
+    data = model_bytes(model)
+    obs = np.stack([env.observation_space.sample() for _ in range(5)])
+    policy = load_policy(data)
+    for deterministic in (True, False):
+        reference = algorithm_class(algorithm).load(io.BytesIO(data), device="cpu")
+        torch.manual_seed(0)
+        want = reference.predict(obs, deterministic=deterministic)[0]
+        torch.manual_seed(0)
+        assert np.array_equal(policy.predict(obs, deterministic=deterministic)[0], want)
+    assert not any(isinstance(getattr(m, "optimizer", None), torch.optim.Optimizer) for m in policy.modules())
+
+
+def test_submit_returns_while_the_evaluation_process_starts() -> None:
+    """A [256, 256] snapshot (~680 kB, more than the pipe holds) is handed over at once, not when the process has
+    imported torch; the answer is the inline one."""
+    from dinosim.envs import make_env
+    from dinosim.run_integrity import model_bytes, vecnormalize_bytes
+    from dinosim.training.builders import default_env_factory
+    from dinosim.training.eval_worker import BackgroundEvaluator, EnvSpec, SnapshotJob
+
+    model, venv = _snapshot_model((256, 256))
+    cur = CurriculumSettings(eval_episodes=2, gate_episodes=1, min_avg_reward=1e9)
+    plan = EvalPlan(step=64, mark=64, run_seed=1, first_seed=0, gate_if_pass=False, curriculum=cur)
+    job = SnapshotJob(plan, model_bytes(model), vecnormalize_bytes(venv))
+    assert len(job.model_zip) > 300_000
+    evaluator = BackgroundEvaluator(EnvSpec(default_env_factory, "velociraptor", dict(ENV), 2))
+    try:
+        start = time.perf_counter()
+        evaluator.submit(job)
+        took = time.perf_counter() - start
+        outcome = evaluator.wait()
+    finally:
+        evaluator.close()
+    assert took < 1.0, f"submit blocked {took:.1f} s"
+    inline = play_plan(plan, model_policy(model), [make_env("velociraptor", dict(ENV)) for _ in range(2)],
+                       obs_normalizer(venv))
+    assert outcome is not None and outcome.screen.returns == inline.screen.returns
+    assert not evaluator.process.is_alive()
 
 
 def _records(run_dir: Path) -> list[dict]:
@@ -114,3 +170,80 @@ def test_killing_the_evaluation_process_changes_no_record_and_training_ends_clea
     assert got == want  # same snapshots, same seeds: the same numbers, whichever process played them
     summary = json.loads((tmp_path / "background" / "summary.json").read_text())
     assert summary["status"] == "finished" and summary["stages"]["1"]["evaluations"] == 8
+
+
+def _gone(pid: int) -> bool:
+    """Whether process ``pid`` has ended (a zombie waiting for its reaper counts as ended)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except OSError:
+        return True
+
+
+def _has_loaded_mujoco(pid: int) -> bool:
+    """Whether process ``pid`` has mapped MuJoCo's library (the evaluation process's last import, for its envs)."""
+    try:
+        return "mujoco" in Path(f"/proc/{pid}/maps").read_text()
+    except OSError:
+        return False
+
+
+# An evaluation of 10,000 episodes (~400,000 env steps: minutes) falls due after the first rollout, long before the
+# evaluation process has started: once that process has built its envs it is playing it.
+LONG_EVAL = ["curriculum.eval_freq=128", "curriculum.eval_episodes=10000"]
+
+
+@pytest.mark.skipif(not Path("/proc/self/maps").exists(), reason="watches the evaluation process through /proc")
+@pytest.mark.parametrize("moment", ["starting", "evaluating"])
+def test_killing_the_training_process_ends_its_evaluation_process(
+        tmp_path: Path, checkout_root: Path, tiny_overrides: list[str], moment: str) -> None:
+    """kill -9 of the trainer while its evaluation process starts or evaluates: that process ends within seconds
+    instead of finishing its evaluation for nobody."""
+    trainer = _popen(checkout_root, [*tiny_overrides, *LONG_EVAL], tmp_path / "run", True)
+    worker, ready_at, deadline = None, None, time.time() + 600
+    while trainer.poll() is None and time.time() < deadline:
+        worker = worker or _worker_pid(trainer.pid)
+        if worker is not None and moment == "starting":
+            break
+        if worker is not None and ready_at is None and _has_loaded_mujoco(worker):
+            ready_at = time.time()
+        if ready_at is not None and time.time() - ready_at > 3:
+            break
+        time.sleep(0.02)
+    assert worker is not None and trainer.poll() is None, trainer.communicate()[1][-3000:]
+    assert not _gone(worker)
+    trainer.kill()
+    trainer.wait(timeout=60)  # not communicate(): an orphan would hold the trainer's output pipes open
+    killed_at = time.time()
+    while not _gone(worker) and time.time() - killed_at < 10:
+        time.sleep(0.05)
+    alive = not _gone(worker)
+    if alive:
+        os.kill(worker, signal.SIGKILL)
+    trainer.communicate(timeout=60)
+    assert not alive, f"the evaluation process ({moment}) outlived its killed trainer by 10 s"
+
+
+def test_a_background_run_interrupted_by_sigterm_resumes_and_finishes(
+        tmp_path: Path, tiny, dinosim_popen, dinosim_cli, wait_for_file) -> None:
+    """SIGTERM while evaluations run in the background: checkpointed like Ctrl-C, no evaluation process left,
+    and `resume` finishes the stage with every evaluation recorded once, in step order."""
+    run_dir = tmp_path / "run"
+    overrides = [*tiny.overrides, "curriculum.background_eval=true"]
+    proc = dinosim_popen("train", "--species", "velociraptor", "--stage", "1", "--timesteps", "1024", "--n-envs",
+                         str(tiny.n_envs), "--run-dir", str(run_dir), "--no-progress", "--override", *overrides,
+                         env={"WANDB_MODE": "disabled"})
+    wait_for_file(run_dir / "stage1" / "checkpoints", "step_*.json", proc, timeout=600)
+    worker = _worker_pid(proc.pid)
+    proc.send_signal(signal.SIGTERM)
+    _, newest = tiny.assert_interrupted(proc, signal.SIGTERM, run_dir)
+    assert worker is None or _gone(worker)
+    resumed = dinosim_cli("resume", str(run_dir), "--no-progress")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert f"resumed from the checkpoint at step {newest}" in resumed.stdout
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["status"] == "finished" and summary["stages"]["1"]["status"] == "finished"
+    steps = [r["global_step"] for r in _records(run_dir)]
+    assert steps == sorted(set(steps)) and steps[-1] == 1024, steps
+    assert summary["stages"]["1"]["evaluations"] == len(steps)
+    tiny.assert_every_file_loads(run_dir)

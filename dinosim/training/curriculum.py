@@ -215,7 +215,7 @@ def _train_stage(run_dir: Path, plan: RunPlan, summary: RunSummary, hooks: RunHo
         hooks.on_stage_start(stage, state)
     kwargs = config.algo_kwargs(stage)
     ramp_cb = WarmupRampCallback(ctx, ramp, kwargs.get("ent_coef") if config.algorithm == "ppo" else None)
-    gate_cb = EvalGateCallback(ctx, config.algorithm, evaluator, env_spec)
+    gate_cb = EvalGateCallback(ctx, evaluator, env_spec)
     callbacks = _callbacks(ctx, model, reporter, hooks, [ramp_cb, CriticWarmupCallback(ctx), gate_cb], where_step)
     reporter.start_stage(stage, ctx.stage_steps(model.num_timesteps), budget)
     if resumed_from is not None:

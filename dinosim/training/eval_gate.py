@@ -87,10 +87,10 @@ class EvalGateCallback(BaseCallback):
     plans in that background process (``env_spec`` builds envs for the inline fallback); None: inline.
     """
 
-    def __init__(self, ctx: StageContext, algorithm: str, evaluator: Optional[BackgroundEvaluator] = None,
+    def __init__(self, ctx: StageContext, evaluator: Optional[BackgroundEvaluator] = None,
                  env_spec: Optional[EnvSpec] = None, deterministic: bool = True) -> None:
         super().__init__()
-        self.ctx, self.algorithm, self.evaluator, self.env_spec = ctx, algorithm, evaluator, env_spec
+        self.ctx, self.evaluator, self.env_spec = ctx, evaluator, env_spec
         self.deterministic = deterministic
         self._in_flight: Optional[tuple[SnapshotJob, Snapshot]] = None
         ctx.settle_evaluations = self.settle
@@ -143,7 +143,7 @@ class EvalGateCallback(BaseCallback):
             self._apply(outcome, lambda: (model_bytes(self.model), vecnormalize_bytes(self.ctx.train_env)))
             return
         pair = (model_bytes(self.model), vecnormalize_bytes(self.ctx.train_env))
-        job = SnapshotJob(plan, self.algorithm, pair[0], pair[1], self.deterministic)
+        job = SnapshotJob(plan, pair[0], pair[1], self.deterministic)
         self._in_flight = (job, lambda: pair)
         try:
             self.evaluator.submit(job)

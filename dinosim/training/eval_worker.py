@@ -6,13 +6,20 @@ an :class:`~dinosim.training.evaluation.EvalOutcome` back. The process is starte
 forked torch or MuJoCo state), builds the stage's eval envs once and reuses them for every job. At most one job is
 in flight: the caller waits for it before sending the next. A process that dies (crash, OOM kill, ``kill -9``)
 surfaces as :class:`EvalWorkerDied`; :func:`play_snapshot` plays the same job in the training process instead.
+
+The process never outlives the training process: a watchdog thread, started before the heavy imports, ends it
+within ``PARENT_POLL`` seconds of the training process's death (``kill -9`` included), also in the middle of an
+evaluation. A job is sent by a thread, so :meth:`BackgroundEvaluator.submit` never blocks while the process is
+still starting (a snapshot of a [256, 256] policy is larger than the pipe's buffer).
 """
 
 from __future__ import annotations
 
 import io
 import multiprocessing
+import os
 import pickle
+import threading
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -21,6 +28,7 @@ from typing import Any, Callable, Iterator, Optional, Sequence
 from dinosim.training.evaluation import EvalOutcome, EvalPlan, model_policy, obs_normalizer, play_plan
 
 _START_METHOD = "spawn"
+PARENT_POLL = 0.5  # seconds between the evaluation process's checks that the training process still runs
 
 
 class EvalWorkerDied(RuntimeError):
@@ -58,10 +66,34 @@ class SnapshotJob:
     ``b""`` without one)."""
 
     plan: EvalPlan
-    algorithm: str
     model_zip: bytes
     vecnorm: bytes
     deterministic: bool = True
+
+
+class _NoOptimizer:
+    """Stands in for the optimizers SB3 policies build: evaluation never trains, and the first torch optimizer
+    built in a process imports ``torch._dynamo`` (measured: ~2.4 of the ~5.5 CPU seconds a new evaluation process
+    spent before its first answer)."""
+
+    def __init__(self, params: Any, **kwargs: Any) -> None:
+        del params, kwargs
+
+
+def load_policy(model_zip: bytes) -> Any:
+    """The policy of an SB3 model zip (any algorithm), on the CPU, in evaluation mode, without optimizers: what
+    ``Algorithm.load(...).policy`` gives for inference (``model.predict`` is ``model.policy.predict``)."""
+    from stable_baselines3.common.save_util import load_from_zip_file
+
+    data, params, _ = load_from_zip_file(io.BytesIO(model_zip), device="cpu")
+    kwargs = {**(data.get("policy_kwargs") or {}), "optimizer_class": _NoOptimizer}
+    kwargs.pop("device", None)
+    if data.get("use_sde") and "use_sde" not in kwargs:  # on-policy algorithms pass it outside policy_kwargs
+        kwargs["use_sde"] = True
+    policy = data["policy_class"](data["observation_space"], data["action_space"], lambda _: 0.0, **kwargs)
+    policy.load_state_dict(params["policy"])
+    policy.set_training_mode(False)
+    return policy
 
 
 @contextmanager
@@ -87,22 +119,42 @@ def _global_rngs_kept() -> Iterator[None]:
 
 def play_snapshot(job: SnapshotJob, envs: Sequence[Any]) -> EvalOutcome:
     """Load the job's snapshot (on the CPU) and play its plan on ``envs``; used by the process and the fallback.
-    The caller's global random states are left as they were."""
-    from dinosim.training.builders import algorithm_class
-
+    The caller's global random states are left as they were (building a policy draws its initial weights)."""
     with _global_rngs_kept():
-        model = algorithm_class(job.algorithm).load(io.BytesIO(job.model_zip), device="cpu")
+        policy = load_policy(job.model_zip)
     normalize = obs_normalizer(pickle.loads(job.vecnorm) if job.vecnorm else None)
-    return play_plan(job.plan, model_policy(model, job.deterministic), envs, normalize)
+    return play_plan(job.plan, model_policy(policy, job.deterministic), envs, normalize)
+
+
+def _exit_with_parent(parent_pid: int, sentinel: Optional[int]) -> None:
+    """Watchdog thread body: end this process at once when the training process is gone (its sentinel pipe closed,
+    or this process re-parented). ``os._exit``: an evaluation in flight is abandoned, nobody waits for it."""
+    from multiprocessing.connection import wait
+
+    while os.getppid() == parent_pid:
+        if sentinel is None:
+            time.sleep(PARENT_POLL)
+        elif wait([sentinel], timeout=PARENT_POLL):
+            break
+    os._exit(0)
+
+
+def _watch_parent() -> None:
+    parent = multiprocessing.parent_process()
+    sentinel = getattr(parent, "sentinel", None) if parent is not None else None
+    threading.Thread(target=_exit_with_parent, args=(os.getppid(), sentinel), name="dinosim-eval-watchdog",
+                     daemon=True).start()
 
 
 def _serve(conn: Any, spec: EnvSpec) -> None:
     """The evaluation process: build the envs once, then answer every job with its outcome until ``None``/EOF."""
     import signal
 
+    _watch_parent()  # before torch is imported: a start-up under load takes tens of seconds
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole process group: training handles it
+
     from dinosim.training.builders import configure_torch_threads
 
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole process group: training handles it
     configure_torch_threads()
     envs = spec.build()
     try:
@@ -113,7 +165,10 @@ def _serve(conn: Any, spec: EnvSpec) -> None:
                 return
             if job is None:
                 return
-            conn.send(play_snapshot(job, envs))
+            try:
+                conn.send(play_snapshot(job, envs))
+            except (BrokenPipeError, ConnectionError):  # the training process closed its end meanwhile
+                return
     finally:
         for env in envs:
             env.close()
@@ -136,25 +191,32 @@ class BackgroundEvaluator:
         child.close()
         self.pending: Optional[SnapshotJob] = None
         self.submitted_at = 0.0
+        self._sender: Optional[threading.Thread] = None
+        self._send_failed = False
 
     @property
     def busy(self) -> bool:
         return self.pending is not None
 
     def submit(self, job: SnapshotJob) -> None:
+        """Hand ``job`` to a sending thread and return at once (the process may still be starting)."""
         if self.pending is not None:
             raise RuntimeError("an evaluation is already in flight")
         self.pending, self.submitted_at = job, time.perf_counter()
+        self._sender = threading.Thread(target=self._send, args=(job,), name="dinosim-eval-send", daemon=True)
+        self._sender.start()
+
+    def _send(self, job: SnapshotJob) -> None:
         try:
             self._conn.send(job)
-        except (BrokenPipeError, ConnectionError, OSError):
-            self._died()
+        except (BrokenPipeError, ConnectionError, OSError):  # the process is gone: poll/wait report it
+            self._send_failed = True
 
     def poll(self) -> Optional[EvalOutcome]:
         if self.pending is None:
             return None
         try:
-            ready = self._conn.poll()
+            ready = self._send_failed or self._conn.poll()
         except (OSError, EOFError):
             self._died()
         return self._receive() if ready else None
@@ -164,6 +226,8 @@ class BackgroundEvaluator:
 
     def _receive(self) -> EvalOutcome:
         try:
+            if self._send_failed:
+                raise EOFError
             outcome = self._conn.recv()
         except (EOFError, ConnectionError, OSError):
             self._died()
@@ -177,13 +241,17 @@ class BackgroundEvaluator:
 
     def close(self) -> None:
         """Stop the process (an evaluation in flight is abandoned); safe to call twice."""
+        sending = self._sender is not None and self._sender.is_alive()
         if self.process.is_alive():
-            try:
-                self._conn.send(None)
-            except (BrokenPipeError, ConnectionError, OSError):
-                pass
-            self.process.join(timeout=2)
+            if not sending:  # a half-sent job must not be followed by other bytes: the process is killed instead
+                try:
+                    self._conn.send(None)
+                except (BrokenPipeError, ConnectionError, OSError):
+                    pass
+                self.process.join(timeout=2)
             if self.process.is_alive():
                 self.process.kill()
                 self.process.join(timeout=5)
+        if self._sender is not None:
+            self._sender.join(timeout=5)  # its send fails once the process is gone
         self._conn.close()

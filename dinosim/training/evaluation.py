@@ -24,6 +24,7 @@ from dinosim.config.settings import CurriculumSettings, EvalStats
 if TYPE_CHECKING:
     import gymnasium as gym
     from stable_baselines3.common.base_class import BaseAlgorithm
+    from stable_baselines3.common.policies import BasePolicy
     from stable_baselines3.common.vec_env import VecEnv, VecNormalize
 
 REWARD_PREFIX = "reward_"
@@ -160,8 +161,9 @@ def obs_normalizer(vecnorm: Optional["VecNormalize"]) -> Callable[[np.ndarray], 
     return lambda obs: np.clip((obs - mean) / scale, -clip, clip).astype(np.float32)
 
 
-def model_policy(model: "BaseAlgorithm", deterministic: bool = True) -> Policy:
-    """``model.predict`` as a batch policy (observations already normalised)."""
+def model_policy(model: "BaseAlgorithm | BasePolicy", deterministic: bool = True) -> Policy:
+    """``model.predict`` (an SB3 algorithm or its policy: the same call) as a batch policy (observations already
+    normalised)."""
     return lambda obs: model.predict(obs, deterministic=deterministic)[0]
 
 
