@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, NamedTuple, Optional
 
 from dinosim.config.checks import network_change, network_of
+from dinosim.config.resolve import RunConfig
 from dinosim.errors import DinosimError
 from dinosim.run_integrity import check_policy_pair
 from dinosim.runfolder import (
@@ -142,8 +143,7 @@ def preflight(request: RunRequest, now: Optional[_dt.datetime] = None) -> Prefli
                                f"{config.algorithm}.{change[0]} differs ({change[1]}): the weights cannot be copied; "
                                "use the same network")
     check_device_light(request.device)
-    first = config.stages[0]
-    warm_started = {s: init is not None if s == first else config.warm_source(s) is not None for s in config.stages}
+    warm_started = {s: _starts_from(config, s, init is not None) != "scratch" for s in config.stages}
     config.check_overrides_take_effect(warm_started)
     budgets = {s: timesteps or config.curriculum(s).timesteps for s in config.stages}
     for stage, budget in budgets.items():  # one PPO rollout, learning_starts, eval_freq, start-of-stage phases
@@ -166,15 +166,16 @@ def preview(request: RunRequest, checked: Preflight) -> dict[str, Any]:
         "init_from": str(request.init_from) if request.init_from is not None else None,
         "init_model": str(checked.init.model) if checked.init is not None else None,
         "init_vecnorm": str(checked.init.vecnorm) if checked.init is not None and checked.init.vecnorm else None,
-        "warm_start": {f"stage{s}": _warm_start_text(request, s) for s in request.config.stages},
+        "warm_start": {f"stage{s}": _starts_from(request.config, s, request.init_from is not None)
+                       for s in request.config.stages},
     }
     return {k: v for k, v in out.items() if v is not None}
 
 
-def _warm_start_text(request: RunRequest, stage: int) -> str:
-    """What ``stage`` starts from, as the dry run shows it."""
-    config = request.config
+def _starts_from(config: RunConfig, stage: int, init_given: bool) -> str:
+    """What ``stage`` starts from: "--init-from" (the run's first stage, when given), "stage K" (an earlier stage,
+    :meth:`RunConfig.warm_source`) or "scratch"."""
     if stage == config.stages[0]:
-        return "--init-from" if request.init_from is not None else "scratch"
+        return "--init-from" if init_given else "scratch"
     source = config.warm_source(stage)
     return "scratch" if source is None else f"stage {source}"
