@@ -211,3 +211,33 @@ def test_rich_progress_on_a_terminal(tmp_path, write_sweep):
     assert "trial 1: complete" in out and "done 2" in out
     plain = io.StringIO()
     assert type(Progress.create(spec, plain)) is Progress
+
+
+def test_a_trial_over_run_cap_does_not_run(tmp_path, write_sweep):
+    """Engines sharing a study can both start a trial when one place is left under run_cap; the trial with the
+    higher number (Optuna numbers a study's trials densely, across engines) must end unrun and count nowhere."""
+    import io
+
+    from dinosim.sweeps.engine import TrialFailed, _Objective
+    from dinosim.sweeps.progress import Progress
+    from dinosim.sweeps.report import build_report, load_study
+    from dinosim.sweeps.study import counted_trials, open_study
+
+    spec = load_sweep(write_sweep(tmp_path, run_cap=1))
+    sweep_dir = tmp_path / "sweepdir"
+    study = open_study(spec, sweep_dir, None)
+    other = study.ask()  # the other engine's trial, number 0: it took the last place
+    other.set_user_attr("host", "another-machine")
+    mine = study.ask()  # number 1, started before this engine saw trial 0 (its budget said 1)
+    out = io.StringIO()
+    objective = _Objective(spec, EngineOptions(sweep_dir=sweep_dir), sweep_dir, Progress.create(spec, out))
+    with pytest.raises(TrialFailed, match="run_cap 1 was reached"):
+        objective(mine)
+    assert not (sweep_dir / "trials").exists()  # no process ran
+    study.tell(mine, state=optuna.trial.TrialState.FAIL)
+    study.tell(other, 1.0)
+    assert counted_trials(study) == 1
+    objective.progress.finished(study.trials[1], spec)
+    assert "trial 1: not run: run_cap was reached" in out.getvalue() and "failed 0" in out.getvalue()
+    counts = build_report(load_study(sweep_dir), plots=False).counts
+    assert counts["complete"] == 1 and counts["over_cap"] == 1 and counts["failed"] == 0

@@ -12,7 +12,9 @@
   holds the reason, no process runs when the constraint can be decided from the sampled values), FAIL (non-zero
   exit, NaN/inf metric, no metric; user attr ``fail_reason``). A failing trial never stops the sweep.
 * Budget: ``run_cap`` bounds the trials in the study (interrupted ones excepted), ``--count`` the trials of this
-  invocation, a grid its size; ``metric.target`` reached -> no new trials start.
+  invocation, a grid its size; ``metric.target`` reached -> no new trials start. A trial that finds run_cap reached
+  by lower-numbered trials (engines sharing a study can both start the last one) ends at once, unrun: FAIL with
+  user attr ``over_cap``, counted as ``over_cap``, not as failed.
 * Storage: default ``<runs>/sweeps/<yaml-stem>/study.journal`` (Optuna JournalFileBackend) so a sweep resumes; trials
   interrupted by Ctrl-C, SIGTERM, SIGHUP or a crash of the engine are queued again (once) on resume; trial
   processes die with the engine even when it is killed outright (:mod:`dinosim.sweeps.orphan_guard`).
@@ -38,13 +40,14 @@ from dinosim.runfolder import atomic_write_text
 from dinosim.sweeps.distributions import suggest
 from dinosim.sweeps.macros import expand_command
 from dinosim.sweeps.progress import Progress
-from dinosim.sweeps.storage import PARAMS_ATTR, redact, storage_url
+from dinosim.sweeps.storage import OVER_CAP, PARAMS_ATTR, redact, storage_url
 from dinosim.sweeps.study import (
     best_trial,
     boot_id,
     counted_trials,
     default_sweep_dir,
     open_study,
+    over_cap,
     requeue_interrupted,
     trial_budget,
 )
@@ -108,6 +111,9 @@ class _Objective:
         import optuna
 
         spec = self.spec
+        if over_cap(spec, trial.study, trial.number):
+            trial.set_user_attr(OVER_CAP, True)
+            raise TrialFailed(f"not run: run_cap {spec.run_cap} was reached by trials started earlier")
         params = {n: suggest(trial, p, grid=spec.method == "grid") for n, p in spec.parameters.items()}
         trial.set_user_attr(PARAMS_ATTR, _jsonable(params))
         trial.set_user_attr("host", socket.gethostname())
@@ -288,7 +294,10 @@ def _record_outcome(spec: SweepSpec, study: Any, result: SweepResult) -> None:
 
     for state in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL, TrialState.RUNNING):
         result.counts[state.name.lower()] = len(study.get_trials(deepcopy=False, states=(state,)))
-    result.counts["skipped"] = sum(1 for t in study.get_trials(deepcopy=False) if t.user_attrs.get("skipped"))
+    trials = study.get_trials(deepcopy=False)
+    result.counts["skipped"] = sum(1 for t in trials if t.user_attrs.get("skipped"))
+    result.counts["over_cap"] = sum(1 for t in trials if t.user_attrs.get(OVER_CAP))
+    result.counts["fail"] -= result.counts["over_cap"]
     result.best_value, result.best_params = best_trial(spec, study)
     if result.best_value is not None and spec.reaches_target(result.best_value):
         result.target_reached = True

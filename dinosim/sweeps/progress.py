@@ -10,7 +10,7 @@ import sys
 import threading
 from typing import IO, Any, Optional
 
-from dinosim.sweeps.storage import PARAMS_ATTR
+from dinosim.sweeps.storage import OVER_CAP, PARAMS_ATTR
 
 
 class Progress:
@@ -55,6 +55,8 @@ class Progress:
     def _count(self, t: Any) -> str:
         from optuna.trial import TrialState
 
+        if t.user_attrs.get(OVER_CAP):
+            return "not run: run_cap was reached by trials started earlier"
         if t.user_attrs.get("skipped"):
             self.counts["skipped"] += 1
             return f"skipped ({t.user_attrs['skipped']})"

@@ -21,6 +21,7 @@ from typing import Any, Optional
 from dinosim.errors import ConfigError
 from dinosim.runfolder import atomic_write_text
 from dinosim.sweeps.storage import (
+    OVER_CAP,
     STUDY_FILE,
     damaged_study_is_config_error,
     make_storage,
@@ -147,7 +148,8 @@ def build_report(loaded: LoadedSweep, k: int = 10, out_dir: Optional[Path] = Non
         "complete": sum(t.state == TrialState.COMPLETE for t in trials),
         "pruned": sum(t.state == TrialState.PRUNED and not t.user_attrs.get("skipped") for t in trials),
         "skipped": sum(bool(t.user_attrs.get("skipped")) for t in trials),
-        "failed": sum(t.state == TrialState.FAIL for t in trials),
+        "failed": sum(t.state == TrialState.FAIL and not t.user_attrs.get(OVER_CAP) for t in trials),
+        "over_cap": sum(bool(t.user_attrs.get(OVER_CAP)) for t in trials),
         "running": sum(t.state == TrialState.RUNNING for t in trials),
     }
     top = [{"number": t.number, "value": t.value, "params": trial_params(t)} for t in top_trials(loaded, k)]

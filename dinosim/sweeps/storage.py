@@ -17,6 +17,7 @@ from dinosim.errors import ConfigError
 
 STUDY_FILE = "study.journal"
 PARAMS_ATTR = "params"  # trial user attribute: the values the trial's program received (set by the engine)
+OVER_CAP = "over_cap"  # user attr of a trial that found run_cap reached by earlier-numbered trials; it never ran
 CONNECT_TIMEOUT = 10  # seconds; a sweep must not hang on a server that does not answer
 DRIVER_HINTS = {
     "postgresql": "pip install 'dinosim[postgres]' (psycopg)",

@@ -11,7 +11,14 @@ from typing import Any, Optional
 from dinosim.errors import ConfigError
 from dinosim.runfolder import atomic_write_text, process_alive, runs_root
 from dinosim.sweeps.distributions import grid_search_space
-from dinosim.sweeps.storage import damaged_study_is_config_error, make_storage, redact, storage_url, trial_params
+from dinosim.sweeps.storage import (
+    OVER_CAP,
+    damaged_study_is_config_error,
+    make_storage,
+    redact,
+    storage_url,
+    trial_params,
+)
 from dinosim.sweeps.yaml_spec import SweepSpec
 
 SPEC_COPY = "sweep.yaml"
@@ -109,12 +116,28 @@ def boot_id() -> Optional[str]:
         return None
 
 
-def counted_trials(study: Any) -> int:
-    """Trials that count toward run_cap: started ones, except interrupted ones (they are queued again)."""
+def counts_toward_cap(trial: Any) -> bool:
+    """Trials that count toward run_cap: started ones, except interrupted ones (they are queued again) and ones that
+    found the cap already reached when they started (:func:`over_cap`)."""
     from optuna.trial import TrialState
 
+    attrs = trial.user_attrs
+    return trial.state != TrialState.WAITING and not attrs.get("interrupted") and not attrs.get(OVER_CAP)
+
+
+def counted_trials(study: Any, before: Optional[int] = None) -> int:
+    """How many trials count toward run_cap (only those numbered below ``before``, if given)."""
     return sum(1 for t in study.get_trials(deepcopy=False)
-               if t.state != TrialState.WAITING and not t.user_attrs.get("interrupted"))
+               if counts_toward_cap(t) and (before is None or t.number < before))
+
+
+def over_cap(spec: SweepSpec, study: Any, number: int) -> bool:
+    """Whether trial ``number`` must not run: the counted trials numbered below it already reach run_cap.
+
+    Each engine checks run_cap before it starts a trial, but engines sharing a study (``--storage``) can both start
+    one when one place is left. Optuna numbers a study's trials densely in the order they are created, across
+    engines, so "lower numbers first" settles it the same way in every engine."""
+    return spec.run_cap is not None and counted_trials(study, before=number) >= spec.run_cap
 
 
 def trial_budget(spec: SweepSpec, study: Any, count: Optional[int]) -> Optional[int]:
