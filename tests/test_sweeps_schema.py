@@ -8,10 +8,13 @@ from pathlib import Path
 import pytest
 import yaml
 
+from dinosim.cli.run_cmds import parse_stages
+from dinosim.envs.rewards import TERMS
 from dinosim.errors import ConfigError
 from dinosim.sweeps.keys import check_keys
 from dinosim.sweeps.wandb_schema import schema_violations
 from dinosim.sweeps.yaml_spec import load_sweep, spec_from_dict
+from dinosim.training.metrics import EVAL_COMPONENT_PREFIX, eval_metric_names
 
 SWEEPS = sorted((Path(__file__).resolve().parent.parent / "sweeps").glob("*.yaml"))
 REQUIRED = {"velociraptor_stage1_grid", "velociraptor_stage1_random", "trex_stage1_random",
@@ -32,12 +35,16 @@ def test_sweep_yaml_is_valid(path):
     spec = load_sweep(path)
     check_keys(spec)
     assert raw["program"] == "scripts/train_sb3.py"
-    assert spec.metric in ("eval/mean_reward", "eval/success_rate") and spec.goal == "maximize"
+    assert spec.metric in eval_metric_names(TERMS) and spec.goal == "maximize"
     assert spec.run_cap is not None
     toks = [str(t) for t in spec.command]
-    assert toks[toks.index("--override") + 1] == "${args_no_hyphens}"
-    if "stage3" in " ".join(spec.parameters) or "--stages" in toks:
+    assert toks[-2:] == ["--override", "${args_no_hyphens}"]  # fixed overrides, if any, come in an earlier --override
+    stages = parse_stages(toks[toks.index("--stages") + 1]) if "--stages" in toks else ()
+    if "stage3" in " ".join(spec.parameters) or 3 in stages:
         assert spec.metric == "eval/success_rate"
+    if spec.metric.startswith(EVAL_COMPONENT_PREFIX):  # one reward term: its own keys (weight, cap) are not swept
+        term = spec.metric[len(EVAL_COMPONENT_PREFIX):]
+        assert not any(name.rsplit(".", 1)[-1].startswith(term) for name in spec.parameters)
 
 
 def test_unified_sweep_contents():
