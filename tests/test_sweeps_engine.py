@@ -18,6 +18,7 @@ import optuna
 import pytest
 
 from dinosim.sweeps.engine import EngineOptions, run_sweep
+from dinosim.sweeps.report import build_report, load_study
 from dinosim.sweeps.yaml_spec import load_sweep
 
 
@@ -161,6 +162,8 @@ def test_interrupted_sweep_resumes(tmp_path, write_sweep, run_engine, sweep_tria
         os.kill(child, 0)
     first = sweep_trials(tmp_path)
     assert len(first) == 1 and first[0].state.name == "FAIL" and first[0].user_attrs.get("interrupted")
+    counts = build_report(load_study(tmp_path / "sweepdir"), plots=False).counts
+    assert counts["interrupted"] == 1 and counts["failed"] == 0
     # resume: the interrupted configuration runs again, and run_cap counts 3 real trials
     run_engine(path, tmp_path)
     ts = sweep_trials(tmp_path)
@@ -220,7 +223,6 @@ def test_a_trial_over_run_cap_does_not_run(tmp_path, write_sweep):
 
     from dinosim.sweeps.engine import TrialFailed, _Objective
     from dinosim.sweeps.progress import Progress
-    from dinosim.sweeps.report import build_report, load_study
     from dinosim.sweeps.study import counted_trials, open_study
 
     spec = load_sweep(write_sweep(tmp_path, run_cap=1))

@@ -297,7 +297,8 @@ def _record_outcome(spec: SweepSpec, study: Any, result: SweepResult) -> None:
     trials = study.get_trials(deepcopy=False)
     result.counts["skipped"] = sum(1 for t in trials if t.user_attrs.get("skipped"))
     result.counts["over_cap"] = sum(1 for t in trials if t.user_attrs.get(OVER_CAP))
-    result.counts["fail"] -= result.counts["over_cap"]
+    result.counts["interrupted"] = sum(1 for t in trials if t.user_attrs.get("interrupted"))  # queued again
+    result.counts["fail"] -= result.counts["over_cap"] + result.counts["interrupted"]
     result.best_value, result.best_params = best_trial(spec, study)
     if result.best_value is not None and spec.reaches_target(result.best_value):
         result.target_reached = True

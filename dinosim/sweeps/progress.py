@@ -57,6 +57,8 @@ class Progress:
 
         if t.user_attrs.get(OVER_CAP):
             return "not run: run_cap was reached by trials started earlier"
+        if t.user_attrs.get("interrupted"):
+            return "interrupted (runs again when the sweep is resumed)"
         if t.user_attrs.get("skipped"):
             self.counts["skipped"] += 1
             return f"skipped ({t.user_attrs['skipped']})"

@@ -148,7 +148,9 @@ def build_report(loaded: LoadedSweep, k: int = 10, out_dir: Optional[Path] = Non
         "complete": sum(t.state == TrialState.COMPLETE for t in trials),
         "pruned": sum(t.state == TrialState.PRUNED and not t.user_attrs.get("skipped") for t in trials),
         "skipped": sum(bool(t.user_attrs.get("skipped")) for t in trials),
-        "failed": sum(t.state == TrialState.FAIL and not t.user_attrs.get(OVER_CAP) for t in trials),
+        "failed": sum(t.state == TrialState.FAIL and not t.user_attrs.get(OVER_CAP)
+                      and not t.user_attrs.get("interrupted") for t in trials),
+        "interrupted": sum(bool(t.user_attrs.get("interrupted")) for t in trials),  # queued again on resume
         "over_cap": sum(bool(t.user_attrs.get(OVER_CAP)) for t in trials),
         "running": sum(t.state == TrialState.RUNNING for t in trials),
     }
