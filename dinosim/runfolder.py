@@ -41,6 +41,16 @@ METRICS_FILE = "metrics.jsonl"
 EVAL_KIND_KEY = "eval_kind"  # metrics.jsonl: which evaluation a record is
 SCREEN_KIND, GATE_KIND = "screen", "gate"  # the screening every eval_freq steps; the gate evaluation it triggers
 EVAL_SEEDS_KEY = "eval_seeds"  # metrics.jsonl: [first, end) of the episode seeds the evaluation used
+# How long an evaluation took: every metrics.jsonl record carries EVAL_TIME_PREFIX + each of EVAL_TIME_FIELDS (for
+# the screening or the gate evaluation it records), and each stage of summary.json the totals per kind under
+# STAGE_EVAL_TIME_KEY ({"screen"|"gate": {"evaluations": n, <field>: sum}}) and STAGE_EVAL_SHARE_KEY (training's
+# wait / the stage's wall time). Bookkeeping, not eval metrics: a sweep cannot optimise them.
+EVAL_WALL, EVAL_CPU, EVAL_STEPS = "wall_s", "cpu_s", "env_steps"  # of the process that played the evaluation
+EVAL_WAIT = "training_wait_s"  # seconds the training process was blocked by the evaluation (inline: all of it)
+EVAL_TIME_FIELDS = (EVAL_WALL, EVAL_CPU, EVAL_STEPS, EVAL_WAIT)
+EVAL_TIME_PREFIX = "eval_time/"
+EVAL_COUNT = "evaluations"  # in a stage's totals: how many evaluations of the kind were recorded
+STAGE_EVAL_TIME_KEY, STAGE_EVAL_SHARE_KEY = "eval_time", "eval_share"
 WANDB_FILE = "wandb.json"
 STAGE_CONFIG_FILE = "config.toml"
 MODEL_FILE = "model.zip"

@@ -48,6 +48,10 @@ class StageContext:
     settle_evaluations: Callable[[], None] = lambda: None  # wait for a background evaluation in flight
     segment_start: float = field(default_factory=time.time)
     wall_time_before: float = 0.0
+    segment_cpu_start: float = field(default_factory=time.process_time)
+
+    def __post_init__(self) -> None:
+        self.cpu_time_before = self.state.cpu_time  # None: a state from before CPU time was recorded stays None
 
     def stage_steps(self, global_step: int) -> int:
         return int(global_step) - int(self.state.start_step or 0)
@@ -58,6 +62,8 @@ class StageContext:
     def update_progress(self, global_step: int) -> None:
         self.state.timesteps_used = self.stage_steps(global_step)
         self.state.wall_time = self.wall_time_before + (time.time() - self.segment_start)
+        if self.cpu_time_before is not None:
+            self.state.cpu_time = self.cpu_time_before + (time.process_time() - self.segment_cpu_start)
         self.summary.global_step = int(global_step)
 
     def persist(self, global_step: int) -> None:

@@ -13,6 +13,14 @@ evaluation in flight, so a checkpoint's state holds every evaluation scheduled b
 budget waits for it too. An interruption abandons the evaluation in flight: the checkpoint's state does not
 count it, so after `resume` the evaluation falls due at once, on the resumed weights. A dead evaluation process is
 reported in one line and the stage continues inline (the unanswered snapshot is played in the training process).
+
+Time: every record carries how long its evaluation took in the process that played it (``eval_time/wall_s``,
+``eval_time/cpu_s``, ``eval_time/env_steps``) and ``eval_time/training_wait_s``, the seconds training was blocked by
+it: inline the whole play; in the background taking and sending the snapshot plus every wait for the answer (a due
+evaluation, a checkpoint or the stage's end waiting for the one in flight). Blocked time up to the end of the
+screening counts for the screening, the rest for its gate evaluation. Not counted: writing the records and
+``best/`` after an outcome, the per-step poll for an answer, and an abandoned evaluation. The stage's totals are
+:attr:`~dinosim.training.state.StageState.eval_time`.
 """
 
 from __future__ import annotations
@@ -21,16 +29,23 @@ import io
 import math
 import os
 import sys
+import time
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Iterator, Optional
 
 import numpy as np
 from stable_baselines3.common.callbacks import BaseCallback
 
 from dinosim.run_integrity import model_bytes, save_best_pair, vecnormalize_bytes
 from dinosim.runfolder import (
+    EVAL_CPU,
     EVAL_KIND_KEY,
     EVAL_SEEDS_KEY,
+    EVAL_STEPS,
+    EVAL_TIME_PREFIX,
+    EVAL_WAIT,
+    EVAL_WALL,
     EVALUATIONS_FILE,
     GATE_KIND,
     METRICS_FILE,
@@ -41,7 +56,15 @@ from dinosim.runfolder import (
 )
 from dinosim.training.callbacks import StageContext
 from dinosim.training.eval_worker import BackgroundEvaluator, EnvSpec, EvalWorkerDied, SnapshotJob, play_snapshot
-from dinosim.training.evaluation import EvalOutcome, EvalPlan, EvalResult, model_policy, obs_normalizer, play_plan
+from dinosim.training.evaluation import (
+    EvalOutcome,
+    EvalPlan,
+    EvalResult,
+    EvalTiming,
+    model_policy,
+    obs_normalizer,
+    play_plan,
+)
 
 Snapshot = Callable[[], tuple[bytes, bytes]]  # (model zip, pickled VecNormalize) of the evaluated snapshot
 
@@ -93,6 +116,7 @@ class EvalGateCallback(BaseCallback):
         self.ctx, self.evaluator, self.env_spec = ctx, evaluator, env_spec
         self.deterministic = deterministic
         self._in_flight: Optional[tuple[SnapshotJob, Snapshot]] = None
+        self._blocked: list[tuple[float, float]] = []  # time.monotonic() spans training waited for the next outcome
         ctx.settle_evaluations = self.settle
 
     def _on_step(self) -> bool:
@@ -135,25 +159,43 @@ class EvalGateCallback(BaseCallback):
                         first_seed=state.eval_seed_next,
                         gate_if_pass=state.gate_streak + 1 >= cur.required_consecutive, curriculum=cur)
 
+    @contextmanager
+    def _blocking(self) -> Iterator[None]:
+        """Count the time inside as training's wait for the next outcome applied."""
+        begin = time.monotonic()
+        try:
+            yield
+        finally:
+            self._blocked.append((begin, time.monotonic()))
+
     def _start(self, plan: EvalPlan) -> None:
         """Play ``plan`` on the current weights: in the background process, or inline (applied at once)."""
+        self._blocked = []
         if self.evaluator is None:
-            policy = model_policy(self.model, self.deterministic)
-            outcome = play_plan(plan, policy, self.ctx.eval_envs, obs_normalizer(self.ctx.train_env))
+            with self._blocking():
+                policy = model_policy(self.model, self.deterministic)
+                outcome = play_plan(plan, policy, self.ctx.eval_envs, obs_normalizer(self.ctx.train_env))
             self._apply(outcome, lambda: (model_bytes(self.model), vecnormalize_bytes(self.ctx.train_env)))
             return
-        pair = (model_bytes(self.model), vecnormalize_bytes(self.ctx.train_env))
-        job = SnapshotJob(plan, pair[0], pair[1], self.deterministic)
-        self._in_flight = (job, lambda: pair)
-        try:
-            self.evaluator.submit(job)
-        except EvalWorkerDied as exc:
-            self._fall_back(exc)
+        with self._blocking():
+            pair = (model_bytes(self.model), vecnormalize_bytes(self.ctx.train_env))
+            job = SnapshotJob(plan, pair[0], pair[1], self.deterministic)
+            self._in_flight = (job, lambda: pair)
+            try:
+                self.evaluator.submit(job)
+                return
+            except EvalWorkerDied as exc:
+                died = exc
+        self._fall_back(died)
 
     def _collect(self, block: bool) -> None:
         assert self._in_flight is not None and self.evaluator is not None
         try:
-            outcome = self.evaluator.wait() if block else self.evaluator.poll()
+            if block:
+                with self._blocking():
+                    outcome = self.evaluator.wait()
+            else:
+                outcome = self.evaluator.poll()
         except EvalWorkerDied as exc:
             self._fall_back(exc)
             return
@@ -169,27 +211,41 @@ class EvalGateCallback(BaseCallback):
         print(f"warning: stage {self.ctx.stage}: {exc}; evaluating inline from now on{where}",
               file=sys.stderr, flush=True)
         self.evaluator, self._in_flight = None, None
-        if not self.ctx.eval_envs and self.env_spec is not None:
-            self.ctx.eval_envs.extend(self.env_spec.build())
-        if job is not None and snapshot is not None:
-            self._apply(play_snapshot(job, self.ctx.eval_envs), snapshot)
+        with self._blocking():
+            if not self.ctx.eval_envs and self.env_spec is not None:
+                self.ctx.eval_envs.extend(self.env_spec.build())
+            outcome = play_snapshot(job, self.ctx.eval_envs) if job is not None and snapshot is not None else None
+        if outcome is not None and snapshot is not None:
+            self._apply(outcome, snapshot)
+
+    def _waits(self, outcome: EvalOutcome) -> tuple[float, float]:
+        """(screening, gate evaluation) seconds of the time training was blocked for ``outcome``: up to the
+        screening's end for the screening, the rest for the gate evaluation; the spans are then cleared."""
+        cut = outcome.screen_time.ended if outcome.gate is not None else math.inf
+        total = sum(end - begin for begin, end in self._blocked)
+        screen = sum(max(0.0, min(end, cut) - begin) for begin, end in self._blocked)
+        self._blocked = []
+        return screen, total - screen
 
     def _apply(self, outcome: EvalOutcome, snapshot: Snapshot) -> None:
         """Apply one outcome in schedule order: state, streak, gate, records (at the snapshot's step), ``best/``."""
         ctx, state, cur, plan = self.ctx, self.ctx.state, self.ctx.curriculum, outcome.plan
+        screen_wait, gate_wait = self._waits(outcome)
         state.last_eval_stage_step = max(state.last_eval_stage_step, plan.mark)
         state.eval_seed_next = outcome.next_seed
         state.evaluations += 1
         state.gate_streak = state.gate_streak + 1 if cur.screen_passes(outcome.screen.stats()) else 0
-        scalars = self._record(outcome.screen, plan.screen_seeds, SCREEN_KIND, plan.step, snapshot)
+        scalars = self._record(outcome.screen, plan.screen_seeds, SCREEN_KIND, plan.step, snapshot,
+                               _timing(outcome.screen_time, screen_wait))
         h = ctx.history
         h["timesteps"].append(plan.step)
         h["results"].append(outcome.screen.returns)
         h["ep_lengths"].append(outcome.screen.lengths)
         h["successes"].append([math.nan if s is None else float(s) for s in outcome.screen.successes])
         write_evaluations(ctx)
-        if outcome.gate is not None:
-            scalars.update(self._record(outcome.gate, plan.gate_seeds, GATE_KIND, plan.step, snapshot))
+        if outcome.gate is not None and outcome.gate_time is not None:
+            scalars.update(self._record(outcome.gate, plan.gate_seeds, GATE_KIND, plan.step, snapshot,
+                                        _timing(outcome.gate_time, gate_wait)))
             if cur.gate_passes(outcome.gate.stats()):
                 state.gate_passed, state.gate_passed_at = True, plan.step
             else:
@@ -209,8 +265,10 @@ class EvalGateCallback(BaseCallback):
         for fmt in self.logger.output_formats:
             fmt.write(scalars, {key: None for key in scalars}, step)
 
-    def _record(self, result: EvalResult, seeds: range, kind: str, step: int, snapshot: Snapshot) -> dict[str, Any]:
-        """metrics.jsonl record, eval sinks, ``best/``; returns the evaluation's TensorBoard scalars."""
+    def _record(self, result: EvalResult, seeds: range, kind: str, step: int, snapshot: Snapshot,
+                timing: dict[str, float]) -> dict[str, Any]:
+        """metrics.jsonl record (with ``timing``, also added to the stage's totals), eval sinks, ``best/``; returns
+        the evaluation's TensorBoard scalars."""
         ctx, state, cur = self.ctx, self.ctx.state, self.ctx.curriculum
         stats = result.stats()
         bounds = stats.lower_bounds(cur.gate_confidence)
@@ -230,7 +288,9 @@ class EvalGateCallback(BaseCallback):
             state.best_eval, state.best_step = {**metrics, EVAL_KIND_KEY: kind, "rank": list(rank)}, step
         # eval component means are "eval/reward/<term>": "reward/<term>" is the training-rollout series
         record = {"global_step": step, "stage": ctx.stage, **metrics, EVAL_KIND_KEY: kind,
-                  EVAL_SEEDS_KEY: [seeds.start, seeds.stop]}
+                  EVAL_SEEDS_KEY: [seeds.start, seeds.stop],
+                  **{EVAL_TIME_PREFIX + name: value for name, value in timing.items()}}
+        state.add_eval_time(kind, timing)
         append_json_line(ctx.run_dir / METRICS_FILE, record)
         trial_path = os.environ.get(TRIAL_METRICS_ENV)
         if trial_path:
@@ -238,3 +298,8 @@ class EvalGateCallback(BaseCallback):
         for sink in ctx.eval_sinks:
             sink(record)
         return scalars
+
+
+def _timing(played: EvalTiming, wait: float) -> dict[str, float]:
+    """The timing fields of one record (dinosim.runfolder.EVAL_TIME_FIELDS)."""
+    return {EVAL_WALL: played.wall_s, EVAL_CPU: played.cpu_s, EVAL_STEPS: played.env_steps, EVAL_WAIT: wait}

@@ -14,6 +14,7 @@ step's info; envs that never report it have no success rate (``None``).
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Optional, Sequence
 
@@ -239,14 +240,38 @@ class EvalPlan:
         return gate_seeds(self.run_seed, start, self.curriculum.gate_episodes)
 
 
+@dataclass(frozen=True)
+class EvalTiming:
+    """How long one evaluation (a screening or a gate evaluation) took in the process that played it: wall and CPU
+    seconds of that process (``time.process_time``: all its threads), the env steps played (the episodes' lengths
+    summed) and ``ended``, ``time.monotonic()`` at its end (a system-wide clock on Linux, macOS and Windows, so the
+    training process can tell which part of its waiting for the evaluation process fell before the screening's
+    end)."""
+
+    wall_s: float
+    cpu_s: float
+    env_steps: int
+    ended: float
+
+
+def timed(play: Callable[[], EvalResult]) -> tuple[EvalResult, EvalTiming]:
+    """``play()`` and its :class:`EvalTiming`."""
+    wall, cpu = time.perf_counter(), time.process_time()
+    result = play()
+    return result, EvalTiming(wall_s=time.perf_counter() - wall, cpu_s=time.process_time() - cpu,
+                              env_steps=int(sum(result.lengths)), ended=time.monotonic())
+
+
 @dataclass
 class EvalOutcome:
-    """What playing an :class:`EvalPlan` gave: the screening, the gate evaluation (None: not played), seconds."""
+    """What playing an :class:`EvalPlan` gave: the screening, the gate evaluation (None: not played), and how long
+    each took."""
 
     plan: EvalPlan
     screen: EvalResult
     gate: Optional[EvalResult]
-    seconds: float
+    screen_time: EvalTiming
+    gate_time: Optional[EvalTiming] = None
 
     @property
     def next_seed(self) -> int:
@@ -258,14 +283,11 @@ class EvalOutcome:
 def play_plan(plan: EvalPlan, policy: Policy, envs: Sequence["gym.Env"],
               normalize: Callable[[np.ndarray], np.ndarray]) -> EvalOutcome:
     """Play ``plan`` with ``policy`` on ``envs``: the screening, then the gate evaluation if the plan calls for it."""
-    import time
-
-    start = time.perf_counter()
-    screen = run_seeded_episodes(policy, envs, plan.screen_seeds, normalize)
-    gate = None
+    screen, screen_time = timed(lambda: run_seeded_episodes(policy, envs, plan.screen_seeds, normalize))
     if plan.gate_if_pass and plan.curriculum.screen_passes(screen.stats()):
-        gate = run_seeded_episodes(policy, envs, plan.gate_seeds, normalize)
-    return EvalOutcome(plan, screen, gate, time.perf_counter() - start)
+        gate, gate_time = timed(lambda: run_seeded_episodes(policy, envs, plan.gate_seeds, normalize))
+        return EvalOutcome(plan, screen, gate, screen_time, gate_time)
+    return EvalOutcome(plan, screen, None, screen_time)
 
 
 def format_report(result: EvalResult, title: str) -> str:

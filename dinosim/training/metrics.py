@@ -5,7 +5,8 @@ logs the same keys to TensorBoard / W&B: the scalars of :data:`EVAL_SCALARS` and
 reward term. These are the metrics a sweep can optimise (the offline engine reads nothing else);
 ``dinosim sweep validate`` refuses any other ``metric.name``. :class:`dinosim.training.evaluation.EvalResult`
 and the evaluation callback produce them; a test keeps every ``"eval/..."`` literal of the training code in this
-list.
+list. How long each evaluation took (``eval_time/*`` in the same records; names in :mod:`dinosim.runfolder`, which
+the summaries read too) is bookkeeping, not a metric: it is not in this list, so a sweep cannot optimise it.
 """
 
 from __future__ import annotations

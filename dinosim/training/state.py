@@ -6,7 +6,9 @@
      "command": "train" | "curriculum", "species": ..., "algorithm": ..., "global_step": int,
      "stages": {"1": StageState, ...}}
 
-``StageState`` fields are documented on the dataclass. ``run.json`` holds everything `resume` needs to rebuild
+``StageState`` fields are documented on the dataclass; each stage also carries ``eval_share``
+(:meth:`StageState.eval_share`, derived when written: the share of the stage's wall time training waited for
+evaluations; null when not recorded). ``run.json`` holds everything `resume` needs to rebuild
 the run: ``{"format": 1, "command", "config": RunConfig.to_dict(), "timesteps", "name", "init_from",
 "strict_gates", "argv", "wandb": {...}}``.
 """
@@ -21,11 +23,28 @@ from pathlib import Path
 from typing import Any, Optional
 
 from dinosim.errors import ConfigError, DinosimError
-from dinosim.runfolder import RUN_FILE, SUMMARY_FILE, atomic_write_json, read_json
+from dinosim.runfolder import (
+    EVAL_COUNT,
+    EVAL_TIME_FIELDS,
+    EVAL_WAIT,
+    GATE_KIND,
+    RUN_FILE,
+    SCREEN_KIND,
+    STAGE_EVAL_SHARE_KEY,
+    STAGE_EVAL_TIME_KEY,
+    SUMMARY_FILE,
+    atomic_write_json,
+    read_json,
+)
 
 RUN_FORMAT = 1
 STATUSES = ("running", "finished", "failed", "interrupted")
 STAGE_STATUSES = ("pending", "running", "finished")
+
+
+def no_eval_time() -> dict[str, dict[str, float]]:
+    """Evaluation-time totals of a stage that has evaluated nothing yet (see :attr:`StageState.eval_time`)."""
+    return {kind: {EVAL_COUNT: 0, **dict.fromkeys(EVAL_TIME_FIELDS, 0)} for kind in (SCREEN_KIND, GATE_KIND)}
 
 
 @dataclass
@@ -48,13 +67,43 @@ class StageState:
     best_eval: Optional[dict[str, Any]] = None  # metrics of the best evaluation (by its lower bound); best/ holds it
     best_step: Optional[int] = None
     wall_time: float = 0.0  # seconds trained in this stage, summed over resumed segments
+    # CPU seconds of the training process in this stage (all its threads; not SubprocVecEnv's worker processes nor
+    # the background evaluation process), summed over resumed segments; None: a state from before it was recorded
+    cpu_time: Optional[float] = 0.0
     warm_start: Optional[str] = None  # model the stage was warm-started from
     ramped: dict[str, list[float]] = field(default_factory=dict)  # [env] key -> [previous value, stage value]
+    # Totals of the evaluations' metrics.jsonl timings, per kind: {"screen"|"gate": {"evaluations": n, "wall_s",
+    # "cpu_s", "env_steps", "training_wait_s"}} (dinosim.runfolder.EVAL_TIME_FIELDS). Like wall_time they cover the
+    # segments this state has seen (a resume continues from the checkpoint's totals). None: a stage state written
+    # before evaluations were timed; it stays None (partial totals would understate the cost).
+    eval_time: Optional[dict[str, dict[str, float]]] = field(default_factory=no_eval_time)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "StageState":
         known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in known})
+        state = cls(**{k: v for k, v in data.items() if k in known})
+        if STAGE_EVAL_TIME_KEY not in data:
+            state.eval_time = None
+        if "cpu_time" not in data:
+            state.cpu_time = None
+        return state
+
+    def add_eval_time(self, kind: str, timing: dict[str, float]) -> None:
+        """Count one evaluation of ``kind`` (``"screen"``/``"gate"``) with its ``timing`` (every field of
+        EVAL_TIME_FIELDS) in :attr:`eval_time`; nothing for a state without totals."""
+        if self.eval_time is None:
+            return
+        totals = self.eval_time.setdefault(kind, {EVAL_COUNT: 0, **dict.fromkeys(EVAL_TIME_FIELDS, 0)})
+        totals[EVAL_COUNT] += 1
+        for name in EVAL_TIME_FIELDS:
+            totals[name] += timing[name]
+
+    def eval_share(self) -> Optional[float]:
+        """The share of the stage's wall time that training spent blocked by evaluations (None: not recorded, or
+        no wall time yet)."""
+        if self.eval_time is None or self.wall_time <= 0:
+            return None
+        return sum(totals.get(EVAL_WAIT, 0) for totals in self.eval_time.values()) / self.wall_time
 
     @classmethod
     def checked(cls, data: Any) -> "StageState":
@@ -71,10 +120,20 @@ class StageState:
                 or any(type(getattr(state, n)) is not int or getattr(state, n) < 0 for n in ints)
                 or any(getattr(state, n) is not None and type(getattr(state, n)) is not int for n in optional_ints)
                 or any(not isinstance(getattr(state, n), (dict, type(None))) for n in tables)
-                or not isinstance(state.wall_time, (int, float))
+                or not isinstance(state.wall_time, (int, float)) or not _eval_time_ok(state.eval_time)
+                or not isinstance(state.cpu_time, (int, float, type(None)))
                 or not isinstance(state.warm_start, (str, type(None)))):
             raise ValueError(f"stage state with a wrong-typed or unknown value: {data}"[:200])
         return state
+
+
+def _eval_time_ok(totals: Any) -> bool:
+    if totals is None:
+        return True
+    return isinstance(totals, dict) and all(
+        isinstance(kind, dict) and all(isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0
+                                       for v in kind.values())
+        for kind in totals.values())
 
 
 @dataclass
@@ -93,7 +152,8 @@ class RunSummary:
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
-        data["stages"] = {str(k): asdict(v) for k, v in self.stages.items()}
+        data["stages"] = {str(k): {**asdict(v), STAGE_EVAL_SHARE_KEY: v.eval_share()}  # derived, for readers
+                          for k, v in self.stages.items()}
         return data
 
     @classmethod
