@@ -98,3 +98,35 @@ def test_errors(run_a, tmp_path, dinosim_cli, started_run):
     assert [(r.stage, r.status, r.final_reward) for r in started.rows] == [(1, "running", None)]
     proc = dinosim_cli("summary", str(tmp_path / "missing"))
     assert proc.returncode == 2 and proc.stderr.startswith("error: ") and len(proc.stderr.splitlines()) == 1
+
+
+def test_evaluation_time_per_stage_follows_summary_json(run_a, dinosim_cli):
+    from dinosim.runfolder import EVAL_TIME_PREFIX, EVAL_WAIT
+
+    summary = json.loads((run_a / "summary.json").read_text())
+    everything = [json.loads(x) for x in (run_a / "metrics.jsonl").read_text().splitlines()]
+    table = summarize_run(run_a)
+    for row in table.rows:
+        entry = summary["stages"][str(row.stage)]
+        waited = sum(r[EVAL_TIME_PREFIX + EVAL_WAIT] for r in everything if r["stage"] == row.stage)
+        assert row.eval_wait == pytest.approx(waited) and row.eval_wait > 0
+        assert row.eval_share == pytest.approx(entry["eval_share"])
+        assert row.eval_share == pytest.approx(waited / entry["wall_time"])
+        assert 0 < row.eval_share < 1
+    text = format_table(table)
+    header = next(line for line in text.splitlines() if line.startswith("stage"))
+    assert "eval time" in header and "eval share" in header
+    assert any(line.strip().startswith("stage 1: screening 1x waited") and "gate 1x waited" in line
+               for line in text.splitlines())
+    data = json.loads(dinosim_cli("summary", str(run_a), "--json").stdout)
+    assert [row["eval_share"] for row in data["rows"]] == pytest.approx([row.eval_share for row in table.rows])
+
+
+def test_a_run_from_before_timed_evaluations_says_not_recorded(tmp_path, make_run, ev):
+    old = make_run(tmp_path, "old", {1: [ev(256, 10.0, 40.0), ev(512, 12.0, 45.0)]},
+                   entries={1: {"wall_time": 30.0, "evaluations": 2}})
+    row = summarize_run(old).rows[0]
+    assert (row.eval_wait, row.eval_share, row.eval_time) == (None, None, None)
+    text = format_table(summarize_run(old))
+    assert "stage 1: not recorded" in text
+    assert next(line for line in text.splitlines() if line.startswith("1 ")).split()[4:6] == ["-", "-"]

@@ -5,6 +5,11 @@ Sources, in order of preference: ``summary.json`` (written by :mod:`dinosim.trai
 ``metrics.jsonl`` for anything it lacks. Reward components come from the stage's last eval component means
 (``eval/reward/<term>``: mean per-episode sum of each term) and are ranked by their share of the return,
 ``|mean| / sum(|means|)``; only terms that are not zero are shown.
+
+Evaluation time comes from each stage's ``eval_time`` totals and ``eval_share`` in ``summary.json`` (see
+:mod:`dinosim.runfolder`): the seconds training waited for evaluations (what evaluation adds to the stage's wall
+time) and their share of it, split into screening and gate evaluation. Runs from before evaluations were timed have
+neither: "not recorded", never an estimate (``benchmarks/train_fps.py --runs`` estimates one, labelled so).
 """
 
 from __future__ import annotations
@@ -15,7 +20,20 @@ from pathlib import Path
 from typing import Any, Optional
 
 from dinosim.errors import DinosimError
-from dinosim.runfolder import METRICS_FILE, read_json_lines, stage_dirs
+from dinosim.runfolder import (
+    EVAL_COUNT,
+    EVAL_STEPS,
+    EVAL_TIME_FIELDS,
+    EVAL_WAIT,
+    EVAL_WALL,
+    GATE_KIND,
+    METRICS_FILE,
+    SCREEN_KIND,
+    STAGE_EVAL_SHARE_KEY,
+    STAGE_EVAL_TIME_KEY,
+    read_json_lines,
+    stage_dirs,
+)
 from dinosim.tracking.run_logs import (
     EVAL_LENGTH,
     EVAL_REWARD,
@@ -46,6 +64,10 @@ class StageRow:
     evaluations: int
     gate_streak: Optional[int] = None  # passing evaluations in a row so far
     components: list[tuple[str, float, float]] = field(default_factory=list)  # (term, mean, share), top first
+    eval_wait: Optional[float] = None  # seconds training waited for evaluations (None: not recorded)
+    eval_share: Optional[float] = None  # eval_wait / wall_time
+    eval_time: Optional[dict[str, dict[str, float]]] = None  # {"screen"|"gate": {"evaluations", "wall_s", ...}}
+    cpu_time: Optional[float] = None  # CPU seconds of the training process in the stage (None: not recorded)
 
 
 @dataclass
@@ -82,12 +104,12 @@ def format_table(table: RunTable) -> str:
     """Plain-text table (fixed-width columns) plus one line per stage listing its top reward components."""
     head = (f"run {table.run_dir}\n{table.species} / {table.algorithm} / status {table.status}"
             + (f" / global step {table.global_step:,}" if table.global_step is not None else ""))
-    columns = ("stage", "status", "timesteps", "wall time", "gate", "best reward", "final reward", "final len",
-               "success", "evals")
+    columns = ("stage", "status", "timesteps", "wall time", "eval time", "eval share", "gate", "best reward",
+               "final reward", "final len", "success", "evals")
     lines = [[
-        str(r.stage), r.status, _fmt_int(r.timesteps), _fmt_time(r.wall_time), _fmt_gate(r),
-        _fmt_num(r.best_reward), _fmt_num(r.final_reward), _fmt_num(r.final_length, 1), _fmt_rate(r.success_rate),
-        str(r.evaluations),
+        str(r.stage), r.status, _fmt_int(r.timesteps), _fmt_time(r.wall_time), _fmt_time(r.eval_wait),
+        _fmt_share(r.eval_share), _fmt_gate(r), _fmt_num(r.best_reward), _fmt_num(r.final_reward),
+        _fmt_num(r.final_length, 1), _fmt_rate(r.success_rate), str(r.evaluations),
     ] for r in table.rows]
     widths = [max(len(c), *(len(line[i]) for line in lines)) if lines else len(c) for i, c in enumerate(columns)]
     out = [head, "", "  ".join(c.ljust(w) for c, w in zip(columns, widths))]
@@ -98,7 +120,34 @@ def format_table(table: RunTable) -> str:
     for r in table.rows:
         parts = [f"{term} {value:+.2f} ({100 * share:.0f}%)" for term, value, share in r.components]
         out.append(f"  stage {r.stage}: " + (", ".join(parts) if parts else "-"))
+    out.append("")
+    out.append("evaluation time (eval time: what training waited for evaluations; played: wall time of the process "
+               "that evaluated):")
+    out += [f"  stage {r.stage}: {format_eval_time(r.eval_time)}" for r in table.rows]
     return "\n".join(out)
+
+
+def format_eval_time(totals: Optional[dict[str, dict[str, float]]]) -> str:
+    """One line of a stage's evaluation-time totals per kind, or "not recorded"."""
+    if totals is None:
+        return "not recorded (the run predates timed evaluations)"
+    parts = []
+    for kind, name in ((SCREEN_KIND, "screening"), (GATE_KIND, "gate")):
+        t = totals.get(kind) or {}
+        count = int(t.get(EVAL_COUNT, 0))
+        parts.append(f"{name} {count}x" + (f" waited {t.get(EVAL_WAIT, 0):.1f} s, played {t.get(EVAL_WALL, 0):.1f} s, "
+                                            f"{int(t.get(EVAL_STEPS, 0)):,} env steps" if count else ""))
+    return "; ".join(parts)
+
+
+def eval_totals(entry: dict[str, Any]) -> Optional[dict[str, dict[str, float]]]:
+    """A ``summary.json`` stage entry's evaluation-time totals, None when absent or not numbers."""
+    totals = entry.get(STAGE_EVAL_TIME_KEY)
+    if not isinstance(totals, dict) or not all(isinstance(t, dict) for t in totals.values()):
+        return None
+    return {str(kind): {EVAL_COUNT: _int(t.get(EVAL_COUNT)) or 0,
+                        **{name: _num(t.get(name)) or 0.0 for name in EVAL_TIME_FIELDS}}
+            for kind, t in totals.items()}
 
 
 def top_components(means: dict[str, float], top: int = TOP_COMPONENTS) -> list[tuple[str, float, float]]:
@@ -123,6 +172,7 @@ def _row(stage: int, entry: dict[str, Any], records: list[dict[str, Any]], top: 
         start = _int(entry.get("start_step")) or 0
         timesteps = max(_int(r.get("global_step")) or 0 for r in records) - start
     started = status != "pending"  # a stage that never ran has no timesteps, wall time or gate verdict
+    eval_time = eval_totals(entry) if started else None
     return StageRow(
         stage=stage,
         status=status,
@@ -137,6 +187,10 @@ def _row(stage: int, entry: dict[str, Any], records: list[dict[str, Any]], top: 
         evaluations=int(entry.get("evaluations", len(records)) or 0),
         gate_streak=_int(entry.get("gate_streak")),
         components=top_components(component_means(last_eval) or component_means(records[-1] if records else {}), top),
+        eval_wait=sum(t[EVAL_WAIT] for t in eval_time.values()) if eval_time is not None else None,
+        eval_share=_num(entry.get(STAGE_EVAL_SHARE_KEY)) if eval_time is not None else None,
+        eval_time=eval_time,
+        cpu_time=_num(entry.get("cpu_time")) if started else None,
     )
 
 
@@ -161,6 +215,10 @@ def _fmt_int(value: Optional[int]) -> str:
 
 def _fmt_rate(value: Optional[float]) -> str:
     return "-" if value is None else f"{100 * value:.0f}%"
+
+
+def _fmt_share(value: Optional[float]) -> str:
+    return "-" if value is None else f"{100 * value:.1f}%"
 
 
 def _fmt_time(seconds: Optional[float]) -> str:
