@@ -15,6 +15,11 @@
         thresholds are made unreachable so the stage runs its whole budget); prints the stage wall times, the
         mean evaluation episode length and the share evaluation adds in each mode. ``--full-episodes``: episodes
         cannot end by a fall, so each runs ``max_episode_steps`` (a policy that stands through every episode).
+    python benchmarks/train_fps.py --runs runs/brachiosaurus/RUN [RUN ...] [--cost-ratio R]
+        what evaluation cost real runs, per stage: the seconds training waited for screenings and gate
+        evaluations, their share of the stage's wall time (recorded by dinosim since evaluations are timed); for
+        older run folders the evaluation env steps against training steps and a share labelled ESTIMATED, or "not
+        recorded" (see benchmarks/eval_share.py). Reads the folders only; trains nothing.
 
 Evaluations are on in both programs of a pair: every ``--eval-freq`` steps (default: the stage's ``eval_freq``),
 ``eval_episodes`` episodes (dinosim: screening, plus its gate evaluation if a screening passes; inline or in the
@@ -70,7 +75,7 @@ def run_dinosim(species: str, stage: int, timesteps: int, n_envs: int, vec_env: 
     steps = state["timesteps_used"]
     return {"steps": steps, "sb3_fps": last_fps(proc.stdout), "wall_fps": steps / wall, "wall": wall,
             "train_fps": steps / state["wall_time"], "stage_wall": state["wall_time"],
-            "eval_length": _mean_eval_length(run_dir / "metrics.jsonl")}
+            "eval_length": _mean_eval_length(run_dir / "metrics.jsonl"), "eval_share": state.get("eval_share")}
 
 
 def _mean_eval_length(metrics: Path) -> Optional[float]:
@@ -141,6 +146,8 @@ def eval_overhead(args: argparse.Namespace, workdir: Path) -> None:
                         common + extra, workdir)
         walls[name] = r["stage_wall"]
         share = "" if background is None else f", evaluation adds {100 * (walls[name] / walls['no eval'] - 1):.0f} %"
+        if background is not None and r["eval_share"] is not None:
+            share += f" (recorded: training waited for it {100 * r['eval_share']:.0f} % of the stage)"
         length = f", eval episodes {r['eval_length']:.0f} steps long" if r["eval_length"] else ""
         print(f"  {name:<10} stage wall time {walls[name]:.0f} s over {r['steps']} steps (load "
               f"{os.getloadavg()[0]:.1f}{length}){share}", flush=True)
@@ -148,6 +155,21 @@ def eval_overhead(args: argparse.Namespace, workdir: Path) -> None:
     lag = min(per_eval * args.timesteps / walls["no eval"], freq)
     print(f"  one evaluation took {per_eval:.0f} s inline; background lag (steps trained before its outcome "
           f"stops a stage) about {lag:.0f} steps, at most eval_freq = {freq}", flush=True)
+
+
+def print_run_costs(runs: list[Path], cost_ratio: Optional[float]) -> int:
+    """``--runs``: the evaluation share per stage of these run folders (benchmarks/eval_share.py)."""
+    from eval_share import report
+
+    from dinosim.errors import DinosimError
+
+    try:
+        lines = report(runs, cost_ratio)
+    except DinosimError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print("\n".join(lines))
+    return 0
 
 
 def main(argv: Optional[list[str]] = None) -> int:
@@ -171,7 +193,14 @@ def main(argv: Optional[list[str]] = None) -> int:
                         help="--eval-overhead: episodes cannot fall, so every one runs max_episode_steps")
     parser.add_argument("--eval-overhead", action="store_true",
                         help="instead of the pairs: what evaluation adds to the stage's wall time (see above)")
+    parser.add_argument("--runs", nargs="+", type=Path, default=None, metavar="RUN",
+                        help="instead of training: the evaluation share per stage of these run folders")
+    parser.add_argument("--cost-ratio", type=float, default=None,
+                        help="--runs: seconds of an evaluation env step / a training step, for estimates of "
+                             "untimed runs (default: measured on the timed inline stages given)")
     args = parser.parse_args(argv)
+    if args.runs:
+        return print_run_costs(args.runs, args.cost_ratio)
     os.environ.setdefault("MUJOCO_GL", "egl")
     if args.eval_freq:
         args.override = [*args.override, f"curriculum.eval_freq={args.eval_freq}"]
