@@ -13,7 +13,17 @@ from pathlib import Path
 import pytest
 
 from dinosim.config.settings import CurriculumSettings
-from dinosim.runfolder import METRICS_FILE
+from dinosim.runfolder import (
+    EVAL_COUNT,
+    EVAL_TIME_FIELDS,
+    EVAL_TIME_PREFIX,
+    EVAL_WAIT,
+    EVAL_WALL,
+    METRICS_FILE,
+    SCREEN_KIND,
+    STAGE_EVAL_SHARE_KEY,
+    STAGE_EVAL_TIME_KEY,
+)
 from dinosim.training.evaluation import EvalPlan, model_policy, obs_normalizer, play_plan
 
 ENV = {"task": "strike", "max_episode_steps": 40, "strike_bonus": 10.0}
@@ -120,6 +130,11 @@ def _records(run_dir: Path) -> list[dict]:
     return [json.loads(line) for line in (run_dir / METRICS_FILE).read_text().splitlines()]
 
 
+def _untimed(records: list[dict]) -> list[dict]:
+    """The records without how long each evaluation took (the only part that differs between two runs)."""
+    return [{k: v for k, v in r.items() if not k.startswith(EVAL_TIME_PREFIX)} for r in records]
+
+
 def _worker_pid(parent: int) -> int | None:
     """The pid of ``parent``'s spawned multiprocessing child (not its resource tracker), if running."""
     for entry in Path("/proc").iterdir():
@@ -167,7 +182,8 @@ def test_killing_the_evaluation_process_changes_no_record_and_training_ends_clea
     assert inline.returncode == 0, inline_err[-3000:]
     got, want = _records(tmp_path / "background"), _records(tmp_path / "inline")
     assert [r["global_step"] for r in got] == list(range(256, 2049, 256))
-    assert got == want  # same snapshots, same seeds: the same numbers, whichever process played them
+    assert _untimed(got) == _untimed(want)  # same snapshots, same seeds: the same numbers, whichever process played
+    assert all(r[EVAL_TIME_PREFIX + EVAL_WALL] > 0 for r in got + want)  # every one timed, the replayed one too
     summary = json.loads((tmp_path / "background" / "summary.json").read_text())
     assert summary["status"] == "finished" and summary["stages"]["1"]["evaluations"] == 8
 
@@ -247,3 +263,16 @@ def test_a_background_run_interrupted_by_sigterm_resumes_and_finishes(
     assert steps == sorted(set(steps)) and steps[-1] == 1024, steps
     assert summary["stages"]["1"]["evaluations"] == len(steps)
     tiny.assert_every_file_loads(run_dir)
+    # The first evaluation's answer was awaited by the next checkpoint while the evaluation process still started:
+    # training's wait is recorded apart from (and here longer than) the evaluation process's play.
+    records, state = _records(run_dir), summary["stages"]["1"]
+    first = records[0]
+    assert first[EVAL_TIME_PREFIX + EVAL_WAIT] > first[EVAL_TIME_PREFIX + EVAL_WALL] > 0, first
+    # resume kept the totals of the evaluations before SIGTERM: they still add up to every record
+    totals = state[STAGE_EVAL_TIME_KEY][SCREEN_KIND]
+    assert totals[EVAL_COUNT] == len(records)
+    for name in EVAL_TIME_FIELDS:
+        assert totals[name] == pytest.approx(sum(r[EVAL_TIME_PREFIX + name] for r in records)), name
+    waited = sum(r[EVAL_TIME_PREFIX + EVAL_WAIT] for r in records)
+    assert state[STAGE_EVAL_SHARE_KEY] == pytest.approx(waited / state["wall_time"])
+    assert 0 < state[STAGE_EVAL_SHARE_KEY] < 1
