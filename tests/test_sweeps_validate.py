@@ -41,8 +41,8 @@ BAD = [
     ("stage", lambda r: _command(r, "1", "4"), "'--stage': 4 is not in the range"),
     ("species", lambda r: _command(r, "velociraptor", "dragon"), "--species 'dragon', which is not a species"),
     ("metric", lambda r: r["metric"].update(name="eval/mean_rewrd"), "did you mean 'eval/mean_reward'"),
-    ("wandb-only metric", lambda r: r["metric"].update(name="rollout/ep_rew_mean"), "never logged"),
-    ("evaluation time", lambda r: r["metric"].update(name="eval_time/wall_s"), "never logged"),  # bookkeeping
+    ("wandb-only metric", lambda r: r["metric"].update(name="rollout/ep_rew_mean"), "not a metric a sweep"),
+    ("evaluation time", lambda r: r["metric"].update(name="eval_time/wall_s"), "not a metric a sweep"),  # bookkeeping
     ("values types", lambda r: _params(r, ppo__learning_rate={"values": [0.0003, "x"]}), "'x' has the wrong type"),
     ("n_steps x n_envs vs batch", lambda r: _params(r, ppo__n_steps={"values": [512, 1000]}), "not a multiple"),
     ("range extreme", lambda r: _params(r, ppo__gamma={"distribution": "uniform", "min": 0.9, "max": 1.01}),

@@ -111,6 +111,6 @@ def check_metric(spec: Any) -> None:
         return
     names = eval_metric_names(TERMS)
     if spec.metric not in names:
-        raise ConfigError(f"{spec.path}: metric.name {spec.metric!r} is never logged by an evaluation"
+        raise ConfigError(f"{spec.path}: metric.name {spec.metric!r} is not a metric a sweep can optimise"
                           f"{did_you_mean(spec.metric, names)}; use one of {', '.join(EVAL_SCALARS)} or "
                           f"{EVAL_COMPONENT_PREFIX}<term> (terms: {', '.join(TERMS)})")
