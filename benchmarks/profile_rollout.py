@@ -1,7 +1,7 @@
 """Where a training rollout's time goes, beside the physical floor (raw ``mj_step``): one command, one table.
 
     nice -n 10 python benchmarks/profile_rollout.py [--species velociraptor] [--stage 1] [--timesteps 32768]
-                                                    [--n-envs 4] [--floor-seconds 5]
+                                                    [--n-envs 4] [--floor-seconds 5] [--sb3]
 
 Trains one stage in this process with the real runner and the committed config (DummyVecEnv, logging and
 checkpoints on, one 1-episode evaluation at the end), with a timer wrapped around the functions of each part
@@ -12,15 +12,20 @@ for the nested part only (an env step's ``mj_step`` is physics, not env Python).
 * physics: ``mujoco.mj_step`` / ``mj_forward`` (the floor: what no Python change can remove)
 * env Python: ``DinoEnv.step``/``reset`` without their physics (observation, reward terms, task logic)
 * gym wrappers + vec env: Monitor, TimeLimit, dinosim's wrappers, the DummyVecEnv loop, the NaN checks
-* policy inference: the policy's forward pass (and value bootstrap) while collecting rollouts
-* VecNormalize: observation/reward normalisation and their running statistics
-* SB3 rollout loop: the rest of ``collect_rollouts`` (tensor conversion, action clipping, buffer, GAE)
+* policy inference: the policy's forward pass (and value bootstrap) while collecting rollouts (SB3's
+  ``ActorCriticPolicy`` or dinosim's ``LeanActorCritic``)
+* VecNormalize: observation/reward normalisation and their running statistics (SB3's ``VecNormalize`` or
+  dinosim's ``lean_normalize``)
+* SB3 rollout loop: the rest of ``collect_rollouts`` (tensor conversion, action clipping, buffer, GAE; dinosim's
+  ``FastPPO.collect_rollouts``)
 * PPO update: ``PPO.train`` (minibatch forward/backward passes and Adam steps)
 * callbacks: dinosim's callbacks (evaluation, checkpoints, progress, reward components, NaN checks)
 * other: the rest of the run (model and env construction, logger dumps, the final save)
 
 CPU time (``time.process_time``: all threads of this process) is the figure to compare: on a busy machine wall
 time also counts the time other processes held the cores. The timers add about a microsecond per timed call.
+``--sb3``: the same run with SB3's own ``PPO`` class and ``model.predict`` in evaluations instead of dinosim's
+``FastPPO`` and lean policy calls (the baseline the speed-up is measured against; the envs are the same).
 The floor line measures ``mj_step`` alone in a loop on the same model (zero action from the reset state), in
 CPU time on one core; two cores can at best double it (SubprocVecEnv), which the table states, not measures.
 """
@@ -106,7 +111,9 @@ def instrument(timer: PartTimer) -> None:
     from stable_baselines3.ppo import PPO
 
     from dinosim.envs.base import DinoEnv
+    from dinosim.training import fast_ppo, lean_normalize
     from dinosim.training.faults import FiniteCheckVecEnv
+    from dinosim.training.lean_policy import LeanActorCritic
     from dinosim.training.vec_env import InfoSafeDummyVecEnv
 
     timer.wrap(mujoco, "mj_step", PARTS[0])
@@ -119,13 +126,32 @@ def instrument(timer: PartTimer) -> None:
         timer.wrap(FiniteCheckVecEnv, name, PARTS[2])
     timer.wrap(ActorCriticPolicy, "forward", PARTS[3])
     timer.wrap(ActorCriticPolicy, "predict_values", PARTS[3])
+    for name in ("act", "values"):
+        timer.wrap(LeanActorCritic, name, PARTS[3])
     for name in ("normalize_obs", "normalize_reward", "_update_reward"):
         timer.wrap(VecNormalize, name, PARTS[4])
     timer.wrap(RunningMeanStd, "update", PARTS[4])
-    timer.wrap(OnPolicyAlgorithm, "collect_rollouts", PARTS[5])
+    timer.wrap(fast_ppo, "normalized_step", PARTS[4])  # its own work; the vec env below it is timed apart
+    for name in ("update", "normalize_obs"):
+        timer.wrap(lean_normalize, name, PARTS[4])
+    timer.wrap(OnPolicyAlgorithm, "collect_rollouts", PARTS[5])  # FastPPO's falls back to it only in --sb3 runs
+    timer.wrap(fast_ppo.FastPPO, "collect_rollouts", PARTS[5])
     timer.wrap(PPO, "train", PARTS[6])
     for name in ("on_training_start", "on_rollout_start", "on_step", "on_rollout_end", "on_training_end"):
         timer.wrap(BaseCallback, name, PARTS[7], absorb=True)
+
+
+def use_sb3_paths() -> None:
+    """``--sb3``: the runner builds SB3's ``PPO`` and evaluations call ``model.predict`` (no lean policy)."""
+    from stable_baselines3 import PPO
+
+    from dinosim.training import builders, curriculum
+    from dinosim.training.lean_policy import LeanActorCritic
+
+    chosen = builders.algorithm_class
+    for module in (builders, curriculum):
+        module.algorithm_class = lambda algorithm: PPO if algorithm == "ppo" else chosen(algorithm)
+    LeanActorCritic.of = classmethod(lambda cls, policy: None)  # type: ignore[method-assign,assignment]
 
 
 def physics_floor(species: str, seconds: float) -> float:
@@ -166,6 +192,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--timesteps", type=int, default=32768)
     parser.add_argument("--n-envs", type=int, default=4)
     parser.add_argument("--floor-seconds", type=float, default=5.0, help="CPU seconds of the raw mj_step loop")
+    parser.add_argument("--sb3", action="store_true", help="SB3's own PPO and predict calls (the baseline)")
     args = parser.parse_args(argv)
 
     import dinosim.training.curriculum  # noqa: F401  (torch, SB3 and the envs imported before timing)
@@ -181,6 +208,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     rollout_steps = int(algo_setting(config, args.stage, "n_steps")) * args.n_envs
     run_dir = Path(tempfile.mkdtemp(prefix="dinosim-profile-")) / "run"
     request = RunRequest(command="train", config=config, timesteps=args.timesteps, run_dir=run_dir, progress=False)
+    if args.sb3:
+        use_sb3_paths()
     timer = PartTimer()
     instrument(timer)
     cpu, wall = time.process_time(), time.perf_counter()
@@ -191,7 +220,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
     rollouts = timer.calls[PARTS[5]]
     floor = physics_floor(args.species, args.floor_seconds)
-    print(f"{args.species} stage {args.stage}, PPO, {args.n_envs} envs (DummyVecEnv), {rollouts} rollouts of "
+    which = "SB3 PPO" if args.sb3 else "dinosim FastPPO"
+    print(f"{which}: {args.species} stage {args.stage}, {args.n_envs} envs (DummyVecEnv), {rollouts} rollouts of "
           f"{rollout_steps:,} env steps: {cpu:.1f} CPU s, {wall:.1f} wall s "
           f"({rollouts * rollout_steps / cpu:,.0f} steps per CPU s, {rollouts * rollout_steps / wall:,.0f} per wall s)")
     print("\n".join(table(timer, cpu, wall, rollouts, rollout_steps, floor)))

@@ -117,10 +117,10 @@ def wrap_normalize(venv: "VecEnv", algorithm: str, gamma: float, training: bool 
 
 
 def algorithm_class(algorithm: str) -> type:
-    if algorithm == "ppo":
-        from stable_baselines3 import PPO
+    if algorithm == "ppo":  # SB3's PPO with a leaner rollout collection (same numbers, dinosim.training.fast_ppo)
+        from dinosim.training.fast_ppo import FastPPO
 
-        return PPO
+        return FastPPO
     if algorithm == "sac":
         from stable_baselines3 import SAC
 

@@ -164,7 +164,14 @@ def obs_normalizer(vecnorm: Optional["VecNormalize"]) -> Callable[[np.ndarray], 
 
 def model_policy(model: "BaseAlgorithm | BasePolicy", deterministic: bool = True) -> Policy:
     """``model.predict`` (an SB3 algorithm or its policy: the same call) as a batch policy (observations already
-    normalised)."""
+    normalised). Deterministic actor-critic policies use :meth:`LeanActorCritic.predict
+    <dinosim.training.lean_policy.LeanActorCritic.predict>` (the same actions with fewer torch calls; it reads the
+    live parameters, so it follows later updates of ``model``)."""
+    from dinosim.training.lean_policy import LeanActorCritic
+
+    lean = LeanActorCritic.of(getattr(model, "policy", model)) if deterministic else None
+    if lean is not None:
+        return lean.predict
     return lambda obs: model.predict(obs, deterministic=deterministic)[0]
 
 
