@@ -29,7 +29,10 @@ Figures: "sb3 fps" is the last ``time/fps`` SB3 printed (steps / seconds since `
 checkpoints included, printed before the rollout's update, so it flatters runs with few updates); "train fps"
 (dinosim only) is steps / the stage's ``wall_time`` in summary.json (training, evaluations, checkpoints and final
 save; no process or env start-up); "wall fps" is steps / whole-process seconds (imports and env start-up
-included), the figure comparable between the two programs. Both
+included), the figure comparable between the two programs; "CPU s" is the user + system CPU time of the program's
+process and its waited-for children (``resource.getrusage(RUSAGE_CHILDREN)`` around the run), and the CPU ratio
+is rl-zoo3's CPU seconds / dinosim's for the same steps: on a busy machine it is far less noisy than wall time,
+which also counts the time other processes held the cores. Both
 programs use the committed ``[ppo]``, ``[env]`` and ``[curriculum]`` values of the stage (rl-zoo3 gets a
 constant learning rate: a schedule does not change the work done). Requires ``pip install rl_zoo3``.
 """
@@ -39,6 +42,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import resource
 import statistics
 import subprocess
 import sys
@@ -48,6 +52,17 @@ from pathlib import Path
 from typing import Any, Optional
 
 FPS_LINE = re.compile(r"\|\s+fps\s+\|\s+([0-9.]+)")
+
+
+def timed_run(cmd: list[str]) -> tuple[subprocess.CompletedProcess, float, float]:
+    """(the finished process, wall seconds, CPU seconds of it and its waited-for children)."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t0 = time.time()
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    wall = time.time() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return proc, wall, cpu
 
 
 def last_fps(text: str) -> Optional[float]:
@@ -63,9 +78,7 @@ def run_dinosim(species: str, stage: int, timesteps: int, n_envs: int, vec_env: 
            "--no-progress", "-v"]
     if overrides:
         cmd += ["--override", *overrides]
-    t0 = time.time()
-    proc = subprocess.run(cmd, capture_output=True, text=True)
-    wall = time.time() - t0
+    proc, wall, cpu = timed_run(cmd)
     if proc.returncode != 0:
         raise SystemExit(f"dinosim train failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
     import json
@@ -73,7 +86,7 @@ def run_dinosim(species: str, stage: int, timesteps: int, n_envs: int, vec_env: 
     summary = json.loads((run_dir / "summary.json").read_text())
     state = summary["stages"][str(stage)]
     steps = state["timesteps_used"]
-    return {"steps": steps, "sb3_fps": last_fps(proc.stdout), "wall_fps": steps / wall, "wall": wall,
+    return {"steps": steps, "sb3_fps": last_fps(proc.stdout), "wall_fps": steps / wall, "wall": wall, "cpu": cpu,
             "train_fps": steps / state["wall_time"], "stage_wall": state["wall_time"],
             "eval_length": _mean_eval_length(run_dir / "metrics.jsonl"), "eval_share": state.get("eval_share")}
 
@@ -114,13 +127,11 @@ def run_zoo(species: str, stage: int, timesteps: int, n_envs: int, vec_env: str,
            "--env-kwargs", *[f"{k}:{_python_literal(v)}" for k, v in config.env_kwargs(stage).items()]]
     if num_threads is not None:
         cmd[cmd.index("--device"):cmd.index("--device")] = ["--num-threads", str(num_threads)]
-    t0 = time.time()
-    proc = subprocess.run(cmd, capture_output=True, text=True)
-    wall = time.time() - t0
+    proc, wall, cpu = timed_run(cmd)
     if proc.returncode != 0:
         raise SystemExit(f"rl_zoo3.train failed ({proc.returncode}):\n{' '.join(cmd)}\n{proc.stderr[-3000:]}")
     steps = timesteps
-    return {"steps": steps, "sb3_fps": last_fps(proc.stdout), "wall_fps": steps / wall, "wall": wall}
+    return {"steps": steps, "sb3_fps": last_fps(proc.stdout), "wall_fps": steps / wall, "wall": wall, "cpu": cpu}
 
 
 OVERHEAD_MODES = {"no eval": None, "inline": "false", "background": "true"}  # None: one 1-episode eval at the end
@@ -214,7 +225,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     with tempfile.TemporaryDirectory(prefix="dinosim-fps-") as tmp:
         for vec_env in args.vec_envs.split(","):
             for n_envs in (int(n) for n in args.n_envs.split(",")):
-                ratios = []
+                ratios, cpu_ratios = [], []
                 for _ in range(args.repeats):
                     row: dict[str, Any] = {"vec_env": vec_env, "n_envs": n_envs}
                     if args.only in ("dinosim", "both"):
@@ -227,10 +238,12 @@ def main(argv: Optional[list[str]] = None) -> int:
                     print(_format(row), flush=True)
                     if "dinosim" in row and "zoo" in row:
                         ratios.append(row["dinosim"]["wall_fps"] / row["zoo"]["wall_fps"])
-                if ratios:
-                    print(f"{vec_env:>7} n_envs={n_envs:<2} wall fps ratio dinosim/zoo over {len(ratios)} pairs: "
-                          f"median {statistics.median(ratios):.2f} (min {min(ratios):.2f}, max {max(ratios):.2f})",
-                          flush=True)
+                        cpu_ratios.append(row["zoo"]["cpu"] / row["dinosim"]["cpu"])
+                for name, values in (("wall fps ratio dinosim/zoo", ratios), ("CPU ratio zoo/dinosim", cpu_ratios)):
+                    if values:
+                        print(f"{vec_env:>7} n_envs={n_envs:<2} {name} over {len(values)} pairs: median "
+                              f"{statistics.median(values):.2f} (min {min(values):.2f}, max {max(values):.2f})",
+                              flush=True)
     return 0
 
 
@@ -242,12 +255,13 @@ def _format(row: dict[str, Any]) -> str:
             sb3 = f"{r['sb3_fps']:.0f}" if r["sb3_fps"] else "n/a"
             train = f", train fps {r['train_fps']:.0f}" if "train_fps" in r else ""
             parts.append(f"{name}: {r['steps']} steps, sb3 fps {sb3}{train}, wall fps {r['wall_fps']:.0f} "
-                         f"({r['wall']:.0f}s)")
+                         f"({r['wall']:.0f}s), {r['cpu']:.1f} CPU s")
     if "dinosim" in row and "zoo" in row:
         d, z = row["dinosim"], row["zoo"]
         if d["sb3_fps"] and z["sb3_fps"]:
             parts.append(f"ratio sb3 fps dinosim/zoo = {d['sb3_fps'] / z['sb3_fps']:.2f}")
-        parts.append(f"ratio wall fps = {d['wall_fps'] / z['wall_fps']:.2f}")
+        parts.append(f"ratio wall fps = {d['wall_fps'] / z['wall_fps']:.2f}, "
+                     f"CPU zoo/dinosim = {z['cpu'] / d['cpu']:.2f}")
     return " | ".join(parts)
 
 
