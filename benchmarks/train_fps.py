@@ -221,30 +221,32 @@ def main(argv: Optional[list[str]] = None) -> int:
         return 0
     if args.background_eval != "default":
         args.override = [*args.override, f"curriculum.background_eval={args.background_eval}"]
-    rows = []
     with tempfile.TemporaryDirectory(prefix="dinosim-fps-") as tmp:
         for vec_env in args.vec_envs.split(","):
             for n_envs in (int(n) for n in args.n_envs.split(",")):
-                ratios, cpu_ratios = [], []
-                for _ in range(args.repeats):
-                    row: dict[str, Any] = {"vec_env": vec_env, "n_envs": n_envs}
-                    if args.only in ("dinosim", "both"):
-                        row["dinosim"] = run_dinosim(args.species, args.stage, args.timesteps, n_envs, vec_env,
-                                                     args.override, Path(tmp))
-                    if args.only in ("zoo", "both"):
-                        row["zoo"] = run_zoo(args.species, args.stage, args.timesteps, n_envs, vec_env,
-                                             args.override, Path(tmp), args.zoo_num_threads)
-                    rows.append(row)
-                    print(_format(row), flush=True)
-                    if "dinosim" in row and "zoo" in row:
-                        ratios.append(row["dinosim"]["wall_fps"] / row["zoo"]["wall_fps"])
-                        cpu_ratios.append(row["zoo"]["cpu"] / row["dinosim"]["cpu"])
-                for name, values in (("wall fps ratio dinosim/zoo", ratios), ("CPU ratio zoo/dinosim", cpu_ratios)):
-                    if values:
-                        print(f"{vec_env:>7} n_envs={n_envs:<2} {name} over {len(values)} pairs: median "
-                              f"{statistics.median(values):.2f} (min {min(values):.2f}, max {max(values):.2f})",
-                              flush=True)
+                run_pairs(args, vec_env, n_envs, Path(tmp))
     return 0
+
+
+def run_pairs(args: argparse.Namespace, vec_env: str, n_envs: int, workdir: Path) -> None:
+    """``--repeats`` pairs (dinosim, then rl-zoo3) of one vec env x n_envs; one line per pair, then the medians."""
+    ratios, cpu_ratios = [], []
+    for _ in range(args.repeats):
+        row: dict[str, Any] = {"vec_env": vec_env, "n_envs": n_envs}
+        if args.only in ("dinosim", "both"):
+            row["dinosim"] = run_dinosim(args.species, args.stage, args.timesteps, n_envs, vec_env, args.override,
+                                         workdir)
+        if args.only in ("zoo", "both"):
+            row["zoo"] = run_zoo(args.species, args.stage, args.timesteps, n_envs, vec_env, args.override, workdir,
+                                 args.zoo_num_threads)
+        print(_format(row), flush=True)
+        if "dinosim" in row and "zoo" in row:
+            ratios.append(row["dinosim"]["wall_fps"] / row["zoo"]["wall_fps"])
+            cpu_ratios.append(row["zoo"]["cpu"] / row["dinosim"]["cpu"])
+    for name, values in (("wall fps ratio dinosim/zoo", ratios), ("CPU ratio zoo/dinosim", cpu_ratios)):
+        if values:
+            print(f"{vec_env:>7} n_envs={n_envs:<2} {name} over {len(values)} pairs: median "
+                  f"{statistics.median(values):.2f} (min {min(values):.2f}, max {max(values):.2f})", flush=True)
 
 
 def _format(row: dict[str, Any]) -> str:
