@@ -30,9 +30,8 @@ from dinosim.runfolder import (
     STAGE_CONFIG_FILE,
     read_json_lines,
 )
+from dinosim.tracking.summary import EVAL_KIND_NAMES as KINDS
 from dinosim.tracking.summary import StageRow, format_eval_time, summarize_run
-
-KINDS = ((SCREEN_KIND, "screening"), (GATE_KIND, "gate"))
 
 
 @dataclass

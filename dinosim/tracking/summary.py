@@ -127,12 +127,15 @@ def format_table(table: RunTable) -> str:
     return "\n".join(out)
 
 
+EVAL_KIND_NAMES = ((SCREEN_KIND, "screening"), (GATE_KIND, "gate"))  # evaluation kinds in display order
+
+
 def format_eval_time(totals: Optional[dict[str, dict[str, float]]]) -> str:
     """One line of a stage's evaluation-time totals per kind, or "not recorded"."""
     if totals is None:
         return "not recorded (the run predates timed evaluations)"
     parts = []
-    for kind, name in ((SCREEN_KIND, "screening"), (GATE_KIND, "gate")):
+    for kind, name in EVAL_KIND_NAMES:
         t = totals.get(kind) or {}
         count = int(t.get(EVAL_COUNT, 0))
         parts.append(f"{name} {count}x" + (f" waited {t.get(EVAL_WAIT, 0):.1f} s, played {t.get(EVAL_WALL, 0):.1f} s, "

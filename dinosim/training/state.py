@@ -42,9 +42,14 @@ STATUSES = ("running", "finished", "failed", "interrupted")
 STAGE_STATUSES = ("pending", "running", "finished")
 
 
+def _zero_totals() -> dict[str, float]:
+    """One kind's evaluation-time totals before any evaluation: the count and every EVAL_TIME_FIELDS at 0."""
+    return {EVAL_COUNT: 0, **dict.fromkeys(EVAL_TIME_FIELDS, 0)}
+
+
 def no_eval_time() -> dict[str, dict[str, float]]:
     """Evaluation-time totals of a stage that has evaluated nothing yet (see :attr:`StageState.eval_time`)."""
-    return {kind: {EVAL_COUNT: 0, **dict.fromkeys(EVAL_TIME_FIELDS, 0)} for kind in (SCREEN_KIND, GATE_KIND)}
+    return {kind: _zero_totals() for kind in (SCREEN_KIND, GATE_KIND)}
 
 
 @dataclass
@@ -93,7 +98,7 @@ class StageState:
         EVAL_TIME_FIELDS) in :attr:`eval_time`; nothing for a state without totals."""
         if self.eval_time is None:
             return
-        totals = self.eval_time.setdefault(kind, {EVAL_COUNT: 0, **dict.fromkeys(EVAL_TIME_FIELDS, 0)})
+        totals = self.eval_time.setdefault(kind, _zero_totals())
         totals[EVAL_COUNT] += 1
         for name in EVAL_TIME_FIELDS:
             totals[name] += timing[name]
