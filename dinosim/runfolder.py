@@ -16,6 +16,7 @@ Layout of a run folder (see :func:`new_run_dir`)::
     <run_dir>/metrics.jsonl       one JSON line per evaluation
     <run_dir>/wandb.json          the W&B run id, so `resume` continues the same W&B run
     <run_dir>/stage<N>/config.toml, model.zip, vecnormalize.pkl, final.json, evaluations.npz, tb/
+    <run_dir>/stage<N>/start_policy.pt    with curriculum.anchor_coef: the policy weights the stage started from
     <run_dir>/stage<N>/best/model.zip, vecnormalize.pkl, best.json     the best evaluation so far
     <run_dir>/stage<N>/checkpoints/step_<12 digits>_model.zip, ..._vecnormalize.pkl, step_<...>.json
 """
@@ -59,6 +60,7 @@ EVALUATIONS_FILE = "evaluations.npz"
 BEST_DIR = "best"
 BEST_META_FILE = "best.json"
 FINAL_META_FILE = "final.json"  # checksums of the stage's final model.zip and vecnormalize.pkl
+START_POLICY_FILE = "start_policy.pt"  # the policy a warm-started stage began with (its anchor_coef pulls to it)
 CHECKPOINTS_DIR = "checkpoints"
 TENSORBOARD_DIR = "tb"
 POLICY_CHOICES = ("best", "final")

@@ -114,6 +114,17 @@ ISSUE_CASES = [
     (["curriculum", "--species", "trex", "--stages", "1-2", "--override", "2.curriculum.ramp_timesteps=7000000"],
      "override '2.curriculum.ramp_timesteps=7000000': stage 2: curriculum.ramp_timesteps = 7000000 is above the "
      "stage's budget of 6000000 steps"),
+    # the anchor towards the start policy: a warm-start key, PPO only, its decay timed inside the stage
+    (["train", "--stage", "1", "--override", "curriculum.anchor_coef=0.1"], "does not start from a previous policy"),
+    (["train", "--stage", "2", "--algorithm", "sac", "--override", "curriculum.anchor_coef=0.1"],
+     "curriculum.anchor_coef, which --algorithm sac does not read (PPO only"),
+    (["curriculum", "--stages", "1-2", "--override", "2.curriculum.anchor_timesteps=1000"],
+     "override '2.curriculum.anchor_timesteps=1000' has no effect in stage 2: its curriculum.anchor_coef is 0"),
+    (["curriculum", "--stages", "1-2", "--override", "2.curriculum.anchor_coef=-0.5"], "curriculum.anchor_coef = -0.5"),
+    (["curriculum", "--stages", "1-2", "--override", "2.curriculum.anchor_coef=0.1",
+      "2.curriculum.anchor_timesteps=7000000"],
+     "stage 2: curriculum.anchor_timesteps = 7000000 is above the stage's budget of 6000000 steps: the pull towards "
+     "the start policy would not have decayed to 0"),
     # [env] values the env ignores: target keys on a task without a target, push timing without pushes
     (["train", "--stage", "1", "--override", "env.strike_bonus=5"],
      "override 'env.strike_bonus=5' has no effect: task 'balance' has no target (only 'strike' places one)"),

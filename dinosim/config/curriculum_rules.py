@@ -35,6 +35,8 @@ CURRICULUM_RULES: dict[str, Rule] = {
     "ramp_timesteps": _OPTIONAL_STEPS,
     "critic_warmup_timesteps": _OPTIONAL_STEPS,
     "obs_norm_count": Number(0.0, lo_open=True),
+    "anchor_coef": Number(0.0),
+    "anchor_timesteps": _OPTIONAL_STEPS,
     "warm_start_stage": Number(0, integer=True),
 }
 """Rules of every ``[curriculum]`` key."""
@@ -45,6 +47,8 @@ PPO_ONLY_KEYS: dict[str, str] = {
     "warmup_ent_coef": "SAC, TQC and CrossQ fix or learn ent_coef when the model is built",
     "critic_warmup_timesteps": "it freezes the actor of PPO's actor-critic; the off-policy algorithms have no such "
                                "warm-up",
+    "anchor_coef": "it adds a KL penalty to PPO's loss; the off-policy algorithms have no such term",
+    "anchor_timesteps": "it times anchor_coef, which only PPO reads",
 }
 """``[curriculum]`` keys only PPO reads, with the reason. For sac/tqc/crossq an override of one is refused and a
 stage file's value is left out of the resolved config (the stage files serve every algorithm, like their
@@ -88,7 +92,8 @@ def eval_envs_cap(curriculum: Mapping[str, Any]) -> Optional[tuple[int, str]]:
                   "one per env at a time")
 
 
-WARM_START_KEYS = ("critic_warmup_timesteps", "obs_norm_count", "ramp_timesteps")
+WARM_START_KEYS = ("critic_warmup_timesteps", "obs_norm_count", "ramp_timesteps",
+                   "anchor_coef", "anchor_timesteps")
 """``[curriculum]`` keys that act only on a stage that starts from a previous policy (an earlier stage of the run,
 see :func:`warm_start_source`, or ``--init-from`` for its first stage)."""
 
@@ -97,6 +102,8 @@ _PHASES: dict[str, str] = {
     "warmup_timesteps": "the warm-up (small PPO updates) would outlast the stage",
     "ramp_timesteps": "the stage would end before its [env] values reach the stage's own",
     "critic_warmup_timesteps": "the actor would never train: the critic warm-up freezes it for the whole stage",
+    "anchor_timesteps": "the pull towards the start policy would not have decayed to 0 when the stage ends (0 keeps "
+                        "anchor_coef for the whole stage)",
 }
 """Phases a stage goes through at its start, each measured in steps: ``{key: what goes wrong past the budget}``."""
 
@@ -137,6 +144,8 @@ def inert_curriculum_keys(stage: int, curriculum: Mapping[str, Any], warm_starte
     elif all(curriculum.get(key) is None for key in warmup_values):
         out["warmup_timesteps"] = (f"has no effect in stage {stage}: neither curriculum.warmup_clip_range nor "
                                    "curriculum.warmup_ent_coef is set")
+    if curriculum.get("anchor_timesteps") and not curriculum.get("anchor_coef"):
+        out["anchor_timesteps"] = f"has no effect in stage {stage}: its curriculum.anchor_coef is 0 (set both)"
     if not warm_started:
         for key in WARM_START_KEYS:
             if curriculum.get(key):

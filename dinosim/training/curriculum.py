@@ -44,6 +44,7 @@ from dinosim.runfolder import (
     remove_stale_temp_files,
     stage_dir,
 )
+from dinosim.training.anchor import stage_anchor
 from dinosim.training.builders import (
     EnvFactory,
     algo_setting,
@@ -197,6 +198,10 @@ def _train_stage(run_dir: Path, plan: RunPlan, summary: RunSummary, hooks: RunHo
         model, train_env = _fresh_model(config, summary.stages[stage], stage, train_venv, clock, source_model,
                                         source_vecnorm, plan.device)
         resumed_from = None
+    if config.algorithm == "ppo":  # FastPPO: the KL penalty towards the stage's start policy (anchor_coef)
+        started = summary.stages[stage]
+        model.anchor = stage_anchor(model.policy, folder, cur, started.warm_start is not None,
+                                    int(started.start_step or 0), resumed=resumed_from is not None)
     history = load_evaluations(folder, -1 if resumed_from is None else resumed_from)
     state = summary.stages[stage]
     ramp = changed_numeric_weights(source_env, env_kwargs) if source_env is not None else {}

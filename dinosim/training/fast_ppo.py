@@ -19,7 +19,9 @@ GPU) falls back to SB3's own ``collect_rollouts``. :meth:`FastPPO.train` is SB3'
 leave its numbers unchanged (the test compares the trained parameters bit for bit): Adam's multi-tensor
 (``foreach``) implementation, one call per operation for all 13 parameter tensors instead of one per tensor, and no
 argument validation in ``torch.distributions`` (it only raises on NaN parameters: a NaN policy is then stopped by
-the NaN checks of :mod:`dinosim.training.faults` instead). Saved models are
+the NaN checks of :mod:`dinosim.training.faults` instead). With an ``anchor`` (``curriculum.anchor_coef`` > 0 on a
+warm-started stage) the update's loss also holds a KL penalty towards the stage's start policy; without one (the
+default) the update is SB3's. Saved models are
 ordinary PPO zips (``PPO.load`` reads them; the class is not stored). ``tests/test_training_fast_ppo.py`` compares
 the rollout buffers and the trained parameters of :class:`FastPPO` and ``PPO`` for the same seed.
 """
@@ -35,12 +37,22 @@ from stable_baselines3.common.buffers import RolloutBuffer
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.vec_env import VecEnv
 
+from dinosim.training.anchor import PolicyAnchor
 from dinosim.training.lean_normalize import normalized_step, supported
 from dinosim.training.lean_policy import LeanActorCritic
 
 
 class FastPPO(PPO):
-    """PPO whose rollout collection runs :func:`lean_collect` when it can (see the module docstring)."""
+    """PPO whose rollout collection runs :func:`lean_collect` when it can (see the module docstring).
+
+    ``anchor``: set by the curriculum on a warm-started stage with ``curriculum.anchor_coef`` > 0; every update
+    then adds its KL penalty towards the stage's start policy (:mod:`dinosim.training.anchor`). Not saved.
+    """
+
+    anchor: Optional[PolicyAnchor] = None
+
+    def _excluded_save_params(self) -> list[str]:
+        return [*super()._excluded_save_params(), "anchor"]  # a saved model stays an ordinary PPO zip
 
     def collect_rollouts(self, env: VecEnv, callback: BaseCallback, rollout_buffer: RolloutBuffer,
                          n_rollout_steps: int) -> bool:
@@ -56,9 +68,21 @@ class FastPPO(PPO):
         validate = th.distributions.Distribution._validate_args
         th.distributions.Distribution.set_default_validate_args(False)
         try:
-            super().train()
+            if self.anchor is None:
+                super().train()
+            else:
+                self._anchored_train(self.anchor)
         finally:
             th.distributions.Distribution.set_default_validate_args(validate)
+
+    def _anchored_train(self, anchor: PolicyAnchor) -> None:
+        """SB3's update with the anchor's ``coef * KL`` in every minibatch's loss; logs ``train/anchor_kl`` (mean
+        over the minibatches, before each step) and ``train/anchor_coef``."""
+        coef = anchor.coef_at(self.num_timesteps)
+        with anchor.in_loss(self, coef) as kls:
+            super().train()
+        self.logger.record("train/anchor_coef", coef)
+        self.logger.record("train/anchor_kl", float(np.mean(kls)) if kls else 0.0)
 
 
 def lean_collect(model: PPO, forward: LeanActorCritic, env: VecEnv, callback: BaseCallback,
