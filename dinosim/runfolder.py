@@ -41,7 +41,11 @@ SUMMARY_FILE = "summary.json"
 METRICS_FILE = "metrics.jsonl"
 EVAL_KIND_KEY = "eval_kind"  # metrics.jsonl: which evaluation a record is
 SCREEN_KIND, GATE_KIND = "screen", "gate"  # the screening every eval_freq steps; the gate evaluation it triggers
-EVAL_SEEDS_KEY = "eval_seeds"  # metrics.jsonl: [first, end) of the episode seeds the evaluation used
+EVAL_SEEDS_KEY = "eval_seeds"  # metrics.jsonl: [first, end) of the episode seeds drawn for the evaluation
+# An evaluation that stopped early (curriculum.eval_early_stop: it could no longer pass) played only the first
+# eval/episodes of its seeds; its record has EVAL_STOPPED_PREFIX + <criterion> = 1 for each criterion it could no
+# longer meet (0 for the others; every record has one per criterion of dinosim.config.settings.STOPPABLE).
+EVAL_STOPPED_PREFIX = "eval/stopped/"
 # How long an evaluation took: every metrics.jsonl record carries EVAL_TIME_PREFIX + each of EVAL_TIME_FIELDS (for
 # the screening or the gate evaluation it records), and each stage of summary.json the totals per kind under
 # STAGE_EVAL_TIME_KEY ({"screen"|"gate": {"evaluations": n, <field>: sum}}) and STAGE_EVAL_SHARE_KEY (training's
@@ -129,6 +133,11 @@ def _json_default(value: Any) -> Any:
 def read_json(path: Path) -> Any:
     """The parsed JSON file (raises ``OSError`` / ``json.JSONDecodeError`` like :func:`json.loads`)."""
     return json.loads(Path(path).read_text(encoding="utf-8"))
+
+
+def stopped_on(record: dict[str, Any]) -> list[str]:
+    """The criteria an evaluation's metrics.jsonl record says it stopped early on ([]: it played every episode)."""
+    return sorted(k[len(EVAL_STOPPED_PREFIX):] for k, v in record.items() if k.startswith(EVAL_STOPPED_PREFIX) and v)
 
 
 def read_json_lines(path: Path) -> list[dict[str, Any]]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import signal
@@ -24,7 +25,7 @@ from dinosim.runfolder import (
     STAGE_EVAL_SHARE_KEY,
     STAGE_EVAL_TIME_KEY,
 )
-from dinosim.training.evaluation import EvalPlan, model_policy, obs_normalizer, play_plan
+from dinosim.training.evaluation import EvalPlan, model_policy, obs_normalizer, play_plan, screen_passed
 
 ENV = {"task": "strike", "max_episode_steps": 40, "strike_bonus": 10.0}
 # stage 1 for 2048 steps, evaluated every 256: the gate is unreachable, so both modes evaluate the same snapshots
@@ -124,6 +125,53 @@ def test_submit_returns_while_the_evaluation_process_starts() -> None:
                        obs_normalizer(venv))
     assert outcome is not None and outcome.screen.returns == inline.screen.returns
     assert not evaluator.process.is_alive()
+
+
+def test_evaluations_that_stop_early_give_the_same_numbers_inline_and_in_the_background_for_1_and_4_envs() -> None:
+    """The same snapshot and seeds: the same recorded numbers inline and in the evaluation process (4 envs each),
+    the same verdicts, stops and episodes with 1 env (returns equal up to rounding: a batch of 4 observations goes
+    through other BLAS kernels than a batch of 1; tests/test_training_eval_stop.py shows exact equality for a
+    row-wise policy); a stopped screening holds the first episodes of the full one, with its verdict."""
+    from dinosim.envs import make_env
+    from dinosim.run_integrity import model_bytes, vecnormalize_bytes
+    from dinosim.training.builders import default_env_factory
+    from dinosim.training.eval_worker import BackgroundEvaluator, EnvSpec, SnapshotJob
+
+    model, venv = _snapshot_model()
+    cur = CurriculumSettings(eval_episodes=6, gate_episodes=12, min_avg_reward=-1e9, min_avg_episode_length=39.5)
+    plans = [EvalPlan(step=64, mark=64, run_seed=2, first_seed=first, gate_if_pass=True, curriculum=cur)
+             for first in (0, 40)]
+
+    def inline(plan: EvalPlan, n_envs: int):
+        envs = [make_env("velociraptor", dict(ENV)) for _ in range(n_envs)]
+        return play_plan(plan, model_policy(model), envs, obs_normalizer(venv))
+
+    outcomes = {n: [inline(plan, n) for plan in plans] for n in (1, 4)}
+    evaluator = BackgroundEvaluator(EnvSpec(default_env_factory, "velociraptor", dict(ENV), 4))
+    try:
+        outcomes["background"] = []
+        for plan in plans:
+            evaluator.submit(SnapshotJob(plan, model_bytes(model), vecnormalize_bytes(venv)))
+            outcomes["background"].append(evaluator.wait())
+    finally:
+        evaluator.close()
+
+    def numbers(o):
+        played = [o.screen] + ([o.gate] if o.gate is not None else [])
+        return [(r.stopped, r.returns, r.lengths, r.successes, r.components) for r in played], o.next_seed
+
+    assert [numbers(o) for o in outcomes[4]] == [numbers(o) for o in outcomes["background"]]
+    for four, one in zip(outcomes[4], outcomes[1]):
+        (played4, next4), (played1, next1) = numbers(four), numbers(one)
+        assert next4 == next1 and len(played4) == len(played1)
+        for a, b in zip(played4, played1):
+            assert (a[0], a[2], a[3]) == (b[0], b[2], b[3]) and a[1] == pytest.approx(b[1], rel=1e-6)
+    stopped = outcomes[1][0].screen
+    assert stopped.stopped == ("length",)  # the untrained policy falls: its screening stopped early
+    full = inline(dataclasses.replace(plans[0], curriculum=dataclasses.replace(cur, eval_early_stop=False)), 1).screen
+    k = len(stopped.returns)
+    assert k < len(full.returns) and stopped.returns == full.returns[:k] and stopped.lengths == full.lengths[:k]
+    assert not screen_passed(stopped, cur) and not screen_passed(full, cur)
 
 
 def _records(run_dir: Path) -> list[dict]:

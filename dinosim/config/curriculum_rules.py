@@ -27,6 +27,7 @@ CURRICULUM_RULES: dict[str, Rule] = {
     "gate_confidence": Number(0.5, 1.0, hi_open=True),
     "eval_envs": Number(1, 256, integer=True),
     "background_eval": Flag(),
+    "eval_early_stop": Flag(),
     "save_freq": _STEPS,
     "keep_checkpoints": Number(1, integer=True),
     "warmup_timesteps": _OPTIONAL_STEPS,

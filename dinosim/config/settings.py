@@ -29,6 +29,9 @@ class CurriculumSettings:
     never uses; ``best/`` is the evaluation with the highest lower bound (:meth:`rank`), not a noisy maximum.
     With ``background_eval`` the evaluations play a snapshot of the policy in a separate process while training
     continues (:mod:`dinosim.training.eval_gate`); records and decisions are those of the snapshot's step.
+    With ``eval_early_stop`` an evaluation ends as soon as a criterion of :data:`STOPPABLE` can no longer be met
+    whatever its remaining episodes do (:meth:`fewest_successes`, :meth:`meets`; see
+    :mod:`dinosim.training.eval_stop`): the verdict is the full evaluation's, only fewer episodes are played.
     """
 
     timesteps: int = 4_000_000  # training budget of the stage, in environment steps
@@ -42,6 +45,7 @@ class CurriculumSettings:
     gate_confidence: float = 0.95  # one-sided confidence of the lower bounds the gate evaluation must meet
     eval_envs: int = 8  # environments stepped together during an evaluation (one batched policy call per step)
     background_eval: bool = False  # evaluate policy snapshots in a separate process while training continues
+    eval_early_stop: bool = True  # end an evaluation once it can no longer pass (same verdict; fewer episodes recorded)
     save_freq: int = 100_000  # checkpoint every this many environment steps
     keep_checkpoints: int = 3  # newest checkpoints kept on disk
     warmup_timesteps: int = 0  # entering the stage: steps during which warmup_clip_range / warmup_ent_coef apply
@@ -61,20 +65,47 @@ class CurriculumSettings:
             out["success"] = float(self.min_success_rate)
         return out
 
+    def meets(self, quantity: str, estimate: float) -> bool:
+        """Whether ``estimate`` of ``quantity`` (a key of :meth:`thresholds`) meets its threshold."""
+        return estimate >= self.thresholds()[quantity]
+
     def screen_passes(self, stats: "EvalStats") -> bool:
         """Point estimates meet every threshold (the screening rule; also what a trivial policy must fail)."""
         point = stats.point_estimates()
-        return all(point.get(q, -math.inf) >= t for q, t in self.thresholds().items())
+        return all(self.meets(q, point.get(q, -math.inf)) for q in self.thresholds())
 
     def gate_passes(self, stats: "EvalStats") -> bool:
         """Lower confidence bounds meet every threshold (the gate rule)."""
         low = stats.lower_bounds(self.gate_confidence)
-        return all(low.get(q, -math.inf) >= t for q, t in self.thresholds().items())
+        return all(self.meets(q, low.get(q, -math.inf)) for q in self.thresholds())
+
+    def fewest_successes(self, episodes: int, gate: bool) -> Optional[int]:
+        """The fewest successes out of ``episodes`` that meet the success criterion, by the gate rule (Wilson lower
+        bound, ``gate``) or the screening rule (point estimate); ``episodes + 1`` when no count does; None without
+        a success criterion. Found by applying the rule to every count from 0 up, so an evaluation whose episodes
+        cannot reach this many successes any more (``episodes`` - failures so far below it) fails the criterion
+        whatever its remaining episodes do: no monotonicity of the bound is assumed. E.g. 0.9 at 95 % of 200
+        episodes: 187 (at most 13 failures); the screening rule of 20 episodes: 18."""
+        if self.min_success_rate is None:
+            return None
+        for successes in range(int(episodes) + 1):
+            stats = EvalStats(int(episodes), 0.0, 0.0, 0.0, 0.0, successes=successes)
+            estimates = stats.lower_bounds(self.gate_confidence) if gate else stats.point_estimates()
+            if self.meets("success", estimates["success"]):
+                return successes
+        return int(episodes) + 1
 
     def rank(self, stats: "EvalStats") -> tuple[float, float]:
         """Order of evaluations for ``best/``: the success lower bound (stage 3), then the return lower bound."""
         low = stats.lower_bounds(self.gate_confidence)
         return (low.get("success", -math.inf), low["return"])
+
+
+STOPPABLE = ("success", "length")
+"""The :meth:`CurriculumSettings.thresholds` an evaluation can be certain to miss before its last episode: the
+success rate (each episode adds a success or not) and the mean length (an episode lasts at most the env's
+``max_episode_steps``; a gate's lower bound is never above the mean). The return has no such bound: a return
+criterion is decided only by the last episode."""
 
 
 @dataclass(frozen=True)

@@ -33,6 +33,7 @@ from dinosim.runfolder import (
     STAGE_EVAL_TIME_KEY,
     read_json_lines,
     stage_dirs,
+    stopped_on,
 )
 from dinosim.tracking.run_logs import (
     EVAL_LENGTH,
@@ -164,7 +165,7 @@ def top_components(means: dict[str, float], top: int = TOP_COMPONENTS) -> list[t
 def _row(stage: int, entry: dict[str, Any], records: list[dict[str, Any]], top: int) -> StageRow:
     last_eval = entry.get("last_eval") or (records[-1] if records else {})
     best_eval = entry.get("best_eval") or {}
-    rewards = [_num(r.get(EVAL_REWARD)) for r in records]
+    rewards = [_num(r.get(EVAL_REWARD)) for r in records if not stopped_on(r)]  # a stopped one: partial mean
     rewards = [r for r in rewards if r is not None]
     best = _num(best_eval.get(EVAL_REWARD))
     if best is None and rewards:

@@ -10,12 +10,15 @@ from __future__ import annotations
 import sys
 from typing import Any, Callable, Optional, TextIO
 
+from dinosim.runfolder import stopped_on
+
 
 def eval_line(record: dict[str, Any], streak: int, required: int) -> str:
     """One metrics.jsonl record as a line. A screening (``eval_kind`` "screen", the default):
     ``stage 1  step 20,000  eval return 512.3 ± 40.1  length 480  success 0.67  gate streak 1/3``; a gate
     evaluation: ``stage 1  step 20,000  gate check (100 episodes): return 508.2 ± 45.0 (lower bound 500.8)  length
-    478  success 0.66 (lower bound 0.58)``. ``success`` only in stages with a success criterion."""
+    478  success 0.66 (lower bound 0.58)``. ``success`` only in stages with a success criterion. An evaluation that
+    stopped early ends with ``stopped after 4 episodes: success out of reach``."""
     gate = record.get("eval_kind") == "gate"
     success = record.get("eval/success_rate")
     parts = [f"stage {record['stage']}", f"step {int(record['global_step']):,}"]
@@ -29,6 +32,9 @@ def eval_line(record: dict[str, Any], streak: int, required: int) -> str:
         parts.append(f"success {success:.2f}" + (f" (lower bound {low:.2f})" if gate and low is not None else ""))
     if not gate:
         parts.append(f"gate streak {streak}/{required}")
+    stopped = stopped_on(record)
+    if stopped:
+        parts.append(f"stopped after {record.get('eval/episodes', '?')} episodes: {' and '.join(stopped)} out of reach")
     return "  ".join(parts)
 
 

@@ -61,26 +61,36 @@ from dinosim.training.evaluation import (
     EvalPlan,
     EvalResult,
     EvalTiming,
+    gate_passed,
     model_policy,
     obs_normalizer,
     play_plan,
+    screen_passed,
 )
 
 Snapshot = Callable[[], tuple[bytes, bytes]]  # (model zip, pickled VecNormalize) of the evaluated snapshot
 
 
 def write_evaluations(ctx: StageContext) -> None:
-    """``evaluations.npz`` like SB3's EvalCallback (timesteps, results, ep_lengths) plus ``successes`` (NaN: n/a)."""
+    """``evaluations.npz`` like SB3's EvalCallback (timesteps, results, ep_lengths) plus ``successes`` (NaN: n/a).
+    One row per evaluation; a row of an evaluation that stopped early is padded to the longest row with NaN
+    (results, successes) and 0 (ep_lengths: no episode lasts 0 steps), which :func:`load_evaluations` strips."""
     buffer = io.BytesIO()
     h = ctx.history
+    width = max((len(row) for row in h["ep_lengths"]), default=0)
+
+    def padded(rows: list, fill: float, dtype: type) -> np.ndarray:
+        return np.asarray([list(row) + [fill] * (width - len(row)) for row in rows], dtype=dtype)
+
     np.savez(buffer, timesteps=np.asarray(h["timesteps"], dtype=np.int64),
-             results=np.asarray(h["results"], dtype=np.float64), ep_lengths=np.asarray(h["ep_lengths"], dtype=np.int64),
-             successes=np.asarray(h["successes"], dtype=np.float64))
+             results=padded(h["results"], math.nan, np.float64), ep_lengths=padded(h["ep_lengths"], 0, np.int64),
+             successes=padded(h["successes"], math.nan, np.float64))
     atomic_write_bytes(ctx.stage_dir / EVALUATIONS_FILE, buffer.getvalue())
 
 
 def load_evaluations(stage_dir: Path, up_to_step: Optional[int]) -> dict[str, list]:
-    """The eval history in ``evaluations.npz``, without evaluations after global step ``up_to_step``."""
+    """The eval history in ``evaluations.npz``, without evaluations after global step ``up_to_step`` (and without
+    the padding of rows of evaluations that stopped early)."""
     path = Path(stage_dir) / EVALUATIONS_FILE
     history: dict[str, list] = {"timesteps": [], "results": [], "ep_lengths": [], "successes": []}
     if not path.exists():
@@ -89,8 +99,10 @@ def load_evaluations(stage_dir: Path, up_to_step: Optional[int]) -> dict[str, li
         with np.load(path) as data:
             for i, step in enumerate(data["timesteps"]):
                 if up_to_step is None or step <= up_to_step:
-                    for key in history:
-                        history[key].append(data[key][i].tolist())
+                    played = data["ep_lengths"][i] > 0
+                    history["timesteps"].append(int(step))
+                    for key in ("results", "ep_lengths", "successes"):
+                        history[key].append(data[key][i][played].tolist())
     except Exception as exc:  # noqa: BLE001 - a damaged file: the history is a record, training does not need it
         print(f"warning: {path}: unreadable ({type(exc).__name__}); it starts again from this point "
               "(metrics.jsonl keeps every evaluation)", file=sys.stderr, flush=True)
@@ -106,8 +118,10 @@ class EvalGateCallback(BaseCallback):
     statistics) on episode seeds of the run's gate stream, which training never uses; each writes a
     ``metrics.jsonl`` record (``eval_kind`` ``"screen"`` or ``"gate"``, ``eval_seeds`` = [first, end)),
     ``eval/*`` (screening) or ``gate/*`` (gate) scalars, the eval sinks, and ``best/`` when its lower bound ranks
-    above the best so far. The stage stops (returns False) once a gate evaluation has passed. ``evaluator``: play
-    plans in that background process (``env_spec`` builds envs for the inline fallback); None: inline.
+    above the best so far and it played every episode (an evaluation that stopped early, see
+    :mod:`dinosim.training.eval_stop`, failed and is recorded with the episodes it played, never as ``best/``).
+    The stage stops (returns False) once a gate evaluation has passed. ``evaluator``: play plans in that
+    background process (``env_spec`` builds envs for the inline fallback); None: inline.
     """
 
     def __init__(self, ctx: StageContext, evaluator: Optional[BackgroundEvaluator] = None,
@@ -234,7 +248,7 @@ class EvalGateCallback(BaseCallback):
         state.last_eval_stage_step = max(state.last_eval_stage_step, plan.mark)
         state.eval_seed_next = outcome.next_seed
         state.evaluations += 1
-        state.gate_streak = state.gate_streak + 1 if cur.screen_passes(outcome.screen.stats()) else 0
+        state.gate_streak = state.gate_streak + 1 if screen_passed(outcome.screen, cur) else 0
         scalars = self._record(outcome.screen, plan.screen_seeds, SCREEN_KIND, plan.step, snapshot,
                                _timing(outcome.screen_time, screen_wait))
         h = ctx.history
@@ -246,7 +260,7 @@ class EvalGateCallback(BaseCallback):
         if outcome.gate is not None and outcome.gate_time is not None:
             scalars.update(self._record(outcome.gate, plan.gate_seeds, GATE_KIND, plan.step, snapshot,
                                         _timing(outcome.gate_time, gate_wait)))
-            if cur.gate_passes(outcome.gate.stats()):
+            if gate_passed(outcome.gate, cur):
                 state.gate_passed, state.gate_passed_at = True, plan.step
             else:
                 state.gate_streak = 0
@@ -282,7 +296,9 @@ class EvalGateCallback(BaseCallback):
         if kind == SCREEN_KIND:
             state.last_eval = {"global_step": step, **metrics}
         rank = cur.rank(stats)
-        if state.best_eval is None or rank > tuple(state.best_eval.get("rank", (-math.inf, -math.inf))):
+        best_rank = tuple(state.best_eval.get("rank", (-math.inf, -math.inf))) if state.best_eval else None
+        # a stopped evaluation's bounds are those of the episodes it played: never best/ on a partial statistic
+        if not result.stopped and (best_rank is None or rank > best_rank):
             model_zip, vecnorm = snapshot()
             save_best_pair(ctx.stage_dir, model_zip, vecnorm, {"global_step": step, EVAL_KIND_KEY: kind, **metrics})
             state.best_eval, state.best_step = {**metrics, EVAL_KIND_KEY: kind, "rank": list(rank)}, step

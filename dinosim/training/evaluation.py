@@ -20,7 +20,9 @@ from typing import TYPE_CHECKING, Any, Callable, Optional, Sequence
 
 import numpy as np
 
-from dinosim.config.settings import CurriculumSettings, EvalStats
+from dinosim.config.settings import STOPPABLE, CurriculumSettings, EvalStats
+from dinosim.runfolder import EVAL_STOPPED_PREFIX
+from dinosim.training.eval_stop import StopRule, longest_episode
 
 if TYPE_CHECKING:
     import gymnasium as gym
@@ -59,12 +61,16 @@ def reward_components(info: dict[str, Any]) -> dict[str, float]:
 
 @dataclass
 class EvalResult:
-    """Per-episode results of one evaluation."""
+    """Per-episode results of one evaluation. ``stopped``: the criteria (of ``STOPPABLE``) it was certain to fail
+    when it stopped early (empty: every planned episode is here); ``dropped_steps``: env steps of episodes played
+    beyond the recorded ones before it stopped (played, not recorded)."""
 
     returns: list[float] = field(default_factory=list)
     lengths: list[int] = field(default_factory=list)
     successes: list[Optional[bool]] = field(default_factory=list)
     components: list[dict[str, float]] = field(default_factory=list)
+    stopped: tuple[str, ...] = ()
+    dropped_steps: int = 0
 
     @property
     def mean_reward(self) -> float:
@@ -101,12 +107,14 @@ class EvalResult:
         )
 
     def metrics(self) -> dict[str, Any]:
-        """The flat record logged and appended to metrics.jsonl (without the step/stage keys)."""
+        """The flat record logged and appended to metrics.jsonl (without the step/stage keys); ``eval/stopped/<c>``
+        is 1 for each criterion the evaluation stopped on, else 0."""
         out: dict[str, Any] = {
             "eval/mean_reward": self.mean_reward,
             "eval/std_reward": self.std_reward,
             "eval/mean_ep_length": self.mean_length,
             "eval/success_rate": self.success_rate,
+            **{EVAL_STOPPED_PREFIX + criterion: int(criterion in self.stopped) for criterion in STOPPABLE},
         }
         for term, value in self.component_means().items():
             out[f"eval/reward/{term}"] = value
@@ -176,47 +184,106 @@ def model_policy(model: "BaseAlgorithm | BasePolicy", deterministic: bool = True
 
 
 def run_seeded_episodes(policy: Policy, envs: Sequence["gym.Env"], seeds: Sequence[int],
-                        normalize: Callable[[np.ndarray], np.ndarray] = lambda obs: obs) -> EvalResult:
+                        normalize: Callable[[np.ndarray], np.ndarray] = lambda obs: obs,
+                        stop: Optional[StopRule] = None) -> EvalResult:
     """One episode per seed, ``len(envs)`` at a time, with one batched ``policy`` call per step.
 
     Each env is reset with the next unplayed seed when its episode ends (``terminated`` or ``truncated``; the
-    envs must truncate themselves). Results are in the order of ``seeds``.
+    envs must truncate themselves). Results are in the order of ``seeds``. ``stop``: end as soon as the results of
+    the first seeds make a criterion certain to fail (:mod:`dinosim.training.eval_stop`); the result then holds
+    those first episodes, :attr:`EvalResult.stopped` the criteria, :attr:`EvalResult.dropped_steps` the steps of
+    the episodes played beyond them.
     """
-    seeds = [int(s) for s in seeds]
-    slots: list[Optional[int]] = [None] * len(envs)  # index into seeds of the episode each env plays
-    obs = [None] * len(envs)
-    done: list[Optional[tuple[float, int, Optional[bool], dict]]] = [None] * len(seeds)
-    next_seed = 0
-    for i, env in enumerate(envs):
-        if next_seed < len(seeds):
-            obs[i], _ = env.reset(seed=seeds[next_seed])
-            slots[i], next_seed = next_seed, next_seed + 1
-    running = {i: (0.0, 0, {}) for i, k in enumerate(slots) if k is not None}
-    while running:
-        active = sorted(running)
-        actions = policy(normalize(np.stack([obs[i] for i in active])))
-        for row, i in enumerate(active):
-            o, reward, terminated, truncated, info = envs[i].step(actions[row])
-            ret, length, comps = running[i]
-            for term, value in reward_components(info).items():
-                comps[term] = comps.get(term, 0.0) + value
-            running[i] = (ret + float(reward), length + 1, comps)
-            obs[i] = o
-            if terminated or truncated:
-                success = info.get("is_success")
-                ret, length, comps = running.pop(i)
-                done[slots[i]] = (ret, length, None if success is None else bool(success), comps)
-                if next_seed < len(seeds):
-                    obs[i], _ = envs[i].reset(seed=seeds[next_seed])
-                    slots[i], next_seed = next_seed, next_seed + 1
-                    running[i] = (0.0, 0, {})
-    result = EvalResult()
-    for ret, length, success, comps in done:
-        result.returns.append(ret)
-        result.lengths.append(length)
-        result.successes.append(success)
-        result.components.append(comps)
-    return result
+    return _SeededRun(policy, envs, [int(s) for s in seeds], normalize, stop).play()
+
+
+class _SeededRun:
+    """The state of :func:`run_seeded_episodes`: which seed each env plays, running sums, finished episodes."""
+
+    def __init__(self, policy: Policy, envs: Sequence["gym.Env"], seeds: list[int],
+                 normalize: Callable[[np.ndarray], np.ndarray], stop: Optional[StopRule]) -> None:
+        self.policy, self.envs, self.seeds, self.normalize = policy, envs, seeds, normalize
+        self.watch = stop.watch() if stop is not None else None
+        self.slots: list[Optional[int]] = [None] * len(envs)  # index into seeds of the episode each env plays
+        self.obs: list[Any] = [None] * len(envs)
+        self.done: list[Optional[tuple[float, int, Optional[bool], dict]]] = [None] * len(seeds)
+        self.running: dict[int, tuple[float, int, dict]] = {}
+        self.next_seed = self.prefix = 0
+        self.stopped: tuple[str, ...] = ()
+
+    def play(self) -> EvalResult:
+        for i in range(len(self.envs)):
+            self._start(i)
+        while self.running and not self.stopped:
+            active = sorted(self.running)
+            actions = self.policy(self.normalize(np.stack([self.obs[i] for i in active])))
+            for row, i in enumerate(active):
+                if self._step(i, actions[row]):
+                    break
+        return self._result()
+
+    def _start(self, i: int) -> None:
+        """Reset env ``i`` with the next unplayed seed (nothing when every seed is taken)."""
+        if self.next_seed < len(self.seeds):
+            self.obs[i], _ = self.envs[i].reset(seed=self.seeds[self.next_seed])
+            self.slots[i], self.next_seed = self.next_seed, self.next_seed + 1
+            self.running[i] = (0.0, 0, {})
+
+    def _step(self, i: int, action: np.ndarray) -> bool:
+        """Step env ``i``; at its episode's end record it and start the next seed. True: the evaluation stopped."""
+        o, reward, terminated, truncated, info = self.envs[i].step(action)
+        ret, length, comps = self.running[i]
+        for term, value in reward_components(info).items():
+            comps[term] = comps.get(term, 0.0) + value
+        self.running[i] = (ret + float(reward), length + 1, comps)
+        self.obs[i] = o
+        if not (terminated or truncated):
+            return False
+        success = info.get("is_success")
+        ret, length, comps = self.running.pop(i)
+        slot = self.slots[i]
+        assert slot is not None
+        self.done[slot] = (ret, length, None if success is None else bool(success), comps)
+        self._advance_prefix()
+        if not self.stopped:
+            self._start(i)
+        return bool(self.stopped)
+
+    def _advance_prefix(self) -> None:
+        """Feed the finished episodes that follow the prefix in seed order to the stop watch, one at a time."""
+        while self.prefix < len(self.done) and self.done[self.prefix] is not None:
+            episode = self.done[self.prefix]
+            assert episode is not None
+            self.prefix += 1
+            if self.watch is not None:
+                self.stopped = self.watch.add(episode[1], episode[2])
+                if self.stopped:
+                    return
+
+    def _result(self) -> EvalResult:
+        kept = self.done[: self.prefix] if self.stopped else self.done
+        result = EvalResult(stopped=self.stopped)
+        for episode in kept:
+            assert episode is not None
+            ret, length, success, comps = episode
+            result.returns.append(ret)
+            result.lengths.append(length)
+            result.successes.append(success)
+            result.components.append(comps)
+        if self.stopped:
+            beyond = sum(e[1] for e in self.done[self.prefix:] if e is not None)
+            result.dropped_steps = beyond + sum(length for _, length, _ in self.running.values())
+        return result
+
+
+def screen_passed(result: EvalResult, curriculum: CurriculumSettings) -> bool:
+    """The screening rule on ``result``; a stopped evaluation failed (its verdict was certain when it stopped)."""
+    return not result.stopped and curriculum.screen_passes(result.stats())
+
+
+def gate_passed(result: EvalResult, curriculum: CurriculumSettings) -> bool:
+    """The gate rule on ``result``; a stopped evaluation failed (its verdict was certain when it stopped)."""
+    return not result.stopped and curriculum.gate_passes(result.stats())
 
 
 @dataclass(frozen=True)
@@ -246,6 +313,14 @@ class EvalPlan:
         start = self.first_seed + self.curriculum.eval_episodes
         return gate_seeds(self.run_seed, start, self.curriculum.gate_episodes)
 
+    def stop_rule(self, gate: bool, longest: Optional[int]) -> Optional[StopRule]:
+        """When the screening (or the gate evaluation: ``gate``) stops early; None: ``eval_early_stop`` is off.
+        ``longest``: the eval envs' episode cap (:func:`~dinosim.training.eval_stop.longest_episode`)."""
+        cur = self.curriculum
+        if not cur.eval_early_stop:
+            return None
+        return StopRule(cur, cur.gate_episodes if gate else cur.eval_episodes, gate, longest)
+
 
 @dataclass(frozen=True)
 class EvalTiming:
@@ -262,11 +337,11 @@ class EvalTiming:
 
 
 def timed(play: Callable[[], EvalResult]) -> tuple[EvalResult, EvalTiming]:
-    """``play()`` and its :class:`EvalTiming`."""
+    """``play()`` and its :class:`EvalTiming` (env steps: the recorded episodes' and the dropped ones')."""
     wall, cpu = time.perf_counter(), time.process_time()
     result = play()
     return result, EvalTiming(wall_s=time.perf_counter() - wall, cpu_s=time.process_time() - cpu,
-                              env_steps=int(sum(result.lengths)), ended=time.monotonic())
+                              env_steps=int(sum(result.lengths)) + result.dropped_steps, ended=time.monotonic())
 
 
 @dataclass
@@ -289,10 +364,13 @@ class EvalOutcome:
 
 def play_plan(plan: EvalPlan, policy: Policy, envs: Sequence["gym.Env"],
               normalize: Callable[[np.ndarray], np.ndarray]) -> EvalOutcome:
-    """Play ``plan`` with ``policy`` on ``envs``: the screening, then the gate evaluation if the plan calls for it."""
-    screen, screen_time = timed(lambda: run_seeded_episodes(policy, envs, plan.screen_seeds, normalize))
-    if plan.gate_if_pass and plan.curriculum.screen_passes(screen.stats()):
-        gate, gate_time = timed(lambda: run_seeded_episodes(policy, envs, plan.gate_seeds, normalize))
+    """Play ``plan`` with ``policy`` on ``envs``: the screening, then the gate evaluation if the plan calls for it
+    (each stops early as :meth:`EvalPlan.stop_rule` says)."""
+    longest = longest_episode(envs)
+    screen_stop, gate_stop = plan.stop_rule(False, longest), plan.stop_rule(True, longest)
+    screen, screen_time = timed(lambda: run_seeded_episodes(policy, envs, plan.screen_seeds, normalize, screen_stop))
+    if plan.gate_if_pass and screen_passed(screen, plan.curriculum):
+        gate, gate_time = timed(lambda: run_seeded_episodes(policy, envs, plan.gate_seeds, normalize, gate_stop))
         return EvalOutcome(plan, screen, gate, screen_time, gate_time)
     return EvalOutcome(plan, screen, None, screen_time)
 
@@ -301,7 +379,8 @@ def format_report(result: EvalResult, title: str) -> str:
     """Human-readable lines: return ± std, length, success rate, each component's mean per-episode sum."""
     lines = [
         title,
-        f"  episodes         {len(result.returns)}",
+        f"  episodes         {len(result.returns)}"
+        + (f" (stopped early: {', '.join(result.stopped)} out of reach)" if result.stopped else ""),
         f"  return           {result.mean_reward:.2f} ± {result.std_reward:.2f}",
         f"  episode length   {result.mean_length:.1f} ± {float(np.std(result.lengths)) if result.lengths else 0:.1f}",
         "  success rate     " + ("n/a (env reports no is_success)" if result.success_rate is None
