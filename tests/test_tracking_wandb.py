@@ -90,6 +90,9 @@ def test_kv_writer_eval_and_gate_rows(tmp_path):
     assert run.rows[-1] == {"eval/mean_reward": 4.0, "eval/success_rate": 0.5, STAGE_KEY: 2, STEP_KEY: 3000}
     assert run.summary["best/eval/mean_reward"] == 5.0 and run.summary["best/eval/mean_reward_step"] == 2000
     assert run.summary["final/eval/mean_reward"] == 4.0 and run.summary["final/eval/success_rate"] == 0.5
+    # an evaluation that stopped early (its mean is that of the episodes it played) is final, never best
+    tracker.log_eval({"global_step": 3500, "stage": 2, "eval/mean_reward": 9.0, "eval/stopped/length": 1})
+    assert run.summary["best/eval/mean_reward"] == 5.0 and run.summary["final/eval/mean_reward"] == 9.0
     tracker.log_gate(2, True, 3000, timesteps_used=2000)
     assert run.summary["gate/stage2/passed"] is True and run.summary["gate/stage2/global_step"] == 3000
     assert run.summary["gate/stage2/timesteps_used"] == 2000

@@ -17,7 +17,8 @@ Use::
   (``resume="allow"`` with the stored id).
 * Config = :func:`dinosim.config.flatten.flatten_config` + ``git_commit``. Every history row carries
   ``global_step`` (the x-axis of every metric, via ``define_metric``) and ``curriculum/stage``.
-* Summary: ``final/<eval key>``, ``best/<eval key>`` (max), ``gate/stageN/passed``/``gate/stageN/global_step`` and
+* Summary: ``final/<eval key>``, ``best/<eval key>`` (max over the evaluations that played every episode: not
+  the partial means of one that stopped early), ``gate/stageN/passed``/``gate/stageN/global_step`` and
   the diagnosis of each finished stage (``diagnose/stageN/...`` and a table, see :meth:`WandbTracker.log_diagnosis`);
   the plain ``eval/...`` summary keeps W&B's default (last value), which is what a sweep's metric reads.
 """
@@ -35,7 +36,7 @@ from typing import TYPE_CHECKING, Any, Mapping, Optional
 from urllib.parse import urlparse
 
 from dinosim.config.flatten import flatten_config, git_commit
-from dinosim.runfolder import WANDB_FILE, atomic_write_json, read_json
+from dinosim.runfolder import WANDB_FILE, atomic_write_json, read_json, stopped_on
 
 if TYPE_CHECKING:
     from dinosim.config.resolve import RunConfig
@@ -225,13 +226,14 @@ class WandbTracker:
         if stage is not None:
             metrics[STAGE_KEY] = stage
         self.log(metrics, step)
+        complete = not stopped_on(record)
         for k, v in metrics.items():
             if not k.startswith("eval/") or not isinstance(v, (int, float)) or isinstance(v, bool):
                 continue
             if math.isnan(float(v)):
                 continue
             self.run.summary[f"final/{k}"] = v
-            if k not in self._best or v > self._best[k]:
+            if complete and (k not in self._best or v > self._best[k]):
                 self._best[k] = float(v)
                 self.run.summary[f"best/{k}"] = v
                 self.run.summary[f"best/{k}_step"] = step

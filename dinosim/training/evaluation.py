@@ -6,6 +6,9 @@ come back in seed order, so the same policy and seeds give the same numbers what
 (deterministic policies). Seeds: training envs are seeded ``seed .. seed + n_envs - 1``; gate evaluations draw
 from :func:`gate_seeds` and `dinosim evaluate` from :func:`heldout_seeds`, two streams far above any training seed.
 
+Gate evaluations and screenings stop early once they are certain to fail (``curriculum.eval_early_stop``; the
+rule and why the numbers stay the same for any number of envs: :mod:`dinosim.training.eval_stop`).
+
 Reward components are the ``reward_<term>`` keys of each step's ``info`` (they sum to the step reward); an
 episode's component value is the sum over its steps. Success is the ``is_success`` flag of an episode's last
 step's info; envs that never report it have no success rate (``None``).

@@ -7,6 +7,8 @@ reward term. These are the metrics a sweep can optimise (the offline engine read
 and the evaluation callback produce them; a test keeps every ``"eval/..."`` literal of the training code in this
 list. How long each evaluation took (``eval_time/*`` in the same records; names in :mod:`dinosim.runfolder`, which
 the summaries read too) is bookkeeping, not a metric: it is not in this list, so a sweep cannot optimise it.
+Nor is ``eval/stopped/<criterion>`` (:data:`dinosim.runfolder.EVAL_STOPPED_PREFIX`: 1 for the criterion an
+evaluation stopped early on; logged with the scalars, under ``gate/`` for gate evaluations).
 """
 
 from __future__ import annotations
