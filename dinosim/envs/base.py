@@ -38,7 +38,7 @@ import numpy as np
 
 from dinosim.config.env_rules import TASKS_COMMON, check_env_kwargs
 from dinosim.envs.model import load_model
-from dinosim.envs.observation import Observation
+from dinosim.envs.observation import Observation, TorsoState
 from dinosim.envs.pushes import PushSchedule
 from dinosim.envs.rewards import StepSignals, compute_reward
 from dinosim.envs.target import NO_TARGET_DISTANCE, TargetTask
@@ -187,18 +187,22 @@ class DinoEnv(TargetTask, Observation, gym.Env):
         # Observation of joints in qpos order (contiguous slices instead of gathers).
         order = np.argsort(lm.act_qpos)
         self._joint_home, self._joint_inv_half_range = lm.home[order], self._inv_half_range[order]
-        nu = m.nu
-        self._joint_qpos, self._joint_qvel = slice(7, 7 + nu), slice(6, 6 + nu)
+        nu = self._nu = m.nu  # a plain int: MjModel attributes cost a binding call per read
         self._tail_dofs, self._effectors = lm.tail_dofs, lm.effectors
         self._nfeet, self._fall_end, self._hit_end = lm.n_feet, lm.fall_end, lm.hit_end
         self._qpos_home = lm.qpos_home
         self.standing_height = lm.standing_height
         self.body_mass = float(m.body_subtreemass[self._torso])
         self.body_weight = self.body_mass * float(-m.opt.gravity[2])
-        # Cached views into MjData (its arrays are never reallocated).
-        self._xmat = d.xmat[self._torso]
-        self._qpos_v, self._qvel_v, self._ctrl_v = d.qpos, d.qvel, d.ctrl
+        # Cached views into MjData, made once: MjData never reallocates its arrays (mj_step, mj_forward and
+        # mj_resetData write into them in place), so each view always shows the live state, and the per-step code
+        # neither re-reads the binding's attributes nor slices anew.
+        self._xmat = d.xmat[self._torso]  # torso rotation matrix, row-major (9)
+        self._root_pos, self._root_vel = d.qpos[:3], d.qvel[:6]  # torso position; linear + angular velocity
+        self._joint_pos, self._joint_vel = d.qpos[7 : 7 + nu], d.qvel[6 : 6 + nu]  # hinge joints, qpos order
+        self._ctrl_v = d.ctrl
         self._sensordata = d.sensordata
+        self._target_pos = d.mocap_pos[self._mocap]
         self._pushes = PushSchedule(d.xfrc_applied[self._torso])
 
     # ---- gymnasium API -------------------------------------------------------------------------------------------
@@ -227,7 +231,8 @@ class DinoEnv(TargetTask, Observation, gym.Env):
         a = self._apply_action(action)
         self._advance_physics()
         s = self._signals
-        height, tilt = self._read_body(s)
+        torso = self._read_torso()
+        height, tilt = self._read_body(s, torso)
         self._read_action(s, a)
         sensors = self._sensordata.tolist()
         contacts = self._read_feet_and_tail(s, sensors)
@@ -255,13 +260,14 @@ class DinoEnv(TargetTask, Observation, gym.Env):
         info["termination_reason"] = reason
         if self.has_target:
             info["is_success"] = s.success
-        return self._observation(contacts), reward, terminated, truncated, info
+        return self._observation(contacts, torso), reward, terminated, truncated, info
 
     # ---- the parts of a step -------------------------------------------------------------------------------------
     def _apply_action(self, action: np.ndarray) -> np.ndarray:
         """Set the servo targets; return the action the plant receives (clipped to [-1, 1] and to the joint
         ranges of the servo targets)."""
-        a = np.minimum(np.maximum(np.asarray(action, dtype=np.float64), self._a_lo), self._a_hi)
+        a = np.maximum(action, self._a_lo)  # float64 (the bounds' dtype) whatever the action's float type
+        np.minimum(a, self._a_hi, out=a)
         np.multiply(a, self._ctrl_scale, out=self._ctrl_v)
         self._ctrl_v += self._home
         return a
@@ -275,11 +281,15 @@ class DinoEnv(TargetTask, Observation, gym.Env):
         mujoco.mj_step(self.model, self.data, nstep=self.frame_skip)
         self._steps += 1
 
-    def _read_body(self, s: StepSignals) -> tuple[float, float]:
+    def _read_torso(self) -> TorsoState:
+        """The torso's state after this step's physics, read once for both the signals and the observation."""
+        r = self._xmat.tolist()
+        return r, self._root_vel.tolist(), math.atan2(r[3], r[0]) - self._heading
+
+    def _read_body(self, s: StepSignals, torso: TorsoState) -> tuple[float, float]:
         """Torso signals (velocities in the heading frame, tilt, nose-down, heading error, height, drift);
         returns (torso height in m, tilt in rad)."""
-        r = self._xmat.tolist()
-        qv = self._qvel_v[:6].tolist()
+        r, qv, yaw_error = torso
         ch, sh = self._cos_heading, self._sin_heading
         s.forward_velocity = qv[0] * ch + qv[1] * sh
         s.lateral_velocity = -qv[0] * sh + qv[1] * ch
@@ -287,15 +297,15 @@ class DinoEnv(TargetTask, Observation, gym.Env):
         tilt = math.acos(max(-1.0, min(1.0, r[8])))
         s.tilt = tilt
         s.nose_down = max(0.0, -r[6])
-        s.heading_error = _wrap(math.atan2(r[3], r[0]) - self.heading)
-        x, y, height = self._qpos_v[:3].tolist()
+        s.heading_error = _wrap(yaw_error)
+        x, y, height = self._root_pos.tolist()
         s.height_error = height / self.standing_height - 1.0
         s.drift = math.hypot(x - self._origin[0], y - self._origin[1])
         return height, tilt
 
     def _read_action(self, s: StepSignals, a: np.ndarray) -> None:
         """Mean squared applied action and mean squared change since the last step."""
-        nu = self.model.nu
+        nu = self._nu
         da = a - self._prev_action
         s.action_change_sq = float(da @ da) / nu
         s.action_sq = float(a @ a) / nu
