@@ -82,6 +82,11 @@ def test_gymnasium_make_with_kwargs(species):
     # gym.make consumes max_episode_steps itself (TimeLimit); make_env hands it to the env instead.
     env = make_env(species, {"task": "locomotion", "max_episode_steps": 7})
     assert env.unwrapped.max_episode_steps == 7 and "TimeLimit" not in str(env)
+    # make_env drops gymnasium's passive checker (the env is checked by test_checkers_pass), keeps the order check
+    assert "PassiveEnvChecker" not in str(env) and "OrderEnforcing" in str(env)
+    assert "PassiveEnvChecker" in str(gym.make(SPECIES[species].env_id))
+    with pytest.raises(gym.error.ResetNeeded):
+        env.step(np.zeros(env.action_space.shape, dtype=np.float32))
     env.reset(seed=0)
     steps, done = 0, False
     while not done:

@@ -27,6 +27,11 @@ def make_env(
     The kwargs travel in the env spec rather than as ``gym.make(**kwargs)``, because ``gym.make`` would consume
     ``max_episode_steps`` itself (adding a ``TimeLimit`` wrapper) instead of passing it to the env, which truncates
     its episodes on its own.
+
+    Without Gymnasium's passive env checker (``disable_env_checker=True``): it only checks the first ``reset`` and
+    ``step`` of each env, but stays a wrapper layer every step passes through, and dinosim's envs are checked with
+    Gymnasium's and SB3's full ``check_env`` in ``tests/test_envs_api.py``. ``gym.make`` of a dinosim id keeps it;
+    the ``OrderEnforcing`` wrapper (``step`` before ``reset`` is an error) stays on both paths.
     """
     if species not in ENV_IDS:
         raise KeyError(f"unknown species {species!r}; known: {sorted(ENV_IDS)}")
@@ -34,7 +39,7 @@ def make_env(
     if render_mode is not None:
         kwargs["render_mode"] = render_mode
     spec = dataclasses.replace(gym.spec(ENV_IDS[species]), kwargs=kwargs)
-    env = gym.make(spec)
+    env = gym.make(spec, disable_env_checker=True)
     if seed is not None:
         env.reset(seed=seed)
         env.action_space.seed(seed)
