@@ -264,6 +264,7 @@ def test_info_safe_dummy_vec_env_returns_what_dummy_vec_env_returns() -> None:
         action = rng.uniform(-1, 1, size=(2, ours.action_space.shape[0])).astype(np.float32)
         (o1, r1, d1, i1), (o2, r2, d2, i2) = ours.step(action), sb3.step(action)
         assert np.array_equal(o1, o2) and np.array_equal(r1, r2) and np.array_equal(d1, d2)
+        assert o1.dtype == o2.dtype and o1.flags.owndata and not np.shares_memory(o1, ours.buf_obs[None])
         for a, b in zip(i1, i2):
             assert a.keys() == b.keys()
             for key in a:

@@ -11,6 +11,8 @@ step:
   value and log-prob tensors);
 * a ``VecNormalize`` training env is stepped by :func:`~dinosim.training.lean_normalize.normalized_step` (the
   same statistics without its deep copies and ``np.mean``/``np.var`` wrappers);
+* actions are clipped with ``np.minimum(np.maximum(...))``: ``np.clip``'s values (NaN included) without its
+  Python dispatch layers;
 * the episode-info buffer is only visited for the envs whose episode ended (SB3 looks into every info dict on every
   step; ``Monitor`` adds ``episode`` on the last step only).
 
@@ -102,7 +104,7 @@ def lean_collect(model: PPO, forward: LeanActorCritic, env: VecEnv, callback: Ba
     step = (lambda a: normalized_step(env, a)) if supported(env) else env.step  # type: ignore[arg-type]
     while n_steps < n_rollout_steps:
         actions, values, log_probs = forward.act(model._last_obs)  # self.policy(obs_tensor)
-        clipped_actions = np.clip(actions, low, high)
+        clipped_actions = np.minimum(np.maximum(actions, low), high)  # np.clip (the same ufunc math, less Python)
         new_obs, rewards, dones, infos = step(clipped_actions)  # env.step
         model.num_timesteps += num_envs
         callback.update_locals(locals())  # the callbacks read the names SB3 uses ("infos", "dones", ...)
