@@ -51,15 +51,17 @@ def test_tomllib_is_imported_only_by_the_config_loader():
 
 @pytest.mark.slow
 def test_rl_zoo3_trains_with_gym_packages_dinosim(tmp_path, missing_tool):
-    """Needs rl_zoo3 (the bench extra, which .ci/run installs)."""
+    """Needs rl_zoo3 (the bench extra, which .ci/run installs). Two rollouts of 128 steps: the second one's log shows
+    the PPO update after the first (T-Rex episodes of a random policy last ~30 steps: the monitor records several)."""
     if importlib.util.find_spec("rl_zoo3") is None:
         missing_tool("rl_zoo3 is not installed: pip install -e '.[bench]'")
     cmd = [sys.executable, "-m", "rl_zoo3.train", "--gym-packages", "dinosim", "--env", "dinosim/TRex-v0",
-           "--algo", "ppo", "-n", "2000", "-f", str(tmp_path / "logs"), "--eval-freq", "-1", "--device", "cpu",
-           "--seed", "0", "--hyperparams", "n_envs:1", "policy:'MlpPolicy'", "n_timesteps:2000", "n_steps:256",
+           "--algo", "ppo", "-n", "256", "-f", str(tmp_path / "logs"), "--eval-freq", "-1", "--device", "cpu",
+           "--seed", "0", "--hyperparams", "n_envs:1", "policy:'MlpPolicy'", "n_timesteps:256", "n_steps:128",
            "batch_size:64"]
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, timeout=600, env=_clean_env())
     assert proc.returncode == 0, proc.stderr[-3000:]
+    assert re.search(r"n_updates\s*\|\s*10\s*\|", proc.stdout), proc.stdout[-3000:]  # n_epochs (10) updates ran
     models = list((tmp_path / "logs" / "ppo").glob("dinosim-TRex-v0_*/dinosim-TRex-v0.zip"))
     assert len(models) == 1
     monitor = next(models[0].parent.glob("*.monitor.csv")).read_text().splitlines()
