@@ -3,8 +3,9 @@ a few thousand steps each; the TensorBoard series are read by the real EventAccu
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -18,11 +19,22 @@ SMALL = ["ppo.batch_size=64", "ppo.n_epochs=1", "ppo.policy_kwargs.net_arch=[16,
 
 
 def train(tmp: Path, name: str, species: str, stage: int, timesteps: int, *overrides: str) -> Path:
-    env = {**os.environ, "DINOSIM_RUNS_DIR": str(tmp), "WANDB_MODE": "disabled"}
+    """``dinosim train`` in this process: torch, SB3 and MuJoCo are imported once for all runs (a subprocess a run
+    paid ~5 s of imports each, most of each run's time)."""
+    from dinosim.cli import main
+
     args = ["train", "--species", species, "--stage", str(stage), "--n-envs", "2", "--timesteps", str(timesteps),
             "--no-progress", "--run-dir", str(tmp / name), "--override", *SMALL, *overrides]
-    r = subprocess.run([sys.executable, "-m", "dinosim", *args], env=env, capture_output=True, text=True, timeout=600)
-    assert r.returncode == 0, r.stderr[-3000:]
+    out, err = io.StringIO(), io.StringIO()
+    with pytest.MonkeyPatch.context() as mp, contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        mp.setenv("DINOSIM_RUNS_DIR", str(tmp))
+        mp.setenv("WANDB_MODE", "disabled")
+        try:
+            main(args)
+            code = 0
+        except SystemExit as exc:
+            code = exc.code
+    assert code == 0, err.getvalue()[-3000:]
     return tmp / name
 
 
