@@ -25,8 +25,8 @@ Real tiny training (velociraptor, 2 envs, 64-step rollouts, 16-unit nets):
   gates that never pass), ``.n_envs``, ``.run(run_dir, stages, overrides, timesteps, **request)`` (a run in this
   process; returns (exit code, summary.json)), ``.assert_interrupted(proc, signum, run_dir)`` (a stop signal was
   checkpointed like Ctrl-C), ``.assert_every_file_loads(run_dir)``.
-* ``run_a`` / ``tiny_runs``: REAL tiny 2-stage curricula made by ``dinosim curriculum``, trained once per session
-  (run A; runs A and B); ``tiny_overrides``: their overrides (stage 1 passes its gate at once).
+* ``run_a`` / ``tiny_runs``: REAL tiny 2-stage curricula made by ``dinosim curriculum`` (in this process), trained
+  once per session (run A; runs A and B); ``tiny_overrides``: their overrides (stage 1 passes its gate at once).
 * ``started_run``: a run folder as ``curriculum`` leaves it before its first log line.
 
 Synthetic (written, not trained) run folders:
@@ -48,6 +48,7 @@ from __future__ import annotations
 
 import contextlib
 import glob
+import io
 import json
 import math
 import os
@@ -325,10 +326,27 @@ def _make_tiny_run(base: Path, name: str) -> Path:
         return run_dir
     extra = [a for a in RUNS[name] if "=" in a]
     options = [a for a in RUNS[name] if "=" not in a]
-    proc = _cli("curriculum", "--species", "velociraptor", "--stages", "1-2", "--timesteps", "768", "--n-envs", "2",
-                "--run-dir", str(run_dir), "--no-progress", *options, "--override", *TRACKING_TINY, *extra)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    code, err = _main_in_process("curriculum", "--species", "velociraptor", "--stages", "1-2", "--timesteps", "768",
+                                 "--n-envs", "2", "--run-dir", str(run_dir), "--no-progress", *options, "--override",
+                                 *TRACKING_TINY, *extra)
+    assert code == 0, err[-3000:]
     return run_dir
+
+
+def _main_in_process(*args: str) -> tuple[int, str]:
+    """``dinosim ARGS`` in this process with W&B disabled (a subprocess would pay ~5 s of torch/SB3/MuJoCo imports
+    for a run of ~1 s); returns (exit code, stderr)."""
+    from dinosim.cli import main
+
+    err = io.StringIO()
+    with pytest.MonkeyPatch.context() as mp, contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(err):
+        mp.setenv("WANDB_MODE", "disabled")
+        try:
+            main(list(args))
+            code = 0
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else 1
+    return code, err.getvalue()
 
 
 @pytest.fixture(scope="session")
