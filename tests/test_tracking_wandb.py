@@ -152,8 +152,8 @@ def test_cli_train_with_wandb_unreachable(tmp_path):
     args = ["train", "--species", "velociraptor", "--stage", "1", "--n-envs", "1", "--no-progress", "--wandb",
             "--wandb-tags", "ci,tiny", "--run-dir", str(tmp_path / "run"), "--override", "curriculum.timesteps=256",
             "ppo.n_steps=64", "ppo.batch_size=64", "ppo.n_epochs=1", "curriculum.eval_freq=128",
-            "curriculum.eval_episodes=1", "env.max_episode_steps=50", "ppo.policy_kwargs.net_arch=[16]",
-            "curriculum.min_avg_episode_length=0"]
+            "curriculum.eval_episodes=1", "env.max_episode_steps=10", "ppo.policy_kwargs.net_arch=[16]",
+            "curriculum.min_avg_episode_length=0"]  # 10-step episodes: the stage's video films ~6 frames, not ~20
     r = subprocess.run([sys.executable, "-m", "dinosim", *args], env=env, capture_output=True, text=True, timeout=240,
                        stdin=subprocess.DEVNULL)
     assert r.returncode == 0, r.stderr[-3000:]
