@@ -289,7 +289,7 @@ def test_killing_the_training_process_ends_its_evaluation_process(
 
 
 def test_a_background_run_interrupted_by_sigterm_resumes_and_finishes(
-        tmp_path: Path, tiny, dinosim_popen, dinosim_cli, wait_for_file) -> None:
+        tmp_path: Path, tiny, dinosim_popen, dinosim_main, wait_for_file) -> None:
     """SIGTERM while evaluations run in the background: checkpointed like Ctrl-C, no evaluation process left,
     and `resume` finishes the stage with every evaluation recorded once, in step order."""
     run_dir = tmp_path / "run"
@@ -302,9 +302,9 @@ def test_a_background_run_interrupted_by_sigterm_resumes_and_finishes(
     proc.send_signal(signal.SIGTERM)
     _, newest = tiny.assert_interrupted(proc, signal.SIGTERM, run_dir)
     assert worker is None or _gone(worker)
-    resumed = dinosim_cli("resume", str(run_dir), "--no-progress")
-    assert resumed.returncode == 0, resumed.stderr[-3000:]
-    assert f"resumed from the checkpoint at step {newest}" in resumed.stdout
+    code, out, err = dinosim_main("resume", str(run_dir), "--no-progress")  # in this process: no import cost
+    assert code == 0, err[-3000:]
+    assert f"resumed from the checkpoint at step {newest}" in out
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["status"] == "finished" and summary["stages"]["1"]["status"] == "finished"
     steps = [r["global_step"] for r in _records(run_dir)]
