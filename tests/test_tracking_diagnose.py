@@ -357,7 +357,8 @@ def run_cli(*args: str) -> subprocess.CompletedProcess:
                           timeout=120)
 
 
-def test_cli_text_json_and_bad_input(tmp_path, ev, make_run):
+def test_cli_text_json_and_bad_input(tmp_path, ev, make_run, dinosim_main):
+    """The bad inputs run in this process (an exception other than the exit would fail the test): ~1.5 s each."""
     run = make_run(tmp_path, "r", {1: [ev(25000 * i, 30.0, 30.0, alive=30) for i in (1, 2, 3)]})
     r = run_cli(str(run))
     assert r.returncode == 0 and "balance.falls_early" in r.stdout and "try: --override stage1." in r.stdout
@@ -365,9 +366,9 @@ def test_cli_text_json_and_bad_input(tmp_path, ev, make_run):
     assert r.returncode == 0 and json.loads(r.stdout)["runs"][0]["stages"][0]["stage"] == 1
     for args, needle in (([str(tmp_path / "nope")], "no such folder"), ([str(run), "--stage", "3"], "stage 3"),
                          ([str(tmp_path)], "not a dinosim run folder"), ([str(run), "--stage", "0"], "--stage")):
-        r = run_cli(*args)
-        assert r.returncode == 2 and r.stderr.startswith("error:") and needle in r.stderr, (args, r.stderr)
-        assert "Traceback" not in r.stderr
+        code, _, err = dinosim_main("diagnose", *args)
+        assert code == 2 and err.startswith("error:") and needle in err, (args, err)
+        assert "Traceback" not in err and len(err.splitlines()) == 1
 
 
 def test_bad_input_imports_nothing_heavy(tmp_path):
