@@ -28,18 +28,22 @@ from dinosim.runfolder import (
 from dinosim.training.evaluation import EvalPlan, model_policy, obs_normalizer, play_plan, screen_passed
 
 ENV = {"task": "strike", "max_episode_steps": 40, "strike_bonus": 10.0}
+SNAPSHOT_SEED = 0  # seeds the reset and the sampled actions of _snapshot_model
 # stage 1 for 2048 steps, evaluated every 256: the gate is unreachable, so both modes evaluate the same snapshots
 RUN = ["train", "--species", "velociraptor", "--stage", "1", "--timesteps", "2048", "--n-envs", "2", "--no-progress"]
 
 
 def _snapshot_model(net_arch: tuple[int, ...] = (16, 16)):
-    """An untrained PPO policy and a VecNormalize whose statistics have seen a few steps."""
+    """An untrained PPO policy and a VecNormalize whose statistics have seen a few steps, the same every time (the
+    reset and the sampled actions are seeded: unseeded, an untrained policy stood through some screenings)."""
     from stable_baselines3 import PPO
     from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
 
     from dinosim.envs import make_env
 
     venv = VecNormalize(DummyVecEnv([lambda: make_env("velociraptor", dict(ENV))]), gamma=0.99)
+    venv.seed(SNAPSHOT_SEED)
+    venv.action_space.seed(SNAPSHOT_SEED)
     venv.reset()
     for _ in range(20):
         venv.step([venv.action_space.sample()])
