@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import random
 import traceback
@@ -17,6 +18,7 @@ from collections import Counter
 from functools import lru_cache
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -207,3 +209,22 @@ def test_accepted_overrides_build_every_stage(summary_line):
     summary_line(f"build property: {counts['built']} accepted override sets built (env + model + one step), "
                  f"{counts['rejected']} refused by the dry run")
     assert counts["built"] >= 6, counts
+
+
+@pytest.mark.parametrize("algorithm,value", [("sac", [3, "episode"]), ("tqc", [2, "step"]), ("crossq", [1, "episode"])])
+def test_train_freq_as_a_pair_builds_the_off_policy_model(algorithm: str, value: list) -> None:
+    """TOML has no tuples: `[n, "episode"]` passed the rules, then SB3 refused the list (found by the property test
+    above, `Random(311)`); the model must get SB3's (n, unit)."""
+    from stable_baselines3.common.type_aliases import TrainFrequencyUnit
+
+    from dinosim.config.resolve import resolve_run
+    from dinosim.training.builders import build_model, make_vec_env
+    from dinosim.training.schedules import StageClock
+
+    config = resolve_run("velociraptor", algorithm, (1,), [f"{algorithm}.train_freq={json.dumps(value)}"], n_envs=1)
+    env = make_vec_env(config.species, config.env_kwargs(1), 1, 0, "dummy")
+    try:
+        model = build_model(config, 1, env, StageClock(0, config.curriculum(1).timesteps), 0)
+        assert (model.train_freq.frequency, model.train_freq.unit) == (value[0], TrainFrequencyUnit(value[1]))
+    finally:
+        env.close()

@@ -179,6 +179,8 @@ def build_model(config: "RunConfig", stage: int, env: "VecEnv", clock: StageCloc
     cls = algorithm_class(config.algorithm)
     kwargs = config.algo_kwargs(stage)
     kwargs.update(stage_schedules(config, stage, clock))
+    if isinstance(kwargs.get("train_freq"), list):  # TOML's [n, "episode"]: SB3 reads only a tuple as (n, unit)
+        kwargs["train_freq"] = tuple(kwargs["train_freq"])
     policy = "MlpPolicy"
     try:
         return cls(policy, env, seed=seed, verbose=0, device=device, **kwargs)
