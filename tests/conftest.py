@@ -11,7 +11,8 @@ The command line and the machine:
 * ``dinosim_popen(*args, env=None)``: start ``python -m dinosim ARGS`` (pipes for stdout/stderr, ``env`` added to
   ours); returns the running process.
 * ``dinosim_main(*args)``: run ``dinosim ARGS`` in this process (heavy imports are paid once for all calls);
-  returns (exit code, stdout, stderr).
+  returns (exit code, stdout, stderr). ``dinosim_main_quiet(*args, **env)``: the same for session- and
+  module-scoped fixtures (W&B disabled, ``env`` set while it runs).
 * ``wait_for_file(folder, glob, proc, timeout=120)``: the first file matching ``glob`` in ``folder`` once it exists;
   fails when ``proc`` ends first.
 * ``lock_holder(run_dir)``: a context manager: another process holding ``run_dir``'s run lock while inside.
@@ -171,21 +172,33 @@ def dinosim_popen() -> Callable[..., subprocess.Popen]:
     return _popen
 
 
+def _exit_code_of_main(args: list[str]) -> int:
+    """``dinosim ARGS`` through :func:`dinosim.cli.main` in this process; its exit code."""
+    from dinosim.cli import main
+
+    try:
+        main(args)
+    except SystemExit as exc:
+        return exc.code if isinstance(exc.code, int) else 1
+    return 0
+
+
 @pytest.fixture
 def dinosim_main(capsys: pytest.CaptureFixture) -> Callable[..., tuple[int, str, str]]:
     def run(*args: str) -> tuple[int, str, str]:
-        from dinosim.cli import main
-
         capsys.readouterr()
-        try:
-            main(list(args))
-            code = 0
-        except SystemExit as exc:
-            code = exc.code if isinstance(exc.code, int) else 1
+        code = _exit_code_of_main(list(args))
         out, err = capsys.readouterr()
         return code, out, err
 
     return run
+
+
+@pytest.fixture(scope="session")
+def dinosim_main_quiet() -> Callable[..., tuple[int, str, str]]:
+    """``dinosim_main`` for session- and module-scoped fixtures: ``run(*args, **env)`` (W&B disabled, ``env`` set
+    while it runs); returns (exit code, stdout, stderr)."""
+    return _main_in_process
 
 
 @pytest.fixture(scope="session")
@@ -326,27 +339,22 @@ def _make_tiny_run(base: Path, name: str) -> Path:
         return run_dir
     extra = [a for a in RUNS[name] if "=" in a]
     options = [a for a in RUNS[name] if "=" not in a]
-    code, err = _main_in_process("curriculum", "--species", "velociraptor", "--stages", "1-2", "--timesteps", "768",
-                                 "--n-envs", "2", "--run-dir", str(run_dir), "--no-progress", *options, "--override",
-                                 *TRACKING_TINY, *extra)
+    code, _, err = _main_in_process("curriculum", "--species", "velociraptor", "--stages", "1-2", "--timesteps",
+                                    "768", "--n-envs", "2", "--run-dir", str(run_dir), "--no-progress", *options,
+                                    "--override", *TRACKING_TINY, *extra)
     assert code == 0, err[-3000:]
     return run_dir
 
 
-def _main_in_process(*args: str) -> tuple[int, str]:
-    """``dinosim ARGS`` in this process with W&B disabled (a subprocess would pay ~5 s of torch/SB3/MuJoCo imports
-    for a run of ~1 s); returns (exit code, stderr)."""
-    from dinosim.cli import main
-
-    err = io.StringIO()
-    with pytest.MonkeyPatch.context() as mp, contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(err):
-        mp.setenv("WANDB_MODE", "disabled")
-        try:
-            main(list(args))
-            code = 0
-        except SystemExit as exc:
-            code = exc.code if isinstance(exc.code, int) else 1
-    return code, err.getvalue()
+def _main_in_process(*args: str, **env: str) -> tuple[int, str, str]:
+    """``dinosim ARGS`` in this process with W&B disabled and ``env`` set (a subprocess would pay ~5 s of
+    torch/SB3/MuJoCo imports for a run of ~1 s); returns (exit code, stdout, stderr)."""
+    out, err = io.StringIO(), io.StringIO()
+    with pytest.MonkeyPatch.context() as mp, contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        for name, value in {"WANDB_MODE": "disabled", **env}.items():
+            mp.setenv(name, value)
+        code = _exit_code_of_main(list(args))
+    return code, out.getvalue(), err.getvalue()
 
 
 @pytest.fixture(scope="session")

@@ -26,24 +26,6 @@ def dinosim(*args: str, probe: bool = False, cwd: Path = ROOT, **env: str) -> su
                           env={**base, "WANDB_MODE": "disabled", **env})
 
 
-def _in_process(args: list[str], capfd: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch
-                ) -> subprocess.CompletedProcess:
-    """``dinosim ARGS`` run by :func:`dinosim.cli.main` in this process, in :func:`dinosim`'s environment."""
-    from dinosim.cli import main
-
-    for name in ("DINOSIM_CONFIG_DIR", "DISPLAY", "WAYLAND_DISPLAY"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("WANDB_MODE", "disabled")
-    capfd.readouterr()
-    try:
-        main(args)
-        code = 0
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else 1
-    out, err = capfd.readouterr()
-    return subprocess.CompletedProcess(args, code, out, err)
-
-
 def one_error_line(proc: subprocess.CompletedProcess, heavy: bool = True) -> str:
     """The single ``error:`` line of a failed probe run (exit 2, no heavy import unless ``heavy`` is False)."""
     assert proc.returncode == 2, proc.stderr
@@ -118,10 +100,10 @@ def test_cuda_without_a_gpu_is_one_line_before_the_run_folder_exists(tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("level", ["default", "-q", "-v"])
-def test_output_levels_of_a_real_run(tmp_path, level, tiny_overrides, capfd, monkeypatch):
+def test_output_levels_of_a_real_run(tmp_path, level, tiny_overrides, dinosim_main, monkeypatch):
     """TINY's stage-1 gate passes its first screening (streak 1/1), then a 4-episode gate check ends the stage.
     -q runs in a subprocess (nothing at all may reach its stderr, warnings included); the other levels run in
-    this process (their output captured at the file descriptors), sparing ~5 s of imports each."""
+    this process (``dinosim_main``), sparing ~5 s of imports each."""
     flags = [] if level == "default" else [level]
     args = ["train", "--species", "velociraptor", "--stage", "1", "--timesteps", "512", "--n-envs", "2",
             "--run-dir", str(tmp_path / "run"), *flags, "--override",
@@ -129,7 +111,10 @@ def test_output_levels_of_a_real_run(tmp_path, level, tiny_overrides, capfd, mon
     if level == "-q":
         proc = dinosim(*args)
     else:
-        proc = _in_process(args, capfd, monkeypatch)
+        for name in ("DINOSIM_CONFIG_DIR", "DISPLAY", "WAYLAND_DISPLAY"):  # dinosim()'s environment
+            monkeypatch.delenv(name, raising=False)
+        monkeypatch.setenv("WANDB_MODE", "disabled")
+        proc = subprocess.CompletedProcess(args, *dinosim_main(*args))
     assert proc.returncode == 0, proc.stderr[-3000:]
     lines = proc.stdout.strip().splitlines()
     finished = f"run finished: {tmp_path / 'run'} (global step 256)"

@@ -3,8 +3,7 @@ a few thousand steps each; the TensorBoard series are read by the real EventAccu
 
 from __future__ import annotations
 
-import contextlib
-import io
+import functools
 import json
 import subprocess
 import sys
@@ -18,23 +17,13 @@ SMALL = ["ppo.batch_size=64", "ppo.n_epochs=1", "ppo.policy_kwargs.net_arch=[16,
          "curriculum.save_freq=100000"]
 
 
-def train(tmp: Path, name: str, species: str, stage: int, timesteps: int, *overrides: str) -> Path:
-    """``dinosim train`` in this process: torch, SB3 and MuJoCo are imported once for all runs (a subprocess a run
-    paid ~5 s of imports each, most of each run's time)."""
-    from dinosim.cli import main
-
+def train(run_main, tmp: Path, name: str, species: str, stage: int, timesteps: int, *overrides: str) -> Path:
+    """``dinosim train`` in this process (``run_main``: the ``dinosim_main_quiet`` fixture): torch, SB3 and MuJoCo
+    are imported once for all runs (a subprocess a run paid ~5 s of imports each, most of each run's time)."""
     args = ["train", "--species", species, "--stage", str(stage), "--n-envs", "2", "--timesteps", str(timesteps),
             "--no-progress", "--run-dir", str(tmp / name), "--override", *SMALL, *overrides]
-    out, err = io.StringIO(), io.StringIO()
-    with pytest.MonkeyPatch.context() as mp, contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        mp.setenv("DINOSIM_RUNS_DIR", str(tmp))
-        mp.setenv("WANDB_MODE", "disabled")
-        try:
-            main(args)
-            code = 0
-        except SystemExit as exc:
-            code = exc.code
-    assert code == 0, err.getvalue()[-3000:]
+    code, _, err = run_main(*args, DINOSIM_RUNS_DIR=str(tmp))
+    assert code == 0, err[-3000:]
     return tmp / name
 
 
@@ -50,19 +39,20 @@ def symptoms(report: dict, run: int = 0) -> dict[str, dict]:
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory) -> dict[str, Path]:
+def runs(tmp_path_factory, dinosim_main_quiet) -> dict[str, Path]:
     tmp = tmp_path_factory.mktemp("diagnose-real")
+    run = functools.partial(train, dinosim_main_quiet, tmp)
     return {
         # one rollout of 512 x 2 envs (a budget below it is refused by the config checks now): the policy trains
         # once and falls within ~40 of 500 steps
-        "budget": train(tmp, "budget", "velociraptor", 1, 1024, "ppo.n_steps=512", "curriculum.eval_freq=256"),
+        "budget": run("budget", "velociraptor", 1, 1024, "ppo.n_steps=512", "curriculum.eval_freq=256"),
         # a bite bonus of 1 against the per-step pay of alive + posture + proximity over a 300-step episode
-        "bonus": train(tmp, "bonus", "trex", 3, 2048, "ppo.n_steps=128", "curriculum.eval_freq=400",
-                       "env.bite_bonus=1.0", "env.max_episode_steps=300", "curriculum.warmup_timesteps=0",
-                       "curriculum.ramp_timesteps=0", "curriculum.critic_warmup_timesteps=0"),
+        "bonus": run("bonus", "trex", 3, 2048, "ppo.n_steps=128", "curriculum.eval_freq=400",
+                     "env.bite_bonus=1.0", "env.max_episode_steps=300", "curriculum.warmup_timesteps=0",
+                     "curriculum.ramp_timesteps=0", "curriculum.critic_warmup_timesteps=0"),
         # walking stage with 30-step episodes: the untrained policy survives them standing in place
-        "still": train(tmp, "still", "velociraptor", 2, 2048, "ppo.n_steps=128", "curriculum.eval_freq=512",
-                       "env.max_episode_steps=30", "curriculum.min_avg_episode_length=25"),
+        "still": run("still", "velociraptor", 2, 2048, "ppo.n_steps=128", "curriculum.eval_freq=512",
+                     "env.max_episode_steps=30", "curriculum.min_avg_episode_length=25"),
     }
 
 
