@@ -57,6 +57,8 @@ def rule_value(rule: Rule, rng: random.Random, inside: bool) -> Any:  # noqa: C9
     if isinstance(rule, OneOf):
         return rng.choice(list(rule.choices))
     if isinstance(rule, Flag):
+        if rule.auto and rng.random() < 0.3:
+            return "auto"
         return rule.only if rule.only is not None else rng.random() < 0.5
     if isinstance(rule, Ordered):
         values = [_number(rule.item, rng, inside=True) for _ in range(rule.length)]

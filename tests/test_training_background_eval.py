@@ -52,6 +52,23 @@ def _snapshot_model(net_arch: tuple[int, ...] = (16, 16)):
     return model, venv
 
 
+def test_auto_evaluates_in_the_background_on_2_cpus_for_long_stages_with_envs_in_the_training_process() -> None:
+    from dinosim.config.settings import BACKGROUND_AUTO_MIN_STEPS
+
+    auto = CurriculumSettings()
+    assert auto.background_eval == "auto"
+    long, short = 4_000_000, BACKGROUND_AUTO_MIN_STEPS - 1
+    assert auto.evaluates_in_background(long, 2, "dummy")
+    assert auto.evaluates_in_background(BACKGROUND_AUTO_MIN_STEPS, 8, "dummy")
+    assert not auto.evaluates_in_background(long, 1, "dummy")  # nothing to overlap with
+    assert not auto.evaluates_in_background(long, 2, "subproc")  # the workers use the other cores
+    assert not auto.evaluates_in_background(short, 2, "dummy")  # too few evaluations to repay the start-up
+    for flag in (True, False):
+        chosen = CurriculumSettings(background_eval=flag)
+        assert all(chosen.evaluates_in_background(b, c, v) is flag
+                   for b in (long, short) for c in (1, 2) for v in ("dummy", "subproc"))
+
+
 def test_a_snapshot_played_from_its_bytes_gives_the_inline_numbers() -> None:
     import torch
 
@@ -328,3 +345,45 @@ def test_a_background_run_interrupted_by_sigterm_resumes_and_finishes(
     waited = sum(r[EVAL_TIME_PREFIX + EVAL_WAIT] for r in records)
     assert state[STAGE_EVAL_SHARE_KEY] == pytest.approx(waited / state["wall_time"])
     assert 0 < state[STAGE_EVAL_SHARE_KEY] < 1
+
+
+def _policy_tensors(model_zip: Path) -> dict:
+    """The policy's parameters saved in a model zip (the weights only: the zip also holds counters and buffers)."""
+    import io
+    import zipfile
+
+    import torch
+
+    with zipfile.ZipFile(model_zip) as archive:
+        return torch.load(io.BytesIO(archive.read("policy.pth")), map_location="cpu")
+
+
+def _same_tensors(a: dict, b: dict) -> bool:
+    return a.keys() == b.keys() and all(bool((a[k] == b[k]).all()) for k in a)
+
+
+def test_a_stage_ends_on_its_passing_snapshot_and_the_curriculum_trains_alike_in_both_modes(
+        tmp_path: Path, tiny) -> None:
+    """Stage 1's gate passes on its first screening (step 128); in the background training runs on while the
+    evaluation process starts and plays, yet the stage's result is the snapshot that passed, as inline, so stage 2
+    (inline in both runs, its gate unreachable) starts from the same weights, a few steps later, and trains to the
+    same weights."""
+    overrides = ["1.curriculum.min_avg_reward=-1e9", "curriculum.eval_freq=128", "1.curriculum.required_consecutive=1",
+                 "curriculum.gate_episodes=4", "2.curriculum.background_eval=false"]
+    runs = {}
+    for mode in ("false", "true"):
+        code, summary = tiny.run(tmp_path / mode, [1, 2], [*overrides, f"1.curriculum.background_eval={mode}"], 512)
+        assert code == 0 and summary["status"] == "finished"
+        runs[mode] = summary["stages"]
+    for mode, stages in runs.items():
+        stage1 = tmp_path / mode / "stage1"
+        final = json.loads((stage1 / "final.json").read_text())
+        assert stages["1"]["gate_passed_at"] == final["step"] == 128 == stages["1"]["start_step"] + 128
+        assert _same_tensors(_policy_tensors(stage1 / "model.zip"), _policy_tensors(stage1 / "best" / "model.zip"))
+        assert not stages["2"]["gate_passed"] and stages["2"]["timesteps_used"] == 512
+    inline, background = (tmp_path / "false", tmp_path / "true")
+    assert runs["true"]["1"]["timesteps_used"] > 128  # ran ahead of the passing snapshot
+    assert json.loads((background / "stage1" / "final.json").read_text())["trained_to"] > 128
+    for stage in ("stage1", "stage2"):
+        assert _same_tensors(_policy_tensors(inline / stage / "model.zip"),
+                             _policy_tensors(background / stage / "model.zip")), stage

@@ -26,7 +26,7 @@ CURRICULUM_RULES: dict[str, Rule] = {
     "gate_episodes": Number(1, 100_000, integer=True),
     "gate_confidence": Number(0.5, 1.0, hi_open=True),
     "eval_envs": Number(1, 256, integer=True),
-    "background_eval": Flag(),
+    "background_eval": Flag(auto=True),
     "eval_early_stop": Flag(),
     "save_freq": _STEPS,
     "keep_checkpoints": Number(1, integer=True),

@@ -98,22 +98,26 @@ class OneOf(Rule):
 
 @dataclass(frozen=True)
 class Flag(Rule):
-    """true or false; with ``only`` set, only that value is accepted (``why`` says why)."""
+    """true or false (or ``"auto"`` with ``auto`` set); with ``only`` set, only that value is accepted (``why``
+    says why)."""
 
     only: Optional[bool] = None
     why: str = ""
+    auto: bool = False
 
     def problem(self, value: Any) -> Optional[str]:
-        if value is None:
+        if value is None or (self.auto and value == "auto"):
             return None
         if not isinstance(value, bool):
-            return "must be true or false"
+            return 'must be true, false or "auto"' if self.auto else "must be true or false"
         if self.only is not None and value is not self.only:
             return f"must be {str(self.only).lower()}" + (f" ({self.why})" if self.why else "")
         return None
 
     def describe(self) -> str:
-        return "true/false" if self.only is None else f"{str(self.only).lower()} only"
+        if self.only is not None:
+            return f"{str(self.only).lower()} only"
+        return 'true/false/"auto"' if self.auto else "true/false"
 
 
 @dataclass(frozen=True)

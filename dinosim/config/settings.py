@@ -27,8 +27,9 @@ class CurriculumSettings:
     whose true success rate is below ``min_success_rate`` therefore passes with probability about
     1 - ``gate_confidence`` or less. Every evaluation episode uses its own seed from a stream that training
     never uses; ``best/`` is the evaluation with the highest lower bound (:meth:`rank`), not a noisy maximum.
-    With ``background_eval`` the evaluations play a snapshot of the policy in a separate process while training
-    continues (:mod:`dinosim.training.eval_gate`); records and decisions are those of the snapshot's step.
+    With background evaluation (:meth:`evaluates_in_background`) the evaluations play a snapshot of the policy in a
+    separate process while training continues (:mod:`dinosim.training.eval_gate`); records and decisions are those
+    of the snapshot's step, and a stage that passes its gate ends on the snapshot that passed, in both modes.
     With ``eval_early_stop`` an evaluation ends as soon as a criterion of :data:`STOPPABLE` can no longer be met
     whatever its remaining episodes do (:meth:`fewest_successes`, :meth:`meets`; see
     :mod:`dinosim.training.eval_stop`): the verdict is the full evaluation's, only fewer episodes are played.
@@ -44,7 +45,7 @@ class CurriculumSettings:
     gate_episodes: int = 100  # episodes of the gate evaluation that confirms a passing screening
     gate_confidence: float = 0.95  # one-sided confidence of the lower bounds the gate evaluation must meet
     eval_envs: int = 8  # environments stepped together during an evaluation (one batched policy call per step)
-    background_eval: bool = False  # evaluate policy snapshots in a separate process while training continues
+    background_eval: bool | str = "auto"  # evaluate in another process while training goes on ("auto": 2+ CPUs)
     eval_early_stop: bool = True  # end an evaluation once it can no longer pass (same verdict; fewer episodes recorded)
     save_freq: int = 100_000  # checkpoint every this many environment steps
     keep_checkpoints: int = 3  # newest checkpoints kept on disk
@@ -57,6 +58,16 @@ class CurriculumSettings:
     anchor_coef: float = 0.0  # warm-started PPO stage: loss += coef * KL(start policy || policy) on its states (0: off)
     anchor_timesteps: int = 0  # anchor_coef falls linearly to 0 over this many stage steps (0: constant all stage)
     warm_start_stage: Optional[int] = None  # start from this earlier stage's policy (unset: the previous; 0: scratch)
+
+    def evaluates_in_background(self, budget: int, cpus: int, vec_env: str) -> bool:
+        """Whether a stage of ``budget`` steps evaluates in a background process: ``background_eval`` when it is
+        true or false; ``"auto"``: on a machine with ``cpus`` >= 2 usable CPUs, when the envs step in the training
+        process (``vec_env = "dummy"``; subproc workers already use the other cores) and the stage may train at
+        least :data:`BACKGROUND_AUTO_MIN_STEPS` steps (a shorter one evaluates too little to repay the evaluation
+        process's start-up). Either way the stage trains to the same result (the passing snapshot)."""
+        if isinstance(self.background_eval, bool):
+            return self.background_eval
+        return cpus >= 2 and vec_env == "dummy" and budget >= BACKGROUND_AUTO_MIN_STEPS
 
     def thresholds(self) -> dict[str, float]:
         """``{quantity: minimum}`` of the gate: ``return``, ``length`` and, where set, ``success``."""
@@ -100,6 +111,11 @@ class CurriculumSettings:
         low = stats.lower_bounds(self.gate_confidence)
         return (low.get("success", -math.inf), low["return"])
 
+
+BACKGROUND_AUTO_MIN_STEPS = 50_000
+"""Shortest stage budget that ``background_eval = "auto"`` evaluates in the background: at the default ``eval_freq``
+(25,000) such a stage screens at least twice; shorter runs (tests, demos) would mostly wait for the evaluation
+process's start-up (~3 CPU s, ``benchmarks/eval_startup.py``)."""
 
 STOPPABLE = ("success", "length")
 """The :meth:`CurriculumSettings.thresholds` an evaluation can be certain to miss before its last episode: the

@@ -15,6 +15,7 @@ stage's logger (records arrive at the global step); ``extra_callbacks`` are SB3 
 
 from __future__ import annotations
 
+import os
 import shutil
 import sys
 from dataclasses import dataclass, field
@@ -206,7 +207,10 @@ def _train_stage(run_dir: Path, plan: RunPlan, summary: RunSummary, hooks: RunHo
     state = summary.stages[stage]
     ramp = changed_numeric_weights(source_env, env_kwargs) if source_env is not None else {}
     state.ramped = {k: [old, new] for k, (old, new) in ramp.items()}
-    evaluator = _start_evaluator(stage, cur.background_eval, env_spec)
+    evaluator = _start_evaluator(stage, cur.evaluates_in_background(budget, usable_cpus(), config.vec_env), env_spec)
+    if evaluator is not None and cur.background_eval == "auto":
+        print(f"stage {stage}: evaluating in a background process (curriculum.background_eval = \"auto\"; false "
+              "evaluates in the training process)", flush=True)
     eval_envs = [] if evaluator is not None else env_spec.build()
     ctx = StageContext(stage=stage, run_dir=Path(run_dir), stage_dir=folder, summary=summary, state=state,
                        curriculum=cur, train_env=train_env, eval_envs=eval_envs, run_seed=config.seed,
@@ -233,13 +237,28 @@ def _train_stage(run_dir: Path, plan: RunPlan, summary: RunSummary, hooks: RunHo
     if ramp_cb.missing:
         hooks.messages.append(f"stage {stage}: the env has no attribute(s) {', '.join(ramp_cb.missing)}; "
                               "their ramp had no effect")
-    save_final_pair(folder, model_bytes(model), vecnormalize_bytes(train_env),  # checksummed (final.json)
-                    {"stage": stage, "step": int(model.num_timesteps)})
+    _save_result(folder, stage, model, train_env, gate_cb)
     state.status = "finished"
     ctx.persist(model.num_timesteps)
     if hooks.on_stage_end is not None:
         hooks.on_stage_end(stage, state)
     _close(train_env, eval_envs, own_formats, gate_cb)
+
+
+def _save_result(folder: Path, stage: int, model: Any, train_env: Any, gate_cb: EvalGateCallback) -> None:
+    """The stage's final pair (checksummed, ``final.json``): the snapshot that passed the gate, else the model as
+    trained. Inline the two are the same; in the background training ran ahead of the passing snapshot, and those
+    steps are recorded (``trained_to``) but not kept, so a stage's result does not depend on where it evaluated."""
+    trained_to = int(model.num_timesteps)
+    passed = gate_cb.result()
+    if passed is None:
+        save_final_pair(folder, model_bytes(model), vecnormalize_bytes(train_env), {"stage": stage, "step": trained_to})
+        return
+    step, model_zip, vecnorm = passed
+    save_final_pair(folder, model_zip, vecnorm, {"stage": stage, "step": step, "trained_to": trained_to})
+    if trained_to > step:
+        print(f"stage {stage}: the gate passed on the snapshot of step {step}; the {trained_to - step} steps trained "
+              "while it was evaluated are not kept", flush=True)
 
 
 def _begin_stage(plan: RunPlan, summary: RunSummary, stage: int, folder: Path,
@@ -297,6 +316,13 @@ def _fresh_model(config: RunConfig, state: StageState, stage: int, train_venv: A
     if hasattr(model, "learning_starts"):  # off-policy: random exploration counts from the stage start
         model.learning_starts = int(model.learning_starts) + model.num_timesteps
     return model, train_env
+
+
+def usable_cpus() -> int:
+    """CPUs this process may run on (its affinity where the platform tells it, else the machine's count)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
 
 
 def _start_evaluator(stage: int, wanted: bool, spec: EnvSpec) -> Optional[BackgroundEvaluator]:

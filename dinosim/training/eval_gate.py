@@ -120,8 +120,9 @@ class EvalGateCallback(BaseCallback):
     ``eval/*`` (screening) or ``gate/*`` (gate) scalars, the eval sinks, and ``best/`` when its lower bound ranks
     above the best so far and it played every episode (an evaluation that stopped early, see
     :mod:`dinosim.training.eval_stop`, failed and is recorded with the episodes it played, never as ``best/``).
-    The stage stops (returns False) once a gate evaluation has passed. ``evaluator``: play plans in that
-    background process (``env_spec`` builds envs for the inline fallback); None: inline.
+    The stage stops (returns False) once a gate evaluation has passed; :meth:`result` is then the snapshot that
+    passed, the stage's result in both modes (in the background, training ran ahead of it). ``evaluator``: play
+    plans in that background process (``env_spec`` builds envs for the inline fallback); None: inline.
     """
 
     def __init__(self, ctx: StageContext, evaluator: Optional[BackgroundEvaluator] = None,
@@ -131,6 +132,7 @@ class EvalGateCallback(BaseCallback):
         self.deterministic = deterministic
         self._in_flight: Optional[tuple[SnapshotJob, Snapshot]] = None
         self._blocked: list[tuple[float, float]] = []  # time.monotonic() spans training waited for the next outcome
+        self._passed: Optional[tuple[int, Snapshot]] = None  # (step, snapshot) whose gate evaluation passed
         ctx.settle_evaluations = self.settle
 
     def _on_step(self) -> bool:
@@ -156,6 +158,15 @@ class EvalGateCallback(BaseCallback):
         """Wait for the evaluation in flight (if any) and apply its outcome."""
         if self._in_flight is not None:
             self._collect(block=True)
+
+    def result(self) -> Optional[tuple[int, bytes, bytes]]:
+        """(global step, model zip, VecNormalize pickle) of the snapshot whose gate evaluation passed in this
+        segment of the stage, or None (no gate passed here: the stage's result is the model it trained)."""
+        if self._passed is None:
+            return None
+        step, snapshot = self._passed
+        model_zip, vecnorm = snapshot()
+        return step, model_zip, vecnorm
 
     def close(self) -> None:
         """Stop the evaluation process; an evaluation in flight is abandoned (reported in one line)."""
@@ -262,6 +273,7 @@ class EvalGateCallback(BaseCallback):
                                         _timing(outcome.gate_time, gate_wait)))
             if gate_passed(outcome.gate, cur):
                 state.gate_passed, state.gate_passed_at = True, plan.step
+                self._passed = (plan.step, snapshot)
             else:
                 state.gate_streak = 0
         scalars["curriculum/gate_streak"] = state.gate_streak
