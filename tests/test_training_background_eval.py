@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -162,6 +163,8 @@ def test_evaluations_that_stop_early_give_the_same_numbers_inline_and_in_the_bac
     cur = CurriculumSettings(eval_episodes=6, gate_episodes=12, min_avg_reward=-1e9, min_avg_episode_length=39.5)
     plans = [EvalPlan(step=64, mark=64, run_seed=2, first_seed=first, gate_if_pass=True, curriculum=cur)
              for first in (0, 40)]
+    passing = dataclasses.replace(cur, min_avg_episode_length=0.0)  # its screening passes: the gate is played
+    plans.append(EvalPlan(step=64, mark=64, run_seed=2, first_seed=80, gate_if_pass=True, curriculum=passing))
 
     def inline(plan: EvalPlan, n_envs: int):
         envs = [make_env("velociraptor", dict(ENV)) for _ in range(n_envs)]
@@ -170,12 +173,15 @@ def test_evaluations_that_stop_early_give_the_same_numbers_inline_and_in_the_bac
     outcomes = {n: [inline(plan, n) for plan in plans] for n in (1, 4)}
     evaluator = BackgroundEvaluator(EnvSpec(default_env_factory, "velociraptor", dict(ENV), 4))
     try:
-        outcomes["background"] = []
+        outcomes["background"], gate_started = [], []
         for plan in plans:
             evaluator.submit(SnapshotJob(plan, model_bytes(model), vecnormalize_bytes(venv)))
             outcomes["background"].append(evaluator.wait())
+            gate_started.append(evaluator.gate_started)
     finally:
         evaluator.close()
+    # the process announced each gate evaluation before its outcome (training waits for a gate evaluation)
+    assert gate_started == [o.gate is not None for o in outcomes["background"]] == [False, False, True]
 
     def numbers(o):
         played = [o.screen] + ([o.gate] if o.gate is not None else [])
@@ -382,8 +388,66 @@ def test_a_stage_ends_on_its_passing_snapshot_and_the_curriculum_trains_alike_in
         assert _same_tensors(_policy_tensors(stage1 / "model.zip"), _policy_tensors(stage1 / "best" / "model.zip"))
         assert not stages["2"]["gate_passed"] and stages["2"]["timesteps_used"] == 512
     inline, background = (tmp_path / "false", tmp_path / "true")
-    assert runs["true"]["1"]["timesteps_used"] > 128  # ran ahead of the passing snapshot
+    assert runs["true"]["1"]["timesteps_used"] > 128  # ran ahead of the passing snapshot (during the screening)
     assert json.loads((background / "stage1" / "final.json").read_text())["trained_to"] > 128
     for stage in ("stage1", "stage2"):
         assert _same_tensors(_policy_tensors(inline / stage / "model.zip"),
                              _policy_tensors(background / stage / "model.zip")), stage
+
+
+def test_a_gate_passed_before_a_resume_gives_the_snapshot_in_best_as_the_result(tmp_path: Path) -> None:
+    """Killed between a checkpoint that recorded the passed gate and the stage's final save, the resumed stage
+    trains no more; its result is ``best/`` when that holds the passing snapshot, intact (else the model)."""
+    from dinosim.run_integrity import save_best_pair
+    from dinosim.training.callbacks import StageContext
+    from dinosim.training.eval_gate import EvalGateCallback
+    from dinosim.training.state import RunSummary, StageState
+
+    state = StageState(stage=1, status="running", gate_passed=True, gate_passed_at=300)
+    summary = RunSummary("train", "velociraptor", "ppo", {1: state})
+    ctx = StageContext(stage=1, run_dir=tmp_path, stage_dir=tmp_path / "stage1", summary=summary, state=state,
+                       curriculum=CurriculumSettings(), train_env=None, eval_envs=[])
+    gate_cb = EvalGateCallback(ctx)
+    assert gate_cb.result() is None  # no best/ yet
+    save_best_pair(ctx.stage_dir, b"model", b"stats", {"global_step": 300})
+    assert gate_cb.result() == (300, b"model", b"stats")
+    state.gate_passed_at = 400  # best/ holds another evaluation
+    assert gate_cb.result() is None
+    state.gate_passed_at = 300
+    (ctx.stage_dir / "best" / "model.zip").write_bytes(b"damaged")
+    assert gate_cb.result() is None
+
+
+def test_training_waits_for_a_gate_evaluation_once_the_evaluation_process_says_it_began(tmp_path: Path) -> None:
+    """A passing gate ends the stage on its snapshot, so steps trained past it would be thrown away: once the
+    evaluation process reports that the job's screening passed and its gate evaluation began, the next training
+    step waits for the outcome; before that, it only polls."""
+    from dinosim.training.callbacks import StageContext
+    from dinosim.training.eval_gate import EvalGateCallback
+    from dinosim.training.state import RunSummary, StageState
+
+    class Waited(Exception):
+        pass
+
+    class Evaluator:  # the BackgroundEvaluator contract: poll (None while running), wait, gate_started
+        gate_started = False
+
+        def poll(self) -> None:
+            return None
+
+        def wait(self) -> None:
+            raise Waited
+
+    state = StageState(stage=1, status="running", start_step=0)
+    ctx = StageContext(stage=1, run_dir=tmp_path, stage_dir=tmp_path / "stage1",
+                       summary=RunSummary("train", "velociraptor", "ppo", {1: state}), state=state,
+                       curriculum=CurriculumSettings(eval_freq=1000), train_env=None, eval_envs=[])
+    evaluator = Evaluator()
+    gate_cb = EvalGateCallback(ctx, evaluator)  # type: ignore[arg-type]
+    gate_cb.num_timesteps = 10
+    job = SimpleNamespace(plan=SimpleNamespace(step=0, mark=0))  # a job submitted at step 0
+    gate_cb._in_flight = (job, lambda: (b"", b""))  # type: ignore[assignment]
+    assert gate_cb._on_step() is True  # the screening runs: training goes on
+    evaluator.gate_started = True
+    with pytest.raises(Waited):
+        gate_cb._on_step()

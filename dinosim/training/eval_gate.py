@@ -7,8 +7,10 @@ current snapshot (a screening, and a gate evaluation if the screening completes 
 modes write the same records: ``metrics.jsonl``, ``evaluations.npz``, TensorBoard/W&B scalars and ``best/`` all
 carry the snapshot's step, and ``best/`` holds the evaluated snapshot (not the weights training has moved on to).
 
-Background rules: one evaluation in flight (a due evaluation first waits for the previous one); the stage stops
-at the first applied outcome whose gate passed (training ran ahead meanwhile); a checkpoint waits for the
+Background rules: one evaluation in flight (a due evaluation first waits for the previous one); training waits
+for a gate evaluation from the step it learns that one began (the screening passed), since a stage that passes
+ends on the evaluated snapshot and steps trained past it are not kept; the stage stops at the first applied
+outcome whose gate passed (training ran ahead during the screening); a checkpoint waits for the
 evaluation in flight, so a checkpoint's state holds every evaluation scheduled before it; a stage that ends by
 budget waits for it too. An interruption abandons the evaluation in flight: the checkpoint's state does not
 count it, so after `resume` the evaluation falls due at once, on the resumed weights. A dead evaluation process is
@@ -37,7 +39,8 @@ from typing import Any, Callable, Iterator, Optional
 import numpy as np
 from stable_baselines3.common.callbacks import BaseCallback
 
-from dinosim.run_integrity import model_bytes, save_best_pair, vecnormalize_bytes
+from dinosim.errors import DinosimError
+from dinosim.run_integrity import check_policy_pair, model_bytes, save_best_pair, vecnormalize_bytes
 from dinosim.runfolder import (
     EVAL_CPU,
     EVAL_KIND_KEY,
@@ -53,6 +56,9 @@ from dinosim.runfolder import (
     TRIAL_METRICS_ENV,
     append_json_line,
     atomic_write_bytes,
+    pair_meta_file,
+    read_json,
+    select_policy,
 )
 from dinosim.training.callbacks import StageContext
 from dinosim.training.eval_worker import BackgroundEvaluator, EnvSpec, EvalWorkerDied, SnapshotJob, play_snapshot
@@ -139,6 +145,8 @@ class EvalGateCallback(BaseCallback):
         ctx, state = self.ctx, self.ctx.state
         if self._in_flight is not None:
             self._collect(block=False)
+        if self._in_flight is not None and self.evaluator is not None and self.evaluator.gate_started:
+            self._collect(block=True)  # steps trained past a snapshot that passes would be thrown away
         if state.gate_passed:
             return False
         stage_steps = ctx.stage_steps(self.num_timesteps)
@@ -160,13 +168,25 @@ class EvalGateCallback(BaseCallback):
             self._collect(block=True)
 
     def result(self) -> Optional[tuple[int, bytes, bytes]]:
-        """(global step, model zip, VecNormalize pickle) of the snapshot whose gate evaluation passed in this
-        segment of the stage, or None (no gate passed here: the stage's result is the model it trained)."""
-        if self._passed is None:
+        """(global step, model zip, VecNormalize pickle) of the snapshot whose gate evaluation passed, or None (no
+        gate passed: the stage's result is the model it trained). A gate that passed before a resume (killed
+        between a checkpoint and the stage's final save) is found in ``best/`` when that holds its snapshot,
+        intact."""
+        if self._passed is not None:
+            step, snapshot = self._passed
+            model_zip, vecnorm = snapshot()
+            return step, model_zip, vecnorm
+        state = self.ctx.state
+        model, vecnorm_path = select_policy(self.ctx.stage_dir, "best")
+        if not state.gate_passed or model is None or vecnorm_path is None:
             return None
-        step, snapshot = self._passed
-        model_zip, vecnorm = snapshot()
-        return step, model_zip, vecnorm
+        try:
+            check_policy_pair(model, vecnorm_path)
+            step = read_json(pair_meta_file(model)).get("global_step")
+            pair = model.read_bytes(), vecnorm_path.read_bytes()
+        except (DinosimError, OSError, ValueError, AttributeError):
+            return None
+        return (step, *pair) if step == state.gate_passed_at else None
 
     def close(self) -> None:
         """Stop the evaluation process; an evaluation in flight is abandoned (reported in one line)."""

@@ -28,6 +28,7 @@ from typing import Any, Callable, Iterator, Optional, Sequence
 from dinosim.training.evaluation import EvalOutcome, EvalPlan, model_policy, obs_normalizer, play_plan
 
 _START_METHOD = "spawn"
+GATE_STARTED = "gate started"  # sent before a job's outcome when its screening passed and its gate evaluation begins
 PARENT_POLL = 0.5  # seconds between the evaluation process's checks that the training process still runs
 
 
@@ -117,13 +118,14 @@ def _global_rngs_kept() -> Iterator[None]:
             torch.cuda.set_rng_state_all(cuda)
 
 
-def play_snapshot(job: SnapshotJob, envs: Sequence[Any]) -> EvalOutcome:
+def play_snapshot(job: SnapshotJob, envs: Sequence[Any], on_gate: Optional[Callable[[], None]] = None) -> EvalOutcome:
     """Load the job's snapshot (on the CPU) and play its plan on ``envs``; used by the process and the fallback.
-    The caller's global random states are left as they were (building a policy draws its initial weights)."""
+    The caller's global random states are left as they were (building a policy draws its initial weights);
+    ``on_gate``: see :func:`~dinosim.training.evaluation.play_plan`."""
     with _global_rngs_kept():
         policy = load_policy(job.model_zip)
     normalize = obs_normalizer(pickle.loads(job.vecnorm) if job.vecnorm else None)
-    return play_plan(job.plan, model_policy(policy, job.deterministic), envs, normalize)
+    return play_plan(job.plan, model_policy(policy, job.deterministic), envs, normalize, on_gate)
 
 
 def _exit_with_parent(parent_pid: int, sentinel: Optional[int]) -> None:
@@ -166,7 +168,7 @@ def _serve(conn: Any, spec: EnvSpec) -> None:
             if job is None:
                 return
             try:
-                conn.send(play_snapshot(job, envs))
+                conn.send(play_snapshot(job, envs, lambda: conn.send(GATE_STARTED)))
             except (BrokenPipeError, ConnectionError):  # the training process closed its end meanwhile
                 return
     finally:
@@ -180,7 +182,8 @@ class BackgroundEvaluator:
     Contract: :meth:`submit` requires no job in flight (call :meth:`wait` first); :meth:`poll` and :meth:`wait`
     return the outcome of the job in flight (None from ``poll`` while it runs or when nothing is in flight) and
     raise :class:`EvalWorkerDied` when the process is gone; after that the evaluator is closed and
-    :attr:`pending` still holds the unanswered job so the caller can play it itself.
+    :attr:`pending` still holds the unanswered job so the caller can play it itself. :attr:`gate_started` turns
+    true (seen by ``poll``) once the job in flight has passed its screening and plays its gate evaluation.
     """
 
     def __init__(self, spec: EnvSpec) -> None:
@@ -190,6 +193,7 @@ class BackgroundEvaluator:
         self.process.start()
         child.close()
         self.pending: Optional[SnapshotJob] = None
+        self.gate_started = False
         self.submitted_at = 0.0
         self._sender: Optional[threading.Thread] = None
         self._send_failed = False
@@ -202,7 +206,7 @@ class BackgroundEvaluator:
         """Hand ``job`` to a sending thread and return at once (the process may still be starting)."""
         if self.pending is not None:
             raise RuntimeError("an evaluation is already in flight")
-        self.pending, self.submitted_at = job, time.perf_counter()
+        self.pending, self.submitted_at, self.gate_started = job, time.perf_counter(), False
         self._sender = threading.Thread(target=self._send, args=(job,), name="dinosim-eval-send", daemon=True)
         self._sender.start()
 
@@ -213,26 +217,38 @@ class BackgroundEvaluator:
             self._send_failed = True
 
     def poll(self) -> Optional[EvalOutcome]:
-        if self.pending is None:
-            return None
-        try:
-            ready = self._send_failed or self._conn.poll()
-        except (OSError, EOFError):
-            self._died()
-        return self._receive() if ready else None
+        while self.pending is not None:
+            try:
+                ready = self._send_failed or self._conn.poll()
+            except (OSError, EOFError):
+                self._died()
+            if not ready:
+                return None
+            outcome = self._receive()
+            if outcome is not None:
+                return outcome
+        return None
 
     def wait(self) -> Optional[EvalOutcome]:
-        return self._receive() if self.pending is not None else None
+        while self.pending is not None:
+            outcome = self._receive()
+            if outcome is not None:
+                return outcome
+        return None
 
-    def _receive(self) -> EvalOutcome:
+    def _receive(self) -> Optional[EvalOutcome]:
+        """The next message: the outcome (the job is then done), or None after :data:`GATE_STARTED`."""
         try:
             if self._send_failed:
                 raise EOFError
-            outcome = self._conn.recv()
+            message = self._conn.recv()
         except (EOFError, ConnectionError, OSError):
             self._died()
+        if isinstance(message, str) and message == GATE_STARTED:
+            self.gate_started = True
+            return None
         self.pending = None
-        return outcome
+        return message
 
     def _died(self) -> None:
         self.process.join(timeout=5)

@@ -366,13 +366,16 @@ class EvalOutcome:
 
 
 def play_plan(plan: EvalPlan, policy: Policy, envs: Sequence["gym.Env"],
-              normalize: Callable[[np.ndarray], np.ndarray]) -> EvalOutcome:
+              normalize: Callable[[np.ndarray], np.ndarray],
+              on_gate: Optional[Callable[[], None]] = None) -> EvalOutcome:
     """Play ``plan`` with ``policy`` on ``envs``: the screening, then the gate evaluation if the plan calls for it
-    (each stops early as :meth:`EvalPlan.stop_rule` says)."""
+    (each stops early as :meth:`EvalPlan.stop_rule` says); ``on_gate`` is called when the gate evaluation starts."""
     longest = longest_episode(envs)
     screen_stop, gate_stop = plan.stop_rule(False, longest), plan.stop_rule(True, longest)
     screen, screen_time = timed(lambda: run_seeded_episodes(policy, envs, plan.screen_seeds, normalize, screen_stop))
     if plan.gate_if_pass and screen_passed(screen, plan.curriculum):
+        if on_gate is not None:
+            on_gate()
         gate, gate_time = timed(lambda: run_seeded_episodes(policy, envs, plan.gate_seeds, normalize, gate_stop))
         return EvalOutcome(plan, screen, gate, screen_time, gate_time)
     return EvalOutcome(plan, screen, None, screen_time)
