@@ -28,6 +28,8 @@ from dinosim.runfolder import (
     METRICS_FILE,
     SCREEN_KIND,
     STAGE_CONFIG_FILE,
+    SUMMARY_FILE,
+    read_json,
     read_json_lines,
 )
 from dinosim.tracking.summary import EVAL_KIND_NAMES as KINDS
@@ -70,11 +72,20 @@ class StageCost:
 
 
 def _background(run: Path, stage: int) -> Optional[bool]:
+    """Whether the stage evaluated in the background: as its summary.json state records it, else (runs from before
+    it was recorded) its config.toml's ``curriculum.background_eval`` when that is true or false; None: unknown."""
+    try:
+        recorded = read_json(Path(run) / SUMMARY_FILE)["stages"][str(stage)].get("evaluated_in_background")
+    except (OSError, KeyError, TypeError, ValueError, AttributeError):
+        recorded = None
+    if isinstance(recorded, bool):
+        return recorded
     try:
         config = loads_toml((run / f"stage{stage}" / STAGE_CONFIG_FILE).read_text())
-        return bool(config["curriculum"]["background_eval"])
+        setting = config["curriculum"]["background_eval"]
     except (OSError, KeyError, TypeError, TOMLDecodeError):
         return None
+    return setting if isinstance(setting, bool) else None
 
 
 def _record_steps(records: list[dict[str, Any]]) -> tuple[dict[str, int], bool]:

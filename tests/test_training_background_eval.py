@@ -388,6 +388,8 @@ def test_a_stage_ends_on_its_passing_snapshot_and_the_curriculum_trains_alike_in
         assert _same_tensors(_policy_tensors(stage1 / "model.zip"), _policy_tensors(stage1 / "best" / "model.zip"))
         assert not stages["2"]["gate_passed"] and stages["2"]["timesteps_used"] == 512
     inline, background = (tmp_path / "false", tmp_path / "true")
+    assert [runs[m][s]["evaluated_in_background"] for m in ("false", "true") for s in ("1", "2")] == [
+        False, False, True, False]
     assert runs["true"]["1"]["timesteps_used"] > 128  # ran ahead of the passing snapshot (during the screening)
     assert json.loads((background / "stage1" / "final.json").read_text())["trained_to"] > 128
     for stage in ("stage1", "stage2"):

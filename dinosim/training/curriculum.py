@@ -208,6 +208,7 @@ def _train_stage(run_dir: Path, plan: RunPlan, summary: RunSummary, hooks: RunHo
     ramp = changed_numeric_weights(source_env, env_kwargs) if source_env is not None else {}
     state.ramped = {k: [old, new] for k, (old, new) in ramp.items()}
     evaluator = _start_evaluator(stage, cur.evaluates_in_background(budget, usable_cpus(), config.vec_env), env_spec)
+    state.evaluated_in_background = evaluator is not None
     if evaluator is not None and cur.background_eval == "auto":
         print(f"stage {stage}: evaluating in a background process (curriculum.background_eval = \"auto\"; false "
               "evaluates in the training process)", flush=True)

@@ -76,6 +76,7 @@ class StageState:
     # the background evaluation process), summed over resumed segments; None: a state from before it was recorded
     cpu_time: Optional[float] = 0.0
     warm_start: Optional[str] = None  # model the stage was warm-started from
+    evaluated_in_background: Optional[bool] = None  # its evaluations ran in a background process (latest segment)
     ramped: dict[str, list[float]] = field(default_factory=dict)  # [env] key -> [previous value, stage value]
     # Totals of the evaluations' metrics.jsonl timings, per kind: {"screen"|"gate": {"evaluations": n, "wall_s",
     # "cpu_s", "env_steps", "training_wait_s"}} (dinosim.runfolder.EVAL_TIME_FIELDS). Like wall_time they cover the
@@ -127,7 +128,8 @@ class StageState:
                 or any(not isinstance(getattr(state, n), (dict, type(None))) for n in tables)
                 or not isinstance(state.wall_time, (int, float)) or not _eval_time_ok(state.eval_time)
                 or not isinstance(state.cpu_time, (int, float, type(None)))
-                or not isinstance(state.warm_start, (str, type(None)))):
+                or not isinstance(state.warm_start, (str, type(None)))
+                or not isinstance(state.evaluated_in_background, (bool, type(None)))):
             raise ValueError(f"stage state with a wrong-typed or unknown value: {data}"[:200])
         return state
 
