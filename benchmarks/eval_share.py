@@ -44,7 +44,7 @@ class StageCost:
     stage: int
     steps: int
     wall: float
-    background: Optional[bool]  # curriculum.background_eval of the stage's config.toml (None: not readable)
+    background: Optional[bool]  # whether the stage evaluated in the background (see _background; None: unknown)
     row: StageRow
     eval_steps: dict[str, int]  # per kind, from the records' eval/episodes x eval/mean_ep_length (0: none)
     eval_steps_complete: bool  # every record of the stage had both numbers
