@@ -177,8 +177,10 @@ class EvalGateCallback(BaseCallback):
             model_zip, vecnorm = snapshot()
             return step, model_zip, vecnorm
         state = self.ctx.state
+        if not state.gate_passed:
+            return None
         model, vecnorm_path = select_policy(self.ctx.stage_dir, "best")
-        if not state.gate_passed or model is None or vecnorm_path is None:
+        if model is None or vecnorm_path is None:
             return None
         try:
             check_policy_pair(model, vecnorm_path)
