@@ -28,8 +28,6 @@ from dinosim.runfolder import (
     METRICS_FILE,
     SCREEN_KIND,
     STAGE_CONFIG_FILE,
-    SUMMARY_FILE,
-    read_json,
     read_json_lines,
 )
 from dinosim.tracking.summary import EVAL_KIND_NAMES as KINDS
@@ -71,17 +69,14 @@ class StageCost:
         return (evals / steps) / ((used - evals) / self.steps) if used > evals else None
 
 
-def _background(run: Path, stage: int) -> Optional[bool]:
-    """Whether the stage evaluated in the background: as its summary.json state records it, else (runs from before
-    it was recorded) its config.toml's ``curriculum.background_eval`` when that is true or false; None: unknown."""
+def _background(run: Path, row: StageRow) -> Optional[bool]:
+    """Whether the stage evaluated in the background: as its summary.json state records it (``row.background``),
+    else (runs from before it was recorded) its config.toml's ``curriculum.background_eval`` when that is true or
+    false; None: unknown."""
+    if row.background is not None:
+        return row.background
     try:
-        recorded = read_json(Path(run) / SUMMARY_FILE)["stages"][str(stage)].get("evaluated_in_background")
-    except (OSError, KeyError, TypeError, ValueError, AttributeError):
-        recorded = None
-    if isinstance(recorded, bool):
-        return recorded
-    try:
-        config = loads_toml((run / f"stage{stage}" / STAGE_CONFIG_FILE).read_text())
+        config = loads_toml((run / f"stage{row.stage}" / STAGE_CONFIG_FILE).read_text())
         setting = config["curriculum"]["background_eval"]
     except (OSError, KeyError, TypeError, TOMLDecodeError):
         return None
@@ -111,7 +106,7 @@ def stage_costs(run: Path) -> list[StageCost]:
         if row.timesteps is None or row.wall_time is None:
             continue
         steps, complete = _record_steps([r for r in records if r.get("stage") == row.stage])
-        costs.append(StageCost(Path(run), row.stage, row.timesteps, row.wall_time, _background(run, row.stage),
+        costs.append(StageCost(Path(run), row.stage, row.timesteps, row.wall_time, _background(Path(run), row),
                                row, steps, complete))
     return costs
 

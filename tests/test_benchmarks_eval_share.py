@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -50,6 +51,23 @@ def test_an_old_run_is_not_recorded_or_a_labelled_estimate(tmp_path, make_run, e
     [line] = eval_share.report([old], cost_ratio=0.5)
     weighted = (1800 + 9000) * 0.5
     assert "ESTIMATED" in line and f"{100 * weighted / (10000 + weighted):.1f} %" in line and "--cost-ratio" in line
+
+
+def test_the_mode_a_stage_evaluated_in_comes_from_its_summary_else_a_true_or_false_config(run_a, eval_share,
+                                                                                           tmp_path) -> None:
+    """summary.json records the mode (``"auto"`` in config.toml does not say it); a background stage gives no
+    inline cost ratio, and its report says how it evaluated."""
+    assert [c.background for c in eval_share.stage_costs(run_a)] == [False, False]  # tiny runs: "auto" -> inline
+    run = shutil.copytree(run_a, tmp_path / "A")
+    summary = json.loads((run / "summary.json").read_text())
+    summary["stages"]["1"]["evaluated_in_background"] = True
+    (run / "summary.json").write_text(json.dumps(summary))
+    first = eval_share.stage_costs(run)[0]
+    assert first.background is True and first.cost_ratio() is None
+    assert ", background evaluation;" in eval_share.format_cost(first, None)
+    del summary["stages"]["1"]["evaluated_in_background"]  # a run from before it was recorded: config.toml's "auto"
+    (run / "summary.json").write_text(json.dumps(summary))
+    assert eval_share.stage_costs(run)[0].background is None
 
 
 def test_the_command_line(tmp_path, make_run, ev) -> None:

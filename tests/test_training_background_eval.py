@@ -397,18 +397,26 @@ def test_a_stage_ends_on_its_passing_snapshot_and_the_curriculum_trains_alike_in
                              _policy_tensors(background / stage / "model.zip")), stage
 
 
+def _stage_context(tmp_path: Path, state, curriculum: CurriculumSettings):
+    """A stage-1 context of a velociraptor `train` run in ``tmp_path`` without envs: enough for the gate's
+    bookkeeping."""
+    from dinosim.training.callbacks import StageContext
+    from dinosim.training.state import RunSummary
+
+    return StageContext(stage=1, run_dir=tmp_path, stage_dir=tmp_path / "stage1",
+                        summary=RunSummary("train", "velociraptor", "ppo", {1: state}), state=state,
+                        curriculum=curriculum, train_env=None, eval_envs=[])
+
+
 def test_a_gate_passed_before_a_resume_gives_the_snapshot_in_best_as_the_result(tmp_path: Path) -> None:
     """Killed between a checkpoint that recorded the passed gate and the stage's final save, the resumed stage
     trains no more; its result is ``best/`` when that holds the passing snapshot, intact (else the model)."""
     from dinosim.run_integrity import save_best_pair
-    from dinosim.training.callbacks import StageContext
     from dinosim.training.eval_gate import EvalGateCallback
-    from dinosim.training.state import RunSummary, StageState
+    from dinosim.training.state import StageState
 
     state = StageState(stage=1, status="running", gate_passed=True, gate_passed_at=300)
-    summary = RunSummary("train", "velociraptor", "ppo", {1: state})
-    ctx = StageContext(stage=1, run_dir=tmp_path, stage_dir=tmp_path / "stage1", summary=summary, state=state,
-                       curriculum=CurriculumSettings(), train_env=None, eval_envs=[])
+    ctx = _stage_context(tmp_path, state, CurriculumSettings())
     gate_cb = EvalGateCallback(ctx)
     assert gate_cb.result() is None  # no best/ yet
     save_best_pair(ctx.stage_dir, b"model", b"stats", {"global_step": 300})
@@ -424,9 +432,8 @@ def test_training_waits_for_a_gate_evaluation_once_the_evaluation_process_says_i
     """A passing gate ends the stage on its snapshot, so steps trained past it would be thrown away: once the
     evaluation process reports that the job's screening passed and its gate evaluation began, the next training
     step waits for the outcome; before that, it only polls."""
-    from dinosim.training.callbacks import StageContext
     from dinosim.training.eval_gate import EvalGateCallback
-    from dinosim.training.state import RunSummary, StageState
+    from dinosim.training.state import StageState
 
     class Waited(Exception):
         pass
@@ -441,11 +448,9 @@ def test_training_waits_for_a_gate_evaluation_once_the_evaluation_process_says_i
             raise Waited
 
     state = StageState(stage=1, status="running", start_step=0)
-    ctx = StageContext(stage=1, run_dir=tmp_path, stage_dir=tmp_path / "stage1",
-                       summary=RunSummary("train", "velociraptor", "ppo", {1: state}), state=state,
-                       curriculum=CurriculumSettings(eval_freq=1000), train_env=None, eval_envs=[])
     evaluator = Evaluator()
-    gate_cb = EvalGateCallback(ctx, evaluator)  # type: ignore[arg-type]
+    gate_cb = EvalGateCallback(_stage_context(tmp_path, state, CurriculumSettings(eval_freq=1000)),
+                               evaluator)  # type: ignore[arg-type]
     gate_cb.num_timesteps = 10
     job = SimpleNamespace(plan=SimpleNamespace(step=0, mark=0))  # a job submitted at step 0
     gate_cb._in_flight = (job, lambda: (b"", b""))  # type: ignore[assignment]

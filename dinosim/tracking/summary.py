@@ -69,6 +69,7 @@ class StageRow:
     eval_share: Optional[float] = None  # eval_wait / wall_time
     eval_time: Optional[dict[str, dict[str, float]]] = None  # {"screen"|"gate": {"evaluations", "wall_s", ...}}
     cpu_time: Optional[float] = None  # CPU seconds of the training process in the stage (None: not recorded)
+    background: Optional[bool] = None  # its evaluations ran in a background process (None: not recorded)
 
 
 @dataclass
@@ -195,6 +196,8 @@ def _row(stage: int, entry: dict[str, Any], records: list[dict[str, Any]], top: 
         eval_share=_num(entry.get(STAGE_EVAL_SHARE_KEY)) if eval_time is not None else None,
         eval_time=eval_time,
         cpu_time=_num(entry.get("cpu_time")) if started else None,
+        background=entry.get("evaluated_in_background") if isinstance(entry.get("evaluated_in_background"), bool)
+        else None,
     )
 
 
