@@ -5,7 +5,7 @@
         metrics.jsonl) and
         `python -m rl_zoo3.train` (its own eval + checkpoints + TensorBoard, same eval/save frequency) one after
         the other, each in its own process, and prints both fps and the ratio dinosim / rl-zoo3.
-    python benchmarks/train_fps.py --vec-envs dummy,subproc --n-envs 1,2,4,8 --timesteps 65536 --only dinosim
+    python benchmarks/train_fps.py --vec-envs dummy,threads,subproc --n-envs 1,2,4,8 --timesteps 65536 --only dinosim
         the training fps of dinosim for every vec-env type x n_envs (to choose the CLI defaults).
     python benchmarks/train_fps.py --eval-overhead --species velociraptor --stage 3 --timesteps 50000 \
             --eval-freq 25000
@@ -106,6 +106,11 @@ def _python_literal(value: Any) -> str:
     return repr(value)
 
 
+# rl-zoo3's vec env for dinosim's: "threads" (envs in the training process, physics on threads) has no rl-zoo3
+# counterpart; the same envs in one process is rl-zoo3's "dummy"
+ZOO_VEC_ENV = {"threads": "dummy"}
+
+
 def run_zoo(species: str, stage: int, timesteps: int, n_envs: int, vec_env: str, overrides: list[str],
             workdir: Path, num_threads: Optional[int] = None) -> dict[str, Any]:
     from dinosim.config.resolve import resolve_run
@@ -118,6 +123,7 @@ def run_zoo(species: str, stage: int, timesteps: int, n_envs: int, vec_env: str,
              "normalize": {"norm_obs": True, "norm_reward": True, "gamma": kwargs.get("gamma", 0.99)}, **kwargs}
     if vec_env == "subproc":
         hyper["vec_env_wrapper"] = None
+    vec_env = ZOO_VEC_ENV.get(vec_env, vec_env)
     cmd = [sys.executable, "-m", "rl_zoo3.train", "--gym-packages", "dinosim", "--env", SPECIES[species].env_id,
            "--algo", "ppo", "-n", str(timesteps), "--seed", str(config.seed), "-f", str(workdir / "zoo"),
            "--tensorboard-log", str(workdir / "zoo-tb"), "--eval-freq", str(cur.eval_freq),
@@ -189,7 +195,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--stage", type=int, default=1)
     parser.add_argument("--timesteps", type=int, default=65536)
     parser.add_argument("--n-envs", default="4", help="comma-separated list")
-    parser.add_argument("--vec-envs", default="dummy", help="comma-separated: dummy,subproc")
+    parser.add_argument("--vec-envs", default="dummy",
+                        help="comma-separated: dummy,threads,subproc (rl-zoo3 runs dummy for threads)")
     parser.add_argument("--only", choices=("dinosim", "zoo", "both"), default="both")
     parser.add_argument("--override", nargs="*", default=[], help="dinosim overrides, applied to both programs")
     parser.add_argument("--repeats", type=int, default=3,

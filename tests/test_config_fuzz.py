@@ -125,7 +125,7 @@ def random_command_line(rng: random.Random) -> list[str]:
                            ("--n-envs", ["1", "3", "4", "256", "257", "0"]),
                            ("--timesteps", ["1", "8192", "20000", "10001", str(10**12)]),
                            ("--name", ["demo", "a/../b", "..", "x" * 101, "ok.1", "-x", " "]),
-                           ("--vec-env", ["dummy", "subproc"]),
+                           ("--vec-env", ["dummy", "threads", "subproc"]),
                            ("--device", ["cpu", "auto", "cpu", "auto", "cuda"])):
         if rng.random() < 0.4:
             args += [option, rng.choice(values)]

@@ -60,6 +60,7 @@ def test_auto_evaluates_in_the_background_on_2_cpus_for_long_stages_with_envs_in
     assert auto.background_eval == "auto"
     long, short = 4_000_000, BACKGROUND_AUTO_MIN_STEPS - 1
     assert auto.evaluates_in_background(long, 2, "dummy")
+    assert auto.evaluates_in_background(long, 2, "threads")  # the default: envs in the training process too
     assert auto.evaluates_in_background(BACKGROUND_AUTO_MIN_STEPS, 8, "dummy")
     assert not auto.evaluates_in_background(long, 1, "dummy")  # nothing to overlap with
     assert not auto.evaluates_in_background(long, 2, "subproc")  # the workers use the other cores
@@ -67,7 +68,7 @@ def test_auto_evaluates_in_the_background_on_2_cpus_for_long_stages_with_envs_in
     for flag in (True, False):
         chosen = CurriculumSettings(background_eval=flag)
         assert all(chosen.evaluates_in_background(b, c, v) is flag
-                   for b in (long, short) for c in (1, 2) for v in ("dummy", "subproc"))
+                   for b in (long, short) for c in (1, 2) for v in ("dummy", "threads", "subproc"))
 
 
 def test_a_snapshot_played_from_its_bytes_gives_the_inline_numbers() -> None:

@@ -14,7 +14,7 @@ from typing import Any, Optional
 import click
 
 from dinosim.config.overrides import extract_override_tokens, split_run_overrides
-from dinosim.config.resolve import ALGORITHMS, VEC_ENVS, RunConfig, resolve_run
+from dinosim.config.resolve import ALGORITHMS, DEFAULT_VEC_ENV, VEC_ENVS, RunConfig, resolve_run
 from dinosim.config.toml_writer import dumps
 from dinosim.errors import DinosimError
 from dinosim.species import CONFIG_DIR_ENV, CONFIGS_DIR, SPECIES, STAGES
@@ -31,7 +31,7 @@ from dinosim.training.request import (
     default_device,
 )
 
-DEFAULT_N_ENVS = 4  # DummyVecEnv with 4 envs: see the README's "Defaults chosen by measurement"
+DEFAULT_N_ENVS = 4  # 4 envs in the training process: see the README's "Defaults chosen by measurement"
 
 
 class OverrideCommand(click.Command):
@@ -96,8 +96,9 @@ def _run_options(func: Any) -> Any:
                      help="Steps per stage [default: the stage's curriculum.timesteps]."),
         click.option("--n-envs", type=click.IntRange(min=1), default=DEFAULT_N_ENVS, show_default=True,
                      help="Parallel training environments."),
-        click.option("--vec-env", type=click.Choice(VEC_ENVS), default="dummy", show_default=True,
-                     help="dummy: one process; subproc: one process per env."),
+        click.option("--vec-env", type=click.Choice(VEC_ENVS), default=DEFAULT_VEC_ENV, show_default=True,
+                     help="dummy: one process, envs one after the other; threads: one process, the envs' physics on "
+                          "the usable cores at once (same results); subproc: one process per env."),
         click.option("--seed", type=int, default=0, show_default=True),
         click.option("--device", type=click.Choice(DEVICES), default=None,
                      help=f"Torch device [default: {ON_POLICY_DEVICE} for ppo, {OFF_POLICY_DEVICE} for sac, tqc "

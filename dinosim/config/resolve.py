@@ -40,7 +40,8 @@ from dinosim.errors import ConfigError
 from dinosim.species import CONFIGS_DIR, SPECIES, STAGES
 
 ALGORITHMS = ALGORITHM_SECTIONS
-VEC_ENVS = ("dummy", "subproc")
+VEC_ENVS = ("dummy", "threads", "subproc")  # built by dinosim.training.builders.make_vec_env
+DEFAULT_VEC_ENV = "threads"  # the README's "Defaults chosen by measurement"
 _SCHEDULE_KEYS = {f.name for f in fields(ScheduleSettings)}
 
 
@@ -186,7 +187,7 @@ def resolve_run(
     *,
     seed: int = 0,
     n_envs: int = 4,
-    vec_env: str = "dummy",
+    vec_env: str = DEFAULT_VEC_ENV,
     config_dir: Path = CONFIGS_DIR,
 ) -> RunConfig:
     """Load, override, validate and complete the config of ``stages``. Raises ConfigError on any problem.

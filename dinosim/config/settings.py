@@ -62,12 +62,13 @@ class CurriculumSettings:
     def evaluates_in_background(self, budget: int, cpus: int, vec_env: str) -> bool:
         """Whether a stage of ``budget`` steps evaluates in a background process: ``background_eval`` when it is
         true or false; ``"auto"``: on a machine with ``cpus`` >= 2 usable CPUs, when the envs step in the training
-        process (``vec_env = "dummy"``; subproc workers already use the other cores) and the stage may train at
-        least :data:`BACKGROUND_AUTO_MIN_STEPS` steps (a shorter one evaluates too little to repay the evaluation
-        process's start-up). Either way the stage trains to the same result (the passing snapshot)."""
+        process (``vec_env`` ``"dummy"`` or ``"threads"``; subproc workers already use the other cores) and the
+        stage may train at least :data:`BACKGROUND_AUTO_MIN_STEPS` steps (a shorter one evaluates too little to
+        repay the evaluation process's start-up). Either way the stage trains to the same result (the passing
+        snapshot)."""
         if isinstance(self.background_eval, bool):
             return self.background_eval
-        return cpus >= 2 and vec_env == "dummy" and budget >= BACKGROUND_AUTO_MIN_STEPS
+        return cpus >= 2 and vec_env in ("dummy", "threads") and budget >= BACKGROUND_AUTO_MIN_STEPS
 
     def thresholds(self) -> dict[str, float]:
         """``{quantity: minimum}`` of the gate: ``return``, ``length`` and, where set, ``success``."""

@@ -143,6 +143,7 @@ class DinoEnv(TargetTask, Observation, gym.Env):
         self._setup_spaces()
         self._renderer: mujoco.Renderer | None = None
         self._signals = StepSignals(has_target=self.has_target)
+        self._begun: np.ndarray | None = None  # the applied action between begin_step and the step it begins
 
     # ---- kwargs with derived caches (settable at any time, e.g. through VecEnv.set_attr) ----------------------
     @property
@@ -219,6 +220,7 @@ class DinoEnv(TargetTask, Observation, gym.Env):
         self._place_target(rng, self._qpos_home[:3])
         mujoco.mj_forward(m, d)
         self._steps = 0
+        self._begun = None
         self._prev_action = np.zeros(m.nu)
         self._stance = [0.5] * self._nfeet  # exponential moving average of each foot's contact state
         self._pushes.reset(rng, self.push_force * self.body_weight, self.push_interval)
@@ -227,9 +229,16 @@ class DinoEnv(TargetTask, Observation, gym.Env):
 
     def step(self, action: np.ndarray):
         """Apply the action, advance the physics, read the step's signals, decide how the episode ends, then
-        reward (:func:`~dinosim.envs.rewards.compute_reward`) and observe; each step a method below, in order."""
-        a = self._apply_action(action)
-        self._advance_physics()
+        reward (:func:`~dinosim.envs.rewards.compute_reward`) and observe; each step a method below, in order.
+
+        A vector env may run the first two parts itself, for several envs at once (:meth:`begin_step` with this
+        step's action, then :meth:`simulate`, on any thread); ``step`` then continues from the advanced physics.
+        """
+        a = self._begun
+        if a is None:
+            a = self.begin_step(action)
+            self.simulate()
+        self._begun = None
         s = self._signals
         torso = self._read_torso()
         height, tilt = self._read_body(s, torso)
@@ -272,14 +281,23 @@ class DinoEnv(TargetTask, Observation, gym.Env):
         self._ctrl_v += self._home
         return a
 
-    def _advance_physics(self) -> None:
-        """Pushes for this step, then ``frame_skip`` MuJoCo steps."""
+    def begin_step(self, action: np.ndarray) -> np.ndarray:
+        """The step's start, before its physics: servo targets (:meth:`_apply_action`) and this step's pushes.
+        The next :meth:`simulate` advances the physics and the next ``step`` (same action) finishes the step.
+        Returns the action the plant receives."""
+        a = self._apply_action(action)
         self._pushes.update(
             self._steps * self.dt, self.np_random, self.push_force * self.body_weight, self.push_interval,
             self.push_duration,
         )  # fmt: skip
-        mujoco.mj_step(self.model, self.data, nstep=self.frame_skip)
         self._steps += 1
+        self._begun = a
+        return a
+
+    def simulate(self) -> None:
+        """``frame_skip`` MuJoCo steps. Touches only this env's MjData (the MjModel is read), and MuJoCo releases
+        the GIL meanwhile, so the envs of one process may simulate on threads of their own at once."""
+        mujoco.mj_step(self.model, self.data, nstep=self.frame_skip)
 
     def _read_torso(self) -> TorsoState:
         """The torso's state after this step's physics, read once for both the signals and the observation."""

@@ -98,14 +98,16 @@ def _make_thunk(factory: EnvFactory, species: str, env_kwargs: dict, seed: Optio
 
 
 def make_vec_env(species: str, env_kwargs: dict, n_envs: int, seed: int, vec_env: str,
-                 factory: Optional[EnvFactory] = None) -> "VecEnv":
-    """``n_envs`` envs seeded ``seed, seed+1, ...`` in a DummyVecEnv (without the info deep copy, see
-    :mod:`dinosim.training.vec_env`) or a SubprocVecEnv (forkserver, preloading :data:`FORKSERVER_PRELOAD`; also
-    with one env: the user asked for the simulation in its own process, e.g. to keep a native crash out of the
-    trainer)."""
-    from dinosim.training.vec_env import InfoSafeDummyVecEnv, InterruptSafeSubprocVecEnv
+                 factory: Optional[EnvFactory] = None, threads: int = 1) -> "VecEnv":
+    """``n_envs`` envs seeded ``seed, seed+1, ...``: ``"dummy"``, in this process one after the other (SB3's
+    DummyVecEnv without the info deep copy, see :mod:`dinosim.training.vec_env`); ``"threads"``, in this process
+    with their physics on up to ``threads`` threads at once (the same results); ``"subproc"``, a SubprocVecEnv
+    (forkserver, preloading :data:`FORKSERVER_PRELOAD`; also with one env: the user asked for the simulation in its
+    own process, e.g. to keep a native crash out of the trainer)."""
+    from dinosim.config.resolve import VEC_ENVS
+    from dinosim.training.vec_env import InfoSafeDummyVecEnv, InterruptSafeSubprocVecEnv, PhysicsThreadsVecEnv
 
-    if vec_env not in ("dummy", "subproc"):
+    if vec_env not in VEC_ENVS:
         raise DinosimError(f"unknown vec env {vec_env!r}")
     factory = factory or default_env_factory
     thunks = [_make_thunk(factory, species, env_kwargs, seed + i) for i in range(n_envs)]
@@ -114,6 +116,8 @@ def make_vec_env(species: str, env_kwargs: dict, n_envs: int, seed: int, vec_env
 
         multiprocessing.set_forkserver_preload(list(FORKSERVER_PRELOAD))  # read when the forkserver first starts
         return InterruptSafeSubprocVecEnv(thunks, start_method="forkserver")
+    if vec_env == "threads":
+        return PhysicsThreadsVecEnv(thunks, threads)
     return InfoSafeDummyVecEnv(thunks)
 
 

@@ -187,7 +187,8 @@ def _train_stage(run_dir: Path, plan: RunPlan, summary: RunSummary, hooks: RunHo
     checkpoint = _begin_stage(plan, summary, stage, folder, budget)
     where_step = {"step": summary.stages[stage].start_step or 0}
     train_venv = FiniteCheckVecEnv(
-        make_vec_env(config.species, env_kwargs, config.n_envs, config.seed, config.vec_env, hooks.env_factory),
+        make_vec_env(config.species, env_kwargs, config.n_envs, config.seed, config.vec_env, hooks.env_factory,
+                     threads=usable_cpus()),
         lambda: f"stage {stage}, step {where_step['step']}",
     )
     env_spec = EnvSpec(hooks.env_factory or default_env_factory, config.species, dict(env_kwargs), cur.eval_envs)
