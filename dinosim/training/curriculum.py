@@ -201,6 +201,7 @@ def _train_stage(run_dir: Path, plan: RunPlan, summary: RunSummary, hooks: RunHo
                                         source_vecnorm, plan.device)
         resumed_from = None
     if config.algorithm == "ppo":  # FastPPO: the KL penalty towards the stage's start policy (anchor_coef)
+        model.update_threads = usable_cpus() if config.vec_env == "threads" else 1  # same numbers either way
         started = summary.stages[stage]
         model.anchor = stage_anchor(model.policy, folder, cur, started.warm_start is not None,
                                     int(started.start_step or 0), resumed=resumed_from is not None)

@@ -23,13 +23,16 @@ leave its numbers unchanged (the test compares the trained parameters bit for bi
 argument validation in ``torch.distributions`` (it only raises on NaN parameters: a NaN policy is then stopped by
 the NaN checks of :mod:`dinosim.training.faults` instead). With an ``anchor`` (``curriculum.anchor_coef`` > 0 on a
 warm-started stage) the update's loss also holds a KL penalty towards the stage's start policy; without one (the
-default) the update is SB3's. Saved models are
+default) the update is SB3's. With ``update_threads`` >= 2 (``--vec-env threads`` on a machine with 2+ usable CPUs)
+and a core idle for half the last rollout or more, the update computes the actor's and the critic's gradients on
+two threads at once (:mod:`dinosim.training.split_update`: the same numbers). Saved models are
 ordinary PPO zips (``PPO.load`` reads them; the class is not stored). ``tests/test_training_fast_ppo.py`` compares
 the rollout buffers and the trained parameters of :class:`FastPPO` and ``PPO`` for the same seed.
 """
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from typing import Optional
 
 import numpy as np
@@ -39,9 +42,12 @@ from stable_baselines3.common.buffers import RolloutBuffer
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.vec_env import VecEnv
 
+from dinosim.training import split_update
 from dinosim.training.anchor import PolicyAnchor
 from dinosim.training.lean_normalize import normalized_step, supported
 from dinosim.training.lean_policy import LeanActorCritic
+
+SPARE_CPUS_TO_SPLIT = 0.5  # idle CPUs (average over the last rollout) for the update to take a second thread
 
 
 class FastPPO(PPO):
@@ -52,16 +58,36 @@ class FastPPO(PPO):
     """
 
     anchor: Optional[PolicyAnchor] = None
+    update_threads: int = 1  # >= 2: split the update over two threads after a rollout with a spare core
+    _RUNTIME = ("anchor", "update_threads", "_idle", "_spare_cpus", "_update_pool")  # not saved
 
     def _excluded_save_params(self) -> list[str]:
-        return [*super()._excluded_save_params(), "anchor"]  # a saved model stays an ordinary PPO zip
+        return [*super()._excluded_save_params(), *self._RUNTIME]  # a saved model stays an ordinary PPO zip
 
     def collect_rollouts(self, env: VecEnv, callback: BaseCallback, rollout_buffer: RolloutBuffer,
                          n_rollout_steps: int) -> bool:
+        meter = self._idle_meter()
         forward = LeanActorCritic.of(self.policy) if type(rollout_buffer) is RolloutBuffer else None
         if forward is None:
-            return super().collect_rollouts(env, callback, rollout_buffer, n_rollout_steps)
-        return lean_collect(self, forward, env, callback, rollout_buffer, n_rollout_steps)
+            done = super().collect_rollouts(env, callback, rollout_buffer, n_rollout_steps)
+        else:
+            done = lean_collect(self, forward, env, callback, rollout_buffer, n_rollout_steps)
+        self._spare_cpus = meter.idle_cpus() if meter is not None else 0.0
+        return done
+
+    def _idle_meter(self) -> Optional[split_update.IdleMeter]:
+        if self.update_threads < 2:
+            return None
+        if getattr(self, "_idle", None) is None:
+            self._idle = split_update.IdleMeter()
+        self._idle.start()
+        return self._idle
+
+    def _splits_update(self) -> bool:
+        """Whether this update runs on two threads: asked for, a core idle for half the last rollout or more,
+        no anchor, and a model whose update splits exactly."""
+        return (self.update_threads >= 2 and getattr(self, "_spare_cpus", 0.0) >= SPARE_CPUS_TO_SPLIT
+                and self.anchor is None and split_update.supported(self))
 
     def train(self) -> None:
         """SB3's ``PPO.train`` with multi-tensor Adam and without distribution argument checks (same numbers)."""
@@ -70,7 +96,12 @@ class FastPPO(PPO):
         validate = th.distributions.Distribution._validate_args
         th.distributions.Distribution.set_default_validate_args(False)
         try:
-            if self.anchor is None:
+            if self._splits_update():
+                if getattr(self, "_update_pool", None) is None:
+                    self._update_pool = ThreadPoolExecutor(1, thread_name_prefix="dinosim-critic")
+                split_update.split_train(self, self._update_pool)
+                self.logger.record("train/update_threads", 2)
+            elif self.anchor is None:
                 super().train()
             else:
                 self._anchored_train(self.anchor)
