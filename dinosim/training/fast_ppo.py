@@ -59,6 +59,9 @@ class FastPPO(PPO):
 
     anchor: Optional[PolicyAnchor] = None
     update_threads: int = 1  # >= 2: split the update over two threads after a rollout with a spare core
+    _idle: Optional[split_update.IdleMeter] = None  # measures the spare CPU of each rollout (update_threads >= 2)
+    _spare_cpus: float = 0.0  # idle CPUs, on average, during the last rollout
+    _update_pool: Optional[ThreadPoolExecutor] = None  # the split update's critic thread, made on first use
     _RUNTIME = ("anchor", "update_threads", "_idle", "_spare_cpus", "_update_pool")  # not saved
 
     def _excluded_save_params(self) -> list[str]:
@@ -78,7 +81,7 @@ class FastPPO(PPO):
     def _idle_meter(self) -> Optional[split_update.IdleMeter]:
         if self.update_threads < 2:
             return None
-        if getattr(self, "_idle", None) is None:
+        if self._idle is None:
             self._idle = split_update.IdleMeter()
         self._idle.start()
         return self._idle
@@ -86,7 +89,7 @@ class FastPPO(PPO):
     def _splits_update(self) -> bool:
         """Whether this update runs on two threads: asked for, a core idle for half the last rollout or more,
         no anchor, and a model whose update splits exactly."""
-        return (self.update_threads >= 2 and getattr(self, "_spare_cpus", 0.0) >= SPARE_CPUS_TO_SPLIT
+        return (self.update_threads >= 2 and self._spare_cpus >= SPARE_CPUS_TO_SPLIT
                 and self.anchor is None and split_update.supported(self))
 
     def train(self) -> None:
@@ -97,7 +100,7 @@ class FastPPO(PPO):
         th.distributions.Distribution.set_default_validate_args(False)
         try:
             if self._splits_update():
-                if getattr(self, "_update_pool", None) is None:
+                if self._update_pool is None:
                     self._update_pool = ThreadPoolExecutor(1, thread_name_prefix="dinosim-critic")
                 split_update.split_train(self, self._update_pool)
                 self.logger.record("train/update_threads", 2)
