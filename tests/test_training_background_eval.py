@@ -94,6 +94,39 @@ def test_a_snapshot_played_from_its_bytes_gives_the_inline_numbers() -> None:
     assert list(plan.screen_seeds) == list(range(plan.screen_seeds.start, plan.gate_seeds.start))
 
 
+def test_stochastic_evaluations_sample_seeded_noise_inline_and_from_the_snapshot_alike() -> None:
+    """``eval_deterministic = false``: the sampled actions come from torch's generator seeded with each evaluation's
+    first episode seed, so a replay (inline or from the snapshot's bytes) gives the same numbers, the training
+    process's generator is left where it was, and the numbers are not the mean action's."""
+    import torch
+
+    from dinosim.envs import make_env
+    from dinosim.run_integrity import model_bytes, vecnormalize_bytes
+    from dinosim.training.eval_worker import SnapshotJob, play_snapshot
+
+    model, venv = _snapshot_model()
+    cur = CurriculumSettings(eval_episodes=3, gate_episodes=2, min_avg_reward=-1e9, eval_deterministic=False)
+    plan = EvalPlan(step=4096, mark=4096, run_seed=5, first_seed=7, gate_if_pass=True, curriculum=cur)
+
+    def envs() -> list:
+        return [make_env("velociraptor", dict(ENV)) for _ in range(2)]
+
+    torch.manual_seed(123)
+    rng_before = torch.get_rng_state()
+    first = play_plan(plan, model_policy(model, deterministic=False), envs(), obs_normalizer(venv))
+    assert torch.equal(torch.get_rng_state(), rng_before)  # training's random stream is untouched
+    torch.manual_seed(456)  # another global state: the evaluation does not depend on it
+    again = play_plan(plan, model_policy(model, deterministic=False), envs(), obs_normalizer(venv))
+    replayed = play_snapshot(SnapshotJob(plan, model_bytes(model), vecnormalize_bytes(venv)), envs())
+    mean_action = play_plan(dataclasses.replace(plan, curriculum=CurriculumSettings(
+        eval_episodes=3, gate_episodes=2, min_avg_reward=-1e9)), model_policy(model), envs(), obs_normalizer(venv))
+    assert first.gate is not None and again.gate is not None and replayed.gate is not None
+    for other in (again, replayed):
+        for a, b in ((first.screen, other.screen), (first.gate, other.gate)):
+            assert (a.returns, a.lengths, a.components) == (b.returns, b.lengths, b.components)
+    assert first.screen.returns != mean_action.screen.returns
+
+
 @pytest.mark.parametrize("algorithm", ["ppo", "sac", "tqc", "crossq"])
 def test_the_policy_loaded_without_optimizers_acts_like_the_loaded_model(algorithm: str) -> None:
     import io

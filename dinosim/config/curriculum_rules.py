@@ -23,6 +23,7 @@ CURRICULUM_RULES: dict[str, Rule] = {
     "required_consecutive": Number(1, 1000, integer=True),
     "eval_freq": _STEPS,
     "eval_episodes": Number(1, 10_000, integer=True),
+    "eval_deterministic": Flag(),
     "gate_episodes": Number(1, 100_000, integer=True),
     "gate_confidence": Number(0.5, 1.0, hi_open=True),
     "eval_envs": Number(1, 256, integer=True),

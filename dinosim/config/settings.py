@@ -33,6 +33,9 @@ class CurriculumSettings:
     With ``eval_early_stop`` an evaluation ends as soon as a criterion of :data:`STOPPABLE` can no longer be met
     whatever its remaining episodes do (:meth:`fewest_successes`, :meth:`meets`; see
     :mod:`dinosim.training.eval_stop`): the verdict is the full evaluation's, only fewer episodes are played.
+    Evaluations play the policy's mean action, or with ``eval_deterministic = false`` sample its actions as
+    training does (the policy the next stage starts to train from), from torch's generator seeded with the
+    evaluation's first episode seed (the same numbers inline and in the background for the same ``eval_envs``).
     """
 
     timesteps: int = 4_000_000  # training budget of the stage, in environment steps
@@ -41,7 +44,8 @@ class CurriculumSettings:
     min_success_rate: Optional[float] = None  # gate (stage 3): screening success, then its Wilson lower bound, >= this
     required_consecutive: int = 1  # gate: this many passing screenings in a row before the gate evaluation
     eval_freq: int = 25_000  # evaluate every this many environment steps (summed over envs)
-    eval_episodes: int = 20  # episodes per screening evaluation (deterministic policy, frozen normalisation)
+    eval_episodes: int = 20  # episodes per screening evaluation (frozen normalisation)
+    eval_deterministic: bool = True  # evaluations play the mean action (true) or sample it as training does (false)
     gate_episodes: int = 100  # episodes of the gate evaluation that confirms a passing screening
     gate_confidence: float = 0.95  # one-sided confidence of the lower bounds the gate evaluation must meet
     eval_envs: int = 8  # environments stepped together during an evaluation (one batched policy call per step)

@@ -120,8 +120,8 @@ class EvalGateCallback(BaseCallback):
     """Every ``eval_freq`` stage steps: a screening evaluation, and a gate evaluation once screenings pass.
 
     The rule is :class:`~dinosim.config.settings.CurriculumSettings` (``screen_passes``, ``gate_passes``,
-    ``rank``). Both evaluations play a snapshot (deterministic policy, frozen copy of the training observation
-    statistics) on episode seeds of the run's gate stream, which training never uses; each writes a
+    ``rank``). Both evaluations play a snapshot (the policy as ``eval_deterministic`` says, frozen copy of the training
+    observation statistics) on episode seeds of the run's gate stream, which training never uses; each writes a
     ``metrics.jsonl`` record (``eval_kind`` ``"screen"`` or ``"gate"``, ``eval_seeds`` = [first, end)),
     ``eval/*`` (screening) or ``gate/*`` (gate) scalars, the eval sinks, and ``best/`` when its lower bound ranks
     above the best so far and it played every episode (an evaluation that stopped early, see
@@ -132,10 +132,9 @@ class EvalGateCallback(BaseCallback):
     """
 
     def __init__(self, ctx: StageContext, evaluator: Optional[BackgroundEvaluator] = None,
-                 env_spec: Optional[EnvSpec] = None, deterministic: bool = True) -> None:
+                 env_spec: Optional[EnvSpec] = None) -> None:
         super().__init__()
         self.ctx, self.evaluator, self.env_spec = ctx, evaluator, env_spec
-        self.deterministic = deterministic
         self._in_flight: Optional[tuple[SnapshotJob, Snapshot]] = None
         self._blocked: list[tuple[float, float]] = []  # time.monotonic() spans training waited for the next outcome
         self._passed: Optional[tuple[int, Snapshot]] = None  # (step, snapshot) whose gate evaluation passed
@@ -220,13 +219,13 @@ class EvalGateCallback(BaseCallback):
         self._blocked = []
         if self.evaluator is None:
             with self._blocking():
-                policy = model_policy(self.model, self.deterministic)
+                policy = model_policy(self.model, self.ctx.curriculum.eval_deterministic)
                 outcome = play_plan(plan, policy, self.ctx.eval_envs, obs_normalizer(self.ctx.train_env))
             self._apply(outcome, lambda: (model_bytes(self.model), vecnormalize_bytes(self.ctx.train_env)))
             return
         with self._blocking():
             pair = (model_bytes(self.model), vecnormalize_bytes(self.ctx.train_env))
-            job = SnapshotJob(plan, pair[0], pair[1], self.deterministic)
+            job = SnapshotJob(plan, pair[0], pair[1])
             self._in_flight = (job, lambda: pair)
             try:
                 self.evaluator.submit(job)

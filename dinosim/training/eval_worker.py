@@ -69,7 +69,6 @@ class SnapshotJob:
     plan: EvalPlan
     model_zip: bytes
     vecnorm: bytes
-    deterministic: bool = True
 
 
 class _NoOptimizer:
@@ -125,7 +124,8 @@ def play_snapshot(job: SnapshotJob, envs: Sequence[Any], on_gate: Optional[Calla
     with _global_rngs_kept():
         policy = load_policy(job.model_zip)
     normalize = obs_normalizer(pickle.loads(job.vecnorm) if job.vecnorm else None)
-    return play_plan(job.plan, model_policy(policy, job.deterministic), envs, normalize, on_gate)
+    deterministic = job.plan.curriculum.eval_deterministic
+    return play_plan(job.plan, model_policy(policy, deterministic), envs, normalize, on_gate)
 
 
 def _exit_with_parent(parent_pid: int, sentinel: Optional[int]) -> None:

@@ -99,6 +99,7 @@ def _evaluate_model(run_data: dict, stage: int, model_path: Path, vecnorm_path: 
     from dinosim.run_integrity import loading
     from dinosim.training.builders import configure_torch_threads, load_model
     from dinosim.training.evaluation import (
+        action_noise_seeded,
         format_report,
         heldout_seeds,
         model_policy,
@@ -116,12 +117,9 @@ def _evaluate_model(run_data: dict, stage: int, model_path: Path, vecnorm_path: 
     model = load_model(config.algorithm, model_path)
     seeds = (heldout_seeds(config.seed, options.episodes) if options.seed is None
              else range(options.seed, options.seed + options.episodes))
-    if not options.deterministic:
-        import torch
-
-        torch.manual_seed(seeds.start)
     envs = [make_env(config.species, env_kwargs) for _ in range(max(1, min(options.n_envs, options.episodes)))]
-    result = run_seeded_episodes(model_policy(model, options.deterministic), envs, seeds, obs_normalizer(vecnorm))
+    with action_noise_seeded(None if options.deterministic else seeds.start):
+        result = run_seeded_episodes(model_policy(model, options.deterministic), envs, seeds, obs_normalizer(vecnorm))
     for env in envs:
         env.close()
     mode = "deterministic" if options.deterministic else "stochastic"

@@ -18,8 +18,9 @@ from __future__ import annotations
 
 import math
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Optional, Sequence
 
 import numpy as np
 
@@ -184,6 +185,21 @@ def model_policy(model: "BaseAlgorithm | BasePolicy", deterministic: bool = True
     if lean is not None:
         return lean.predict
     return lambda obs: model.predict(obs, deterministic=deterministic)[0]
+
+
+@contextmanager
+def action_noise_seeded(seed: Optional[int]) -> Iterator[None]:
+    """Inside: torch's global CPU generator (which a stochastic ``model.predict`` samples from) seeded with
+    ``seed``; on exit it is restored, so an evaluation inside the training process leaves training's random stream
+    as it was. None: nothing is done (deterministic policies draw nothing)."""
+    if seed is None:
+        yield
+        return
+    import torch
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(int(seed))
+        yield
 
 
 def run_seeded_episodes(policy: Policy, envs: Sequence["gym.Env"], seeds: Sequence[int],
@@ -372,11 +388,17 @@ def play_plan(plan: EvalPlan, policy: Policy, envs: Sequence["gym.Env"],
     (each stops early as :meth:`EvalPlan.stop_rule` says); ``on_gate`` is called when the gate evaluation starts."""
     longest = longest_episode(envs)
     screen_stop, gate_stop = plan.stop_rule(False, longest), plan.stop_rule(True, longest)
-    screen, screen_time = timed(lambda: run_seeded_episodes(policy, envs, plan.screen_seeds, normalize, screen_stop))
+    noise = not plan.curriculum.eval_deterministic
+
+    def play(seeds: range, stop: Optional[StopRule]) -> EvalResult:
+        with action_noise_seeded(seeds.start if noise else None):
+            return run_seeded_episodes(policy, envs, seeds, normalize, stop)
+
+    screen, screen_time = timed(lambda: play(plan.screen_seeds, screen_stop))
     if plan.gate_if_pass and screen_passed(screen, plan.curriculum):
         if on_gate is not None:
             on_gate()
-        gate, gate_time = timed(lambda: run_seeded_episodes(policy, envs, plan.gate_seeds, normalize, gate_stop))
+        gate, gate_time = timed(lambda: play(plan.gate_seeds, gate_stop))
         return EvalOutcome(plan, screen, gate, screen_time, gate_time)
     return EvalOutcome(plan, screen, None, screen_time)
 
