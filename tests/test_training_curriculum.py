@@ -310,3 +310,18 @@ def test_off_policy_algorithms_train_and_warm_start(tmp_path: Path, algorithm: s
 
     model = algorithm_class(algorithm).load(str(tmp_path / "run" / "stage2" / "model.zip"), device="cpu")
     assert model.num_timesteps == 512
+
+
+def test_a_stage_gated_on_the_stochastic_policy_is_evaluated_stochastically_by_default(tmp_path: Path, tiny,
+                                                                                      dinosim_main) -> None:
+    """``curriculum.eval_deterministic = false``: the stage's evaluations sampled the actions, so `dinosim evaluate`
+    does too unless told otherwise, with noise seeded by the episode seeds (the same report twice)."""
+    run_dir = tmp_path / "run"
+    code, _ = tiny.run(run_dir, [1], ["curriculum.eval_deterministic=false"], 512)
+    assert code == 0
+    flags: list[list[str]] = [[], [], ["--deterministic"]]
+    reports = [dinosim_main("evaluate", str(run_dir), "--episodes", "2", *flag) for flag in flags]
+    assert all(code == 0 for code, _, _ in reports), reports
+    stochastic, again, deterministic = (out for _, out, _ in reports)
+    assert "(stochastic)" in stochastic and "(deterministic)" in deterministic
+    assert stochastic == again

@@ -224,7 +224,9 @@ def resume(run_dir: Path, progress: bool, verbose: bool, quiet: bool) -> int:
 @click.option("--stage", type=click.IntRange(STAGES[0], STAGES[-1]), default=None,
               help="Stage to evaluate [default: the last trained stage].")
 @click.option("--episodes", type=click.IntRange(min=1), default=100, show_default=True)
-@click.option("--deterministic/--stochastic", default=True, show_default=True)
+@click.option("--deterministic/--stochastic", default=None,
+              help="Mean actions, or actions sampled as in training [default: as the stage's gates judged "
+                   "it, curriculum.eval_deterministic].")
 @click.option("--model", "which", default="auto", show_default=True, callback=lambda c, p, v: _model_choice(v),
               help="best, final, or the global step of a checkpoint [auto: best, else final, else newest checkpoint].")
 @click.option("--seed", type=click.IntRange(min=0), default=None,
@@ -238,7 +240,7 @@ def resume(run_dir: Path, progress: bool, verbose: bool, quiet: bool) -> int:
               help="Width of the rendered frames in pixels (the aspect ratio is kept).")
 @click.option("--gif-every", type=click.IntRange(min=1), default=1, show_default=True,
               help="Keep every N-th step as a frame (smaller files; playback stays real-time).")
-def evaluate(run_dir: Path, stage: Optional[int], episodes: int, deterministic: bool, which: str,
+def evaluate(run_dir: Path, stage: Optional[int], episodes: int, deterministic: Optional[bool], which: str,
              seed: Optional[int], n_envs: int, gif: Optional[Path], gif_width: int, gif_every: int) -> int:
     """Evaluate a run's policy on held-out seeds: return, length, success rate and every reward component."""
     from dinosim.training.evaluate_run import evaluate as evaluate_run

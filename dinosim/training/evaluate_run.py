@@ -8,6 +8,7 @@ on stderr (:func:`dinosim.run_integrity.intact_policy`); a named ``--model`` tha
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +21,7 @@ from dinosim.training.state import read_run_file_checked
 from dinosim.training.stop_signals import EXIT_OK
 
 
-def evaluate(run_dir: Path, stage: Optional[int], episodes: int, deterministic: bool,
+def evaluate(run_dir: Path, stage: Optional[int], episodes: int, deterministic: Optional[bool],
              gif: Optional[Path] = None, gif_width: int = 320, gif_every: int = 1, model: str = "auto",
              seed: Optional[int] = None, n_envs: int = 8) -> int:
     """Evaluate one policy of a run; print return ± std, length, success rate (with its 95 % Wilson bounds), the
@@ -30,7 +31,9 @@ def evaluate(run_dir: Path, stage: Optional[int], episodes: int, deterministic: 
     checkpoint; the first of them that is intact: a damaged pair is skipped with a ``warning:`` line on stderr).
     ``seed``: episode k uses reset seed ``seed + k``; default the run's held-out test stream
     (:func:`dinosim.training.evaluation.heldout_seeds`), which neither training nor the gates use. ``n_envs``
-    episodes run side by side; deterministic results do not depend on it. ``gif``: also render (up to 3
+    episodes run side by side; deterministic results do not depend on it. ``deterministic``: the mean action
+    (True) or sampled actions (False, noise seeded with the first episode seed); None: as the stage's gates judged
+    it (``curriculum.eval_deterministic`` of the run's config). ``gif``: also render (up to 3
     episodes) to .gif/.mp4, ``gif_width`` pixels wide, every ``gif_every``-th step."""
     run_dir = Path(run_dir)
     if not (run_dir / RUN_FILE).exists():
@@ -81,7 +84,7 @@ def _choose_policy(run_dir: Path, stages: list[int], stage: Optional[int], model
 @dataclass(frozen=True)
 class EvalOptions:
     episodes: int
-    deterministic: bool
+    deterministic: Optional[bool]
     seed: Optional[int]
     n_envs: int
     gif: Optional[Path]
@@ -109,6 +112,8 @@ def _evaluate_model(run_data: dict, stage: int, model_path: Path, vecnorm_path: 
 
     configure_torch_threads()
     config = RunConfig.from_dict(run_data["config"])
+    if options.deterministic is None:
+        options = dataclasses.replace(options, deterministic=config.curriculum(stage).eval_deterministic)
     env_kwargs = config.env_kwargs(stage)
     vecnorm = None
     if vecnorm_path is not None:
