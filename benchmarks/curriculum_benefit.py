@@ -8,7 +8,8 @@ For every seed it runs (in this process, one after the other, committed configs,
 from scratch for every N in ``--stages``; same seeds and the same gates. Runs given with ``--warm``/``--scratch``
 are read instead of trained (their ``summary.json``), so figures of earlier runs can be tabled without
 re-training. Prints per species, seed and stage: steps and minutes to the gate (or "not passed" and the steps
-used), and the ratio warm / scratch of the steps (an upper bound when only the warm start passed).
+used), and the ratio warm / scratch of the steps (an upper bound when only the warm start passed), and the
+warm run's steps over all stages up to that gate with their ratio to scratch (what the whole chain cost).
 Goal (issue 10): ratio <= 0.5 for every species and stage.
 Exit code 0 when every ratio could be computed, 1 otherwise.
 """
@@ -88,8 +89,20 @@ def main(argv: Optional[list[str]] = None) -> int:
                 ok = False
                 if w and s and w["passed"]:  # scratch stopped unpassed: the ratio is below warm / steps it used
                     ratio = f"< {w['steps'] / s['steps']:.2f} (scratch not passed)"
-            print(f"  stage {stage} run {i}: warm {describe(w)} | scratch {describe(s)} | ratio {ratio}")
+            print(f"  stage {stage} run {i}: warm {describe(w)} | scratch {describe(s)} | ratio {ratio}"
+                  + chain_note(run_dir, stage, s))
     return 0 if ok else 1
+
+
+def chain_note(run_dir: Path, stage: int, scratch: Optional[dict]) -> str:
+    """``; chain ...``: the warm run's steps over stages 1..``stage`` (what the curriculum spent to reach this gate)
+    and their ratio to ``scratch``'s steps for the stage alone; empty unless every stage up to it passed."""
+    results = [stage_result(run_dir, s) for s in range(1, stage + 1)]
+    if not all(r is not None and r["passed"] for r in results):
+        return ""
+    steps = sum(r["steps"] for r in results if r is not None)
+    ratio = f" ({steps / scratch['steps']:.2f} of scratch)" if scratch and scratch["passed"] else ""
+    return f"; chain 1-{stage}: {steps:,} steps{ratio}"
 
 
 if __name__ == "__main__":
