@@ -492,3 +492,39 @@ def test_training_waits_for_a_gate_evaluation_once_the_evaluation_process_says_i
     evaluator.gate_started = True
     with pytest.raises(Waited):
         gate_cb._on_step()
+
+
+def test_the_snapshot_that_passed_the_gate_is_best_even_when_a_screening_ranked_higher(tmp_path: Path) -> None:
+    """A 20-episode screening can have a higher return bound than the 50-episode gate evaluation that later passes
+    (seen in a stochastic balance stage: its own gate evaluation failed on the length); ``best/``, which the next
+    stage starts from and `evaluate` plays, must still be the snapshot that passed."""
+    from dinosim.training.eval_gate import EvalGateCallback
+    from dinosim.training.evaluation import EvalOutcome, EvalResult, EvalTiming
+    from dinosim.training.state import StageState
+
+    cur = CurriculumSettings(min_avg_reward=500.0, min_avg_episode_length=450.0, eval_episodes=4, gate_episodes=6)
+    state = StageState(stage=1, status="running", start_step=0)
+    gate_cb = EvalGateCallback(_stage_context(tmp_path, state, cur))
+    gate_cb.init_callback(SimpleNamespace(logger=SimpleNamespace(output_formats=[])))  # type: ignore[arg-type]
+    timing = EvalTiming(wall_s=1.0, cpu_s=1.0, env_steps=100, ended=0.0)
+
+    def result(returns: list[float], lengths: list[int]) -> EvalResult:
+        return EvalResult(returns=returns, lengths=lengths, successes=[None] * len(returns),
+                          components=[{} for _ in returns])
+
+    def apply(step: int, screen: EvalResult, gate: EvalResult) -> None:
+        plan = EvalPlan(step=step, mark=step, run_seed=0, first_seed=state.eval_seed_next, gate_if_pass=True,
+                        curriculum=cur)
+        gate_cb._apply(EvalOutcome(plan, screen, gate, timing, timing), lambda: (f"m{step}".encode(), b"v"))
+
+    # step 600: a tight screening (return bound ~694), then its gate evaluation fails on the length
+    failing_gate = result([700.0, 700.0, 700.0, 100.0, 100.0, 700.0], [500] * 3 + [60] * 2 + [500])
+    apply(600, result([700.0] * 4, [500] * 4), failing_gate)
+    assert not state.gate_passed and (tmp_path / "stage1" / "best" / "model.zip").read_bytes() == b"m600"
+    # step 675: its gate evaluation passes with a lower return bound than step 600's screening
+    passing_gate = result([600.0, 640.0, 620.0, 610.0, 650.0, 630.0], [500] * 6)
+    apply(675, result([620.0, 640.0, 600.0, 660.0], [500] * 4), passing_gate)
+    assert state.gate_passed and state.gate_passed_at == 675
+    assert cur.rank(result([700.0] * 4, [500] * 4).stats()) > cur.rank(passing_gate.stats())
+    assert (tmp_path / "stage1" / "best" / "model.zip").read_bytes() == b"m675"
+    assert gate_cb.result() == (675, b"m675", b"v")

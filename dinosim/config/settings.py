@@ -26,7 +26,8 @@ class CurriculumSettings:
     Wilson score bound for the success rate, mean - z * s / sqrt(n) for the mean return and length. A policy
     whose true success rate is below ``min_success_rate`` therefore passes with probability about
     1 - ``gate_confidence`` or less. Every evaluation episode uses its own seed from a stream that training
-    never uses; ``best/`` is the evaluation with the highest lower bound (:meth:`rank`), not a noisy maximum.
+    never uses; ``best/`` is the evaluation with the highest lower bound (:meth:`rank`), not a noisy maximum,
+    and once the gate passes, the snapshot that passed.
     With background evaluation (:meth:`evaluates_in_background`) the evaluations play a snapshot of the policy in a
     separate process while training continues (:mod:`dinosim.training.eval_gate`); records and decisions are those
     of the snapshot's step, and a stage that passes its gate ends on the snapshot that passed, in both modes.

@@ -120,12 +120,13 @@ class EvalGateCallback(BaseCallback):
     """Every ``eval_freq`` stage steps: a screening evaluation, and a gate evaluation once screenings pass.
 
     The rule is :class:`~dinosim.config.settings.CurriculumSettings` (``screen_passes``, ``gate_passes``,
-    ``rank``). Both evaluations play a snapshot (the policy as ``eval_deterministic`` says, frozen copy of the training
-    observation statistics) on episode seeds of the run's gate stream, which training never uses; each writes a
-    ``metrics.jsonl`` record (``eval_kind`` ``"screen"`` or ``"gate"``, ``eval_seeds`` = [first, end)),
-    ``eval/*`` (screening) or ``gate/*`` (gate) scalars, the eval sinks, and ``best/`` when its lower bound ranks
-    above the best so far and it played every episode (an evaluation that stopped early, see
-    :mod:`dinosim.training.eval_stop`, failed and is recorded with the episodes it played, never as ``best/``).
+    ``rank``). Both evaluations play a snapshot (the policy as ``eval_deterministic`` says, frozen copy of the
+    training observation statistics) on episode seeds of the run's gate stream, which training never uses; each
+    writes a ``metrics.jsonl`` record (``eval_kind`` ``"screen"`` or ``"gate"``, ``eval_seeds`` = [first, end)),
+    ``eval/*`` (screening) or ``gate/*`` (gate) scalars, the eval sinks, and ``best/`` when it is a passing gate
+    evaluation, or when its lower bound ranks above the best so far and it played every episode (an evaluation
+    that stopped early, see :mod:`dinosim.training.eval_stop`, failed and is recorded with the episodes it played,
+    never as ``best/``).
     The stage stops (returns False) once a gate evaluation has passed; :meth:`result` is then the snapshot that
     passed, the stage's result in both modes (in the background, training ran ahead of it). ``evaluator``: play
     plans in that background process (``env_spec`` builds envs for the inline fallback); None: inline.
@@ -290,9 +291,10 @@ class EvalGateCallback(BaseCallback):
         h["successes"].append([math.nan if s is None else float(s) for s in outcome.screen.successes])
         write_evaluations(ctx)
         if outcome.gate is not None and outcome.gate_time is not None:
+            passed = gate_passed(outcome.gate, cur)
             scalars.update(self._record(outcome.gate, plan.gate_seeds, GATE_KIND, plan.step, snapshot,
-                                        _timing(outcome.gate_time, gate_wait)))
-            if gate_passed(outcome.gate, cur):
+                                        _timing(outcome.gate_time, gate_wait), passed=passed))
+            if passed:
                 state.gate_passed, state.gate_passed_at = True, plan.step
                 self._passed = (plan.step, snapshot)
             else:
@@ -313,9 +315,11 @@ class EvalGateCallback(BaseCallback):
             fmt.write(scalars, {key: None for key in scalars}, step)
 
     def _record(self, result: EvalResult, seeds: range, kind: str, step: int, snapshot: Snapshot,
-                timing: dict[str, float]) -> dict[str, Any]:
+                timing: dict[str, float], passed: bool = False) -> dict[str, Any]:
         """metrics.jsonl record (with ``timing``, also added to the stage's totals), eval sinks, ``best/``; returns
-        the evaluation's TensorBoard scalars."""
+        the evaluation's TensorBoard scalars. ``passed``: a gate evaluation that passed, whose snapshot (the stage's
+        result) becomes ``best/`` whatever ranked above it: the return bound of a short screening can, whose own
+        gate evaluation failed on another criterion."""
         ctx, state, cur = self.ctx, self.ctx.state, self.ctx.curriculum
         stats = result.stats()
         bounds = stats.lower_bounds(cur.gate_confidence)
@@ -331,7 +335,7 @@ class EvalGateCallback(BaseCallback):
         rank = cur.rank(stats)
         best_rank = tuple(state.best_eval.get("rank", (-math.inf, -math.inf))) if state.best_eval else None
         # a stopped evaluation's bounds are those of the episodes it played: never best/ on a partial statistic
-        if not result.stopped and (best_rank is None or rank > best_rank):
+        if passed or (not result.stopped and (best_rank is None or rank > best_rank)):
             model_zip, vecnorm = snapshot()
             save_best_pair(ctx.stage_dir, model_zip, vecnorm, {"global_step": step, EVAL_KIND_KEY: kind, **metrics})
             state.best_eval, state.best_step = {**metrics, EVAL_KIND_KEY: kind, "rank": list(rank)}, step
