@@ -219,6 +219,26 @@ def test_every_food_is_reachable_by_holding_a_neck_pose_and_none_is_at_the_resti
     assert spread[0] > 1.0 and spread[1] > 1.0 and spread[2] > 1.0  # near/far, left/right, low/high
 
 
+@pytest.mark.parametrize("heading", [0.0, math.pi / 2])
+def test_food_distance_range_moves_the_food_ahead_along_the_heading(heading):
+    """With food_distance_range the food is the neck pose's mouth position moved that far along the heading (the
+    animal walks up to it); with the default (0, 0) it stays where the pose puts it."""
+    kwargs = {**stage_config("brachiosaurus", 3)["env"], "heading": heading}
+    near = make_env("brachiosaurus", {**kwargs, "food_distance_range": [0.0, 0.0]}).unwrapped
+    far = make_env("brachiosaurus", {**kwargs, "food_distance_range": [3.0, 5.0]}).unwrapped
+    shifts = []
+    for seed in range(20):
+        near.reset(seed=seed)
+        far.reset(seed=seed)
+        shift = far.data.mocap_pos[far._mocap] - near.data.mocap_pos[near._mocap]
+        assert np.allclose(far.food_pose_action, near.food_pose_action)  # the same neck pose
+        ahead = shift[0] * math.cos(heading) + shift[1] * math.sin(heading)
+        assert 3.0 <= ahead <= 5.0 and abs(shift[2]) < 1e-9
+        assert np.linalg.norm(shift[:2]) == pytest.approx(ahead)
+        shifts.append(ahead)
+    assert np.ptp(shifts) > 1.0  # uniform over the range, not one distance
+
+
 def test_the_food_offset_table_is_what_the_env_measures():
     """FOOD_OFFSET_REACHED (the config rule's data, no MuJoCo at config time) matches the model: measured again
     the same way, each point is within 2 cm (after a change to brachiosaurus.xml: scripts/measure_food_reach.py)."""

@@ -65,6 +65,7 @@ _TARGET_RULES: dict[str, dict[str, Rule]] = {
     "brachiosaurus": {
         "food_pose_range": Number(0.0, 1.0, lo_open=True),
         "food_min_offset": Number(0.0, 5.0),
+        "food_distance_range": Ordered(Number(0.0, 50.0)),
         "food_reach_threshold": Number(0.0, 5.0, lo_open=True),
     },
 }

@@ -3,10 +3,11 @@
 Only the brachiosaur's own data lives here (model file, home pose, body names, stage-3 "food_reach" target);
 everything else comes from :class:`dinosim.envs.base.DinoEnv`. Stage 3: food (a marker without collisions) spawns
 where the mouth would be in a random neck pose (each neck servo target uniform within ``±food_pose_range`` of its
-action range), at least ``food_min_offset`` from the resting mouth: every food is reachable without walking, and
-food spreads over the neck's whole workspace (up, down, left, right, near, far) so no fixed pose reaches most of it.
-The episode succeeds when the mouth comes within ``food_reach_threshold`` of the food and the animal is still
-standing ``success_hold_steps`` later.
+action range), at least ``food_min_offset`` from the resting mouth, and food spreads over the neck's whole
+workspace (up, down, left, right, near, far) so no fixed pose reaches most of it. With the default
+``food_distance_range = (0, 0)`` every food is reachable without walking; a range moves it that far ahead along the
+heading (uniform), so the animal walks up to it first. The episode succeeds when the mouth comes within
+``food_reach_threshold`` of the food and the animal is still standing ``success_hold_steps`` later.
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ class BrachiosaurusEnv(DinoEnv):
         *,
         food_pose_range: float = 0.8,  # food = mouth position of a random neck pose, actions within ±this per joint
         food_min_offset: float = 1.0,  # m, the food spawns at least this far from the resting mouth
+        food_distance_range: tuple[float, float] = (0.0, 0.0),  # m, food moved this far ahead along the heading
         food_reach_threshold: float = 0.6,  # m, mouth-to-food distance that counts as reaching it
         food_reach_bonus: float = 0.0,  # reward when the mouth reaches the food (ends the episode)
         food_approach_weight: float = 0.0,  # reward per m/s of mouth-to-food closing speed
@@ -54,6 +56,7 @@ class BrachiosaurusEnv(DinoEnv):
         check_env_kwargs(self.species, {**own, **{k: kwargs.get(k, base_default(k)) for k in ("task", "action_scale")}})
         self.food_pose_range = float(food_pose_range)
         self.food_min_offset = float(food_min_offset)
+        self.food_distance_range = (float(food_distance_range[0]), float(food_distance_range[1]))
         self.food_reach_threshold = float(food_reach_threshold)
         self.food_reach_bonus = float(food_reach_bonus)
         self.food_approach_weight = float(food_approach_weight)
@@ -92,7 +95,8 @@ class BrachiosaurusEnv(DinoEnv):
         # walking), at least food_min_offset from where the mouth rests (standing still never reaches it). The
         # config rule (food_offset_limit) keeps food_min_offset where >= 1 in 5 poses reach it, so one of the
         # FOOD_POSE_DRAWS draws misses with probability < 1e-9; then the farthest draw is used. The pose is relative
-        # to the spawned body, so ``origin`` is not needed.
+        # to the spawned body, so ``origin`` is not needed. Then the food moves food_distance_range ahead (the
+        # draw's rng call comes last, so with (0, 0) the foods are those of a seed before the option existed).
         rest = self._mouth_at(self.data.qpos)
         lo, hi = self._neck_pose_box()
         best, best_dist = (np.zeros_like(lo), rest), -1.0
@@ -106,7 +110,8 @@ class BrachiosaurusEnv(DinoEnv):
                 break
         self.food_pose_action = np.zeros(self.model.nu)
         self.food_pose_action[self._neck_act] = best[0]
-        return best[1]
+        ahead = rng.uniform(*self.food_distance_range) if self.food_distance_range[1] > 0.0 else 0.0
+        return best[1] + ahead * np.array([math.cos(self.heading), math.sin(self.heading), 0.0])
 
     def food_offsets(self, samples: int, seed: int = 0) -> np.ndarray:
         """Distances (m) from the resting mouth of the food of ``samples`` neck poses drawn as :meth:`_spawn_target`
