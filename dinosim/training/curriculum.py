@@ -198,7 +198,7 @@ def _train_stage(run_dir: Path, plan: RunPlan, summary: RunSummary, hooks: RunHo
         resumed_from: Optional[int] = checkpoint[0]
     else:
         model, train_env = _fresh_model(config, summary.stages[stage], stage, train_venv, clock, source_model,
-                                        source_vecnorm, plan.device)
+                                        source_vecnorm, plan.device, env_spec.build_one)
         resumed_from = None
     if config.algorithm == "ppo":  # FastPPO: the KL penalty towards the stage's start policy (anchor_coef)
         model.update_threads = usable_cpus() if config.vec_env == "threads" else 1  # same numbers either way
@@ -305,15 +305,17 @@ def _resume_model(config: RunConfig, summary: RunSummary, stage: int, checkpoint
 
 
 def _fresh_model(config: RunConfig, state: StageState, stage: int, train_venv: Any, clock: StageClock,
-                 source_model: Optional[Path], source_vecnorm: Optional[Path], device: str) -> tuple[Any, Any]:
-    """(model, training VecNormalize) built from the stage's config, warm-started from ``source_model``."""
+                 source_model: Optional[Path], source_vecnorm: Optional[Path], device: str,
+                 new_stage_env: Callable[[], Any]) -> tuple[Any, Any]:
+    """(model, training VecNormalize) built from the stage's config, warm-started from ``source_model``
+    (``new_stage_env`` builds one env of the stage, see :func:`warm_start`)."""
     kwargs = config.algo_kwargs(stage)
     train_env = wrap_normalize(train_venv, config.algorithm, float(algo_setting(config, stage, "gamma")))
     model = build_model(config, stage, train_env, clock, seed=config.seed, device=device)
     if source_model is not None:
         keep_log_std = "log_std_init" in (kwargs.get("policy_kwargs") or {})
         warm_start(model, source_model, source_vecnorm, train_env, config.algorithm, keep_log_std,
-                   config.curriculum(stage).obs_norm_count)
+                   config.curriculum(stage).obs_norm_count, new_stage_env)
         state.warm_start = str(source_model)
     model.num_timesteps = int(state.start_step or 0)
     if hasattr(model, "learning_starts"):  # off-policy: random exploration counts from the stage start

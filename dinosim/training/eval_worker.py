@@ -50,7 +50,10 @@ class EnvSpec:
     count: int
 
     def build(self) -> list:
-        return [self.factory(self.species, dict(self.env_kwargs), None) for _ in range(max(1, self.count))]
+        return [self.build_one() for _ in range(max(1, self.count))]
+
+    def build_one(self) -> Any:
+        return self.factory(self.species, dict(self.env_kwargs), None)
 
     def picklable(self) -> bool:
         """Whether the spec can be sent to a spawned process (a lambda or local factory cannot)."""
