@@ -90,6 +90,25 @@ def test_the_warm_started_networks_start_as_the_previous_stage_s_and_the_target_
     assert carried.mean[-3] > 0.5  # the prey spawns 0.8-2 m ahead
 
 
+@pytest.mark.parametrize("mode", ["fresh", "carry"])
+def test_the_other_ways_to_start_new_inputs(mode):
+    """``fresh``: the strike env's statistics, the first layers' weights untouched; ``carry``: nothing changes."""
+    import torch as th
+
+    from dinosim.training.new_inputs import expand_inputs
+
+    model = _model("ppo", {"task": "strike"})
+    carried = _stats_of(_observations("locomotion"))
+    mean = carried.mean.copy()
+    weights = {k: v.clone() for k, v in model.policy.state_dict().items()}
+    new = expand_inputs(model.policy, carried, lambda: make_env("velociraptor", {"task": "strike"}), mode)
+    assert all(th.equal(v, model.policy.state_dict()[k]) for k, v in weights.items())
+    if mode == "carry":
+        assert new == [] and np.array_equal(carried.mean, mean)
+    else:
+        assert new[-3:] == [len(mean) - 3, len(mean) - 2, len(mean) - 1] and carried.mean[-3] > 0.5
+
+
 def test_nothing_changes_without_new_inputs():
     """Stage 1 to 2: the target is zero in both stages, so neither statistics nor weights change."""
     import torch as th

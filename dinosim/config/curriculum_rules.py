@@ -10,7 +10,13 @@ from __future__ import annotations
 from typing import Any, Mapping, Optional, Sequence
 
 from dinosim.config.env_rules import SPECIES_RULES, tasks
-from dinosim.config.rules import Flag, Number, Problem, Rule, message, table_problems
+from dinosim.config.rules import Flag, Number, OneOf, Problem, Rule, message, table_problems
+
+NEW_INPUTS = ("zero", "fresh", "carry")
+"""``new_inputs`` values (:mod:`dinosim.training.new_inputs`): the new stage's statistics and zero first-layer weights
+(the networks start as the previous stage's), the new stage's statistics and the weights as they are (never
+trained), or the previous stage's statistics and weights as they are (before 2026-12-01: a target enters at the
+clip value)."""
 
 _STEPS = Number(1, integer=True)
 _OPTIONAL_STEPS = Number(0, integer=True)
@@ -37,6 +43,7 @@ CURRICULUM_RULES: dict[str, Rule] = {
     "ramp_timesteps": _OPTIONAL_STEPS,
     "critic_warmup_timesteps": _OPTIONAL_STEPS,
     "obs_norm_count": Number(0.0, lo_open=True),
+    "new_inputs": OneOf(NEW_INPUTS, "a way to start inputs the previous stage never saw vary"),
     "anchor_coef": Number(0.0),
     "anchor_timesteps": _OPTIONAL_STEPS,
     "warm_start_stage": Number(0, integer=True),
@@ -94,7 +101,7 @@ def eval_envs_cap(curriculum: Mapping[str, Any]) -> Optional[tuple[int, str]]:
                   "one per env at a time")
 
 
-WARM_START_KEYS = ("critic_warmup_timesteps", "obs_norm_count", "ramp_timesteps",
+WARM_START_KEYS = ("critic_warmup_timesteps", "obs_norm_count", "new_inputs", "ramp_timesteps",
                    "anchor_coef", "anchor_timesteps")
 """``[curriculum]`` keys that act only on a stage that starts from a previous policy (an earlier stage of the run,
 see :func:`warm_start_source`, or ``--init-from`` for its first stage)."""

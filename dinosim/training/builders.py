@@ -205,16 +205,16 @@ def load_model(algorithm: str, path: Path, env: Optional["VecEnv"] = None) -> "B
 def warm_start(model: "BaseAlgorithm", source_model: Path, source_vecnorm: Optional[Path],
                vec_normalize: "VecNormalize", algorithm: str, keep_log_std: bool,
                obs_norm_count: Optional[float] = None,
-               new_stage_env: Optional[Callable[[], Any]] = None) -> list[str]:
+               new_stage_env: Optional[Callable[[], Any]] = None, new_inputs: str = "zero") -> list[str]:
     """Copy the policy (actor and critic/value) weights and observation statistics of a saved model.
 
     ``keep_log_std``: leave the new model's ``log_std`` (the stage set ``policy_kwargs.log_std_init``) instead of
     copying it. ``obs_norm_count``: cap the sample count of the copied observation statistics, so that they
     follow the new stage's observations (a walker's velocities, a stander's were near zero) within about that
     many samples instead of the previous stage's whole length. ``new_stage_env`` (builds one env of the new stage):
-    observation values the saved statistics never saw vary start from the new stage's statistics and with zero
-    weights (:mod:`dinosim.training.new_inputs`; a stage-3 target after a stage without one), and a line on stderr
-    names them. Returns the names of the tensors copied. Raises DinosimError when the networks do not match.
+    observation values the saved statistics never saw vary start as ``new_inputs`` says
+    (:mod:`dinosim.training.new_inputs`; a stage-3 target after a stage without one), and a line on stderr names
+    them. Returns the names of the tensors copied. Raises DinosimError when the networks do not match.
     """
     import pickle
 
@@ -243,9 +243,10 @@ def warm_start(model: "BaseAlgorithm", source_model: Path, source_vecnorm: Optio
             if obs_norm_count is not None:
                 vec_normalize.obs_rms.count = min(float(vec_normalize.obs_rms.count), float(obs_norm_count))
             if new_stage_env is not None:
-                new = expand_inputs(model.policy, vec_normalize.obs_rms, new_stage_env)
+                new = expand_inputs(model.policy, vec_normalize.obs_rms, new_stage_env, new_inputs)
                 if new:
+                    weights = "zero weights" if new_inputs == "zero" else "their untrained weights"
                     print(f"warm start: observation values {', '.join(map(str, new))} never varied in the previous "
-                          "stage: they start with this stage's statistics and zero weights", file=sys.stderr,
-                          flush=True)
+                          f"stage: they start with this stage's statistics and {weights} (curriculum.new_inputs = "
+                          f"{new_inputs!r})", file=sys.stderr, flush=True)
     return list(state)

@@ -17,8 +17,11 @@ walked all 750 steps. So stage 3 did not start from the walker it was warm-start
    critic, for SAC also the target critics) are set to 0, so the warm-started policy and value function start as
    exactly the previous stage's and learn to use the new input from there.
 
-A value that varied in the previous stage, or keeps the previous stage's value at reset in the new one (stage 1
-to 2: the target is zero in both), is left as it was: such warm starts are unchanged.
+``[curriculum] new_inputs`` chooses: ``"zero"`` (the default) does both, ``"fresh"`` only the first (the new inputs
+act through the first layer's initial random weights, which the previous stage never trained, as in a network from
+scratch), ``"carry"`` neither (as before 2026-12-01). A value that varied in the previous stage, or keeps the
+previous stage's value at reset in the new one (stage 1 to 2: the target is zero in both), is left as it was:
+such warm starts are unchanged.
 """
 
 from __future__ import annotations
@@ -77,11 +80,12 @@ def first_layers(policy: Any, obs_dim: int) -> list[Any]:
     return layers
 
 
-def expand_inputs(policy: Any, obs_rms: Any, make_env: Callable[[], Any]) -> list[int]:
-    """Give the new inputs (module docstring) statistics sampled from ``make_env()``'s resets and zero weights in
-    ``policy``'s first layers; ``obs_rms`` (the carried ``RunningMeanStd``) is changed in place. Returns their
-    indices (empty: nothing changed)."""
-    candidates = unseen_inputs(obs_rms)
+def expand_inputs(policy: Any, obs_rms: Any, make_env: Callable[[], Any], mode: str = "zero") -> list[int]:
+    """Give the new inputs (module docstring) statistics sampled from ``make_env()``'s resets and, with ``mode``
+    ``"zero"``, zero weights in ``policy``'s first layers (``"fresh"``: the weights as they are; ``"carry"``:
+    nothing changes); ``obs_rms`` (the carried ``RunningMeanStd``) is changed in place. Returns their indices (empty:
+    nothing changed)."""
+    candidates = unseen_inputs(obs_rms) if mode != "carry" else np.array([], dtype=int)
     if candidates.size == 0:
         return []
     sample = reset_observations(make_env)[:, candidates]
@@ -91,6 +95,8 @@ def expand_inputs(policy: Any, obs_rms: Any, make_env: Callable[[], Any]) -> lis
         return []
     obs_rms.mean[new] = sample[:, changed].mean(axis=0)
     obs_rms.var[new] = np.maximum(sample[:, changed].var(axis=0), MIN_VARIANCE)
+    if mode == "fresh":
+        return new.tolist()
     import torch as th
 
     with th.no_grad():
