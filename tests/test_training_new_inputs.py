@@ -81,7 +81,7 @@ def test_the_warm_started_networks_start_as_the_previous_stage_s_and_the_target_
     garbled = _outputs(model, carried, strike)
     assert not np.allclose(garbled, before, atol=1e-3)  # the bug: the carried stats turn the target into ±10
 
-    new = expand_inputs(model.policy, carried, lambda: make_env("velociraptor", {"task": "strike"}))
+    new = expand_inputs(model.policy, carried, lambda: make_env("velociraptor", {"task": "strike"}), "zero")
     n = walking.shape[1]
     assert new == [n - 3, n - 2, n - 1]
     np.testing.assert_allclose(_outputs(model, carried, strike), before, atol=1e-5)
@@ -119,7 +119,8 @@ def test_nothing_changes_without_new_inputs():
     carried = _stats_of(_observations("balance"))
     mean, var = carried.mean.copy(), carried.var.copy()
     weights = {k: v.clone() for k, v in model.policy.state_dict().items()}
-    assert expand_inputs(model.policy, carried, lambda: make_env("velociraptor", {"task": "locomotion"})) == []
+    locomotion = lambda: make_env("velociraptor", {"task": "locomotion"})  # noqa: E731
+    assert expand_inputs(model.policy, carried, locomotion, "zero") == []
     assert np.array_equal(carried.mean, mean) and np.array_equal(carried.var, var)
     assert all(th.equal(v, model.policy.state_dict()[k]) for k, v in weights.items())
 
@@ -128,7 +129,7 @@ def test_a_curriculum_warm_start_into_stage_3_names_the_new_inputs(tmp_path: Pat
     """Through the real stage switch: stage 3's carried statistics of the target are the strike env's."""
     import pickle
 
-    code, summary = tiny.run(tmp_path / "run", [2, 3], [], 256)
+    code, summary = tiny.run(tmp_path / "run", [2, 3], ["3.curriculum.new_inputs=zero"], 256)
     assert code == 0
     assert "warm start: observation values" in capfd.readouterr().err
     with open(tmp_path / "run" / "stage3" / "vecnormalize.pkl", "rb") as fh:

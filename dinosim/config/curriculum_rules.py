@@ -12,11 +12,11 @@ from typing import Any, Mapping, Optional, Sequence
 from dinosim.config.env_rules import SPECIES_RULES, tasks
 from dinosim.config.rules import Flag, Number, OneOf, Problem, Rule, message, table_problems
 
-NEW_INPUTS = ("zero", "fresh", "carry")
-"""``new_inputs`` values (:mod:`dinosim.training.new_inputs`): the new stage's statistics and zero first-layer weights
-(the networks start as the previous stage's), the new stage's statistics and the weights as they are (never
-trained), or the previous stage's statistics and weights as they are (before 2026-12-01: a target enters at the
-clip value)."""
+NEW_INPUTS = ("carry", "zero", "fresh")
+"""``new_inputs`` values (:mod:`dinosim.training.new_inputs`): the previous stage's statistics and weights as they
+are (the default: a target enters at the clip value), the new stage's statistics and zero first-layer weights (the
+networks start as the previous stage's), or the new stage's statistics and the weights as they are (never
+trained)."""
 
 _STEPS = Number(1, integer=True)
 _OPTIONAL_STEPS = Number(0, integer=True)

@@ -60,7 +60,7 @@ class CurriculumSettings:
     ramp_timesteps: int = 0  # entering the stage: steps over which every changed [env] weight moves linearly
     critic_warmup_timesteps: int = 0  # entering a warm-started stage: train only the value function this long
     obs_norm_count: Optional[float] = None  # warm start: weight (in samples) of the carried-over obs statistics
-    new_inputs: str = "zero"  # warm start, obs values the previous stage never saw vary: "zero", "fresh" or "carry"
+    new_inputs: str = "carry"  # warm start, obs values the previous stage never saw vary: "carry", "zero" or "fresh"
     anchor_coef: float = 0.0  # warm-started PPO stage: loss += coef * KL(start policy || policy) on its states (0: off)
     anchor_timesteps: int = 0  # anchor_coef falls linearly to 0 over this many stage steps (0: constant all stage)
     warm_start_stage: Optional[int] = None  # start from this earlier stage's policy (unset: the previous; 0: scratch)

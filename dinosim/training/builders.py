@@ -205,7 +205,7 @@ def load_model(algorithm: str, path: Path, env: Optional["VecEnv"] = None) -> "B
 def warm_start(model: "BaseAlgorithm", source_model: Path, source_vecnorm: Optional[Path],
                vec_normalize: "VecNormalize", algorithm: str, keep_log_std: bool,
                obs_norm_count: Optional[float] = None,
-               new_stage_env: Optional[Callable[[], Any]] = None, new_inputs: str = "zero") -> list[str]:
+               new_stage_env: Optional[Callable[[], Any]] = None, new_inputs: str = "carry") -> list[str]:
     """Copy the policy (actor and critic/value) weights and observation statistics of a saved model.
 
     ``keep_log_std``: leave the new model's ``log_std`` (the stage set ``policy_kwargs.log_std_init``) instead of
