@@ -11,7 +11,7 @@ walked all 750 steps. So stage 3 does not start from the walker it was warm-star
 ``var * count`` below :data:`UNSEEN`, and the new stage's env shows another value at reset):
 
 1. its statistics are replaced by those of :data:`SAMPLE_RESETS` resets of the new stage's env (seeds from
-   :data:`SAMPLE_SEED`, outside every training and evaluation seed range; variance at least
+   :data:`SAMPLE_SEED`, past the gate and test seeds of runs with seeds below 1000; variance at least
    :data:`MIN_VARIANCE`), so it normalises to values of order 1;
 2. its columns in every layer that reads the observation (the first linear layer of each network: actor and
    critic, for SAC also the target critics) are set to 0, so the warm-started policy and value function start as
@@ -44,7 +44,8 @@ SAMPLE_RESETS = 64
 """Resets of the new stage's env that give a new input's starting statistics."""
 
 SAMPLE_SEED = 3_000_000_000
-"""First reset seed of that sample (training seeds are small, held-out test seeds start at 2e9)."""
+"""First reset seed of that sample (training seeds are small; gate and held-out test seeds are 1e9 and 2e9 plus
+1e6 x the run's seed plus the episode). Only statistics come from these resets, nothing is trained on them."""
 
 
 def unseen_inputs(obs_rms: Any) -> np.ndarray:
