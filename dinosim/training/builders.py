@@ -203,9 +203,9 @@ def load_model(algorithm: str, path: Path, env: Optional["VecEnv"] = None) -> "B
 
 
 def warm_start(model: "BaseAlgorithm", source_model: Path, source_vecnorm: Optional[Path],
-               vec_normalize: "VecNormalize", algorithm: str, keep_log_std: bool,
-               obs_norm_count: Optional[float] = None,
-               new_stage_env: Optional[Callable[[], Any]] = None, new_inputs: str = "carry") -> list[str]:
+               vec_normalize: "VecNormalize", algorithm: str, keep_log_std: bool, *,
+               obs_norm_count: Optional[float], new_stage_env: Optional[Callable[[], Any]],
+               new_inputs: str) -> list[str]:
     """Copy the policy (actor and critic/value) weights and observation statistics of a saved model.
 
     ``keep_log_std``: leave the new model's ``log_std`` (the stage set ``policy_kwargs.log_std_init``) instead of
@@ -214,7 +214,9 @@ def warm_start(model: "BaseAlgorithm", source_model: Path, source_vecnorm: Optio
     many samples instead of the previous stage's whole length. ``new_stage_env`` (builds one env of the new stage):
     observation values the saved statistics never saw vary start as ``new_inputs`` says
     (:mod:`dinosim.training.new_inputs`; a stage-3 target after a stage without one), and a line on stderr names
-    them. Returns the names of the tensors copied. Raises DinosimError when the networks do not match.
+    them (``new_inputs``: the stage's ``curriculum.new_inputs``, whose default lives in
+    :class:`~dinosim.config.settings.CurriculumSettings`). Returns the names of the tensors copied. Raises
+    DinosimError when the networks do not match.
     """
     import pickle
 

@@ -316,7 +316,7 @@ def _fresh_model(config: RunConfig, state: StageState, stage: int, train_venv: A
         keep_log_std = "log_std_init" in (kwargs.get("policy_kwargs") or {})
         cur = config.curriculum(stage)
         warm_start(model, source_model, source_vecnorm, train_env, config.algorithm, keep_log_std,
-                   cur.obs_norm_count, new_stage_env, cur.new_inputs)
+                   obs_norm_count=cur.obs_norm_count, new_stage_env=new_stage_env, new_inputs=cur.new_inputs)
         state.warm_start = str(source_model)
     model.num_timesteps = int(state.start_step or 0)
     if hasattr(model, "learning_starts"):  # off-policy: random exploration counts from the stage start
