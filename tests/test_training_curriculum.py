@@ -108,8 +108,8 @@ def test_ctrl_c_saves_a_checkpoint_and_prints_the_resume_command(tmp_path: Path,
     tiny.assert_interrupted(proc, signal.SIGINT, run_dir)
 
 
-def test_gate_ends_the_stage_early_and_init_from_warm_starts(tmp_path: Path,
-                                                              monkeypatch: pytest.MonkeyPatch, tiny) -> None:
+def test_gate_ends_the_stage_early_and_init_from_warm_starts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                              capsys: pytest.CaptureFixture, tiny) -> None:
     trial_metrics = tmp_path / "trial.jsonl"
     monkeypatch.setenv("DINOSIM_TRIAL_METRICS", str(trial_metrics))
     code, summary = tiny.run(tmp_path / "run", [1], ["curriculum.min_avg_reward=-1e9", "curriculum.eval_freq=128",
@@ -133,9 +133,11 @@ def test_gate_ends_the_stage_early_and_init_from_warm_starts(tmp_path: Path,
     config = resolve_run("velociraptor", "ppo", [2], tiny.overrides + ["2.env.alive_bonus=0.25"], n_envs=tiny.n_envs)
     request = RunRequest(command="train", config=config, timesteps=256, run_dir=tmp_path / "second",
                          init_from=tmp_path / "run", progress=False)
+    capsys.readouterr()
     assert run(request, hooks=RunHooks(log_stdout=False)) == 0
     second = json.loads((tmp_path / "second" / "summary.json").read_text())["stages"]["2"]
     assert second["warm_start"] == str(tmp_path / "run" / "stage1" / "best" / "model.zip")
+    assert f"warm start: {second['warm_start']}\n" in capsys.readouterr().out  # the run says which policy it took
     first_alive = resolve_run("velociraptor", "ppo", [1], tiny.overrides).env_kwargs(1)["alive_bonus"]
     assert second["ramped"]["alive_bonus"] == [first_alive, 0.25]
 

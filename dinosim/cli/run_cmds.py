@@ -111,7 +111,8 @@ def _run_options(func: Any) -> Any:
                      help="Run folder [default: runs/<species>/<YYYYmmdd-HHMMSS>[-NAME]]."),
         click.option("--name", default=None, help="Suffix of the run folder's name."),
         click.option("--init-from", type=click.Path(path_type=Path, exists=True, file_okay=False), default=None,
-                     help="Warm-start from a previous run (or stage) folder's best model."),
+                     help="Warm-start the first stage from a stage folder, or a run folder's last trained stage "
+                          "(its best model, else its final one)."),
         click.option("--strict-gates", is_flag=True, help="Stop when a stage's budget ends before its gate passes."),
         click.option("--skip-if", "skip_if", multiple=True, metavar="EXPR",
                      help='Skip the run (exit 0) when EXPR holds, '

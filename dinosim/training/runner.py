@@ -117,6 +117,8 @@ def run(request: RunRequest, hooks: Optional["RunHooks"] = None) -> int:
         summary.save(run_dir)
         if request.output > QUIET:
             print(f"run folder: {run_dir}", flush=True)
+            if init is not None:  # a run folder gives its last trained stage's policy: say which one
+                print(f"warm start: {init.model}", flush=True)
         return _execute(run_dir, run_data, summary, request.progress, hooks, request.output)
 
 
