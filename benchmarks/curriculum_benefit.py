@@ -27,14 +27,14 @@ def stage_result(run_dir: Path, stage: int) -> Optional[dict]:
     """``{"passed", "steps", "minutes"}`` of one stage of a run folder, or None when the stage is not in it.
     ``steps``: from the stage's first step to the snapshot that passed its gate (steps trained ahead of it while a
     background evaluation ran are not kept, so they do not count), else every step the stage used."""
-    state = json.loads((Path(run_dir) / "summary.json").read_text())["stages"].get(str(stage))
-    if state is None or state.get("status") == "pending":
+    from dinosim.training.state import StageState
+
+    data = json.loads((Path(run_dir) / "summary.json").read_text())["stages"].get(str(stage))
+    if data is None or data.get("status") == "pending":
         return None
-    steps = int(state["timesteps_used"])
-    if state["gate_passed"] and state.get("gate_passed_at") is not None and state.get("start_step") is not None:
-        steps = int(state["gate_passed_at"]) - int(state["start_step"])
-    return {"passed": bool(state["gate_passed"]), "steps": steps,
-            "minutes": float(state["wall_time"]) / 60.0, "run": str(run_dir)}
+    state = StageState.from_dict(data)
+    return {"passed": state.gate_passed, "steps": state.steps_to_gate(),
+            "minutes": state.wall_time / 60.0, "run": str(run_dir)}
 
 
 def train(species: str, stages: list[int], seed: int, name: str, overrides: list[str]) -> Path:

@@ -122,3 +122,19 @@ def test_seeds_run_the_cli_with_each_seed(tmp_path):
     seeds = sorted(json.loads((d / "run.json").read_text())["config"]["run"]["seed"]
                    for d in (Path(t.user_attrs["trial_dir"]) / "runs").glob("velociraptor/*"))
     assert seeds == [0, 1]
+
+
+def test_a_sweep_minimises_the_steps_to_a_gate(tmp_path):
+    """metric stage/steps_to_gate: a stage whose gate passes at its first evaluation scores the steps to that
+    snapshot; one whose gate cannot pass scores every step it used, so it ranks last."""
+    path = write(tmp_path, "real_steps", "grid", {"curriculum.min_avg_reward": {"values": [-1.0e9, 1.0e9]},
+                                                  "curriculum.gate_episodes": {"value": 4},
+                                                  "ppo.batch_size": {"value": 64}}, run_cap=2)
+    raw = yaml.safe_load(path.read_text())
+    raw["metric"] = {"name": "stage/steps_to_gate", "goal": "minimize"}
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    run_sweep(load_sweep(path), EngineOptions(workers=2, sweep_dir=tmp_path / "sd"))
+    sweep = study(tmp_path / "sd", "real_steps")
+    values = {t.user_attrs["params"]["curriculum.min_avg_reward"]: t.value for t in sweep.get_trials()}
+    assert values == {-1.0e9: 128, 1.0e9: 384}
+    assert sweep.best_trial.user_attrs["params"]["curriculum.min_avg_reward"] == -1.0e9

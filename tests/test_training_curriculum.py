@@ -118,13 +118,17 @@ def test_gate_ends_the_stage_early_and_init_from_warm_starts(tmp_path: Path, mon
     state = summary["stages"]["1"]
     assert code == 0 and state["gate_passed"] and state["gate_passed_at"] == 256
     assert state["timesteps_used"] == 256 and state["evaluations"] == 2 and state["gate_streak"] == 2
-    lines = [json.loads(x) for x in trial_metrics.read_text().splitlines()]
+    *lines, stage_end = [json.loads(x) for x in trial_metrics.read_text().splitlines()]
     # two screenings in a row pass, then the gate evaluation of the same snapshot confirms it
     assert [(x["global_step"], x["eval_kind"]) for x in lines] == [(128, "screen"), (256, "screen"), (256, "gate")]
     assert all("eval/mean_reward" in x for x in lines)
     seeds = [x["eval_seeds"] for x in lines]  # consecutive ranges of the gate stream, far above training seeds
     assert seeds[0][0] >= 10**9 and all(a[1] == b[0] for a, b in zip(seeds, seeds[1:]))
-    assert trial_metrics.read_text() == (tmp_path / "run" / "metrics.jsonl").read_text()
+    metrics_jsonl = (tmp_path / "run" / "metrics.jsonl").read_text()  # evaluations only
+    assert trial_metrics.read_text() == metrics_jsonl + json.dumps(stage_end) + "\n"
+    # then the stage's end, for a sweep that minimises the steps to a gate
+    assert stage_end == {"global_step": 256, "stage": 1, "stage/steps_to_gate": 256, "run/steps_to_gate": 256,
+                         "stage/gate_passed": 1}
 
     # train --stage 2 --init-from <that run>: warm start from its best model, ramp from its stage-1 [env]
     from dinosim.training.curriculum import RunHooks

@@ -206,6 +206,20 @@ def test_summary_round_trip(tmp_path: Path) -> None:
     assert loaded.pid == os.getpid()
 
 
+def test_steps_to_gate_count_to_the_passing_snapshot_else_every_step_used() -> None:
+    from dinosim.training.metrics import stage_end_metrics
+
+    # stage 2 began at global step 279,180 and its gate passed on the snapshot of 554,180 (steps trained on while
+    # that evaluation ran in the background were dropped; the stage used 280,092)
+    passed = StageState(stage=2, status="finished", start_step=279_180, timesteps_used=280_092, gate_passed=True,
+                        gate_passed_at=554_180)
+    assert (passed.steps_to_gate(), passed.global_steps_to_gate()) == (275_000, 554_180)
+    failed = StageState(stage=2, status="finished", start_step=279_180, timesteps_used=300_000)
+    assert (failed.steps_to_gate(), failed.global_steps_to_gate()) == (300_000, 579_180)  # >= any passing stage
+    assert stage_end_metrics(failed) == {"stage/steps_to_gate": 300_000, "run/steps_to_gate": 579_180,
+                                         "stage/gate_passed": 0}
+
+
 def test_resume_refuses_a_run_stopped_by_strict_gates(tmp_path: Path) -> None:
     from dinosim.training.runner import check_resumable
 

@@ -105,12 +105,13 @@ def check_metric(spec: Any) -> None:
     from dinosim.envs.rewards import TERMS
     from dinosim.errors import ConfigError
     from dinosim.sweeps.dry_runs import runs_dinosim
-    from dinosim.training.metrics import EVAL_COMPONENT_PREFIX, EVAL_SCALARS, eval_metric_names
+    from dinosim.training.metrics import EVAL_COMPONENT_PREFIX, EVAL_SCALARS, STAGE_END_SCALARS, sweep_metric_names
 
     if not runs_dinosim(spec):
         return
-    names = eval_metric_names(TERMS)
+    names = sweep_metric_names(TERMS)
     if spec.metric not in names:
         raise ConfigError(f"{spec.path}: metric.name {spec.metric!r} is not a metric a sweep can optimise"
-                          f"{did_you_mean(spec.metric, names)}; use one of {', '.join(EVAL_SCALARS)} or "
-                          f"{EVAL_COMPONENT_PREFIX}<term> (terms: {', '.join(TERMS)})")
+                          f"{did_you_mean(spec.metric, names)}; use one of {', '.join(EVAL_SCALARS)}, "
+                          f"{EVAL_COMPONENT_PREFIX}<term> (terms: {', '.join(TERMS)}) or, at a stage's end, "
+                          f"{', '.join(STAGE_END_SCALARS)}")

@@ -7,11 +7,19 @@ reward term. These are the metrics a sweep can optimise (the offline engine read
 and the evaluation callback produce them; a test keeps every ``"eval/..."`` literal of the training code in this
 list. How long each evaluation took (``eval_time/*`` in the same records; names in :mod:`dinosim.runfolder`, which
 the summaries read too) is bookkeeping, not a metric: it is not in this list, so a sweep cannot optimise it.
+When a stage ends, a sweep trial also receives :data:`STAGE_END_SCALARS` (in ``$DINOSIM_TRIAL_METRICS`` and W&B,
+not in ``metrics.jsonl``, which holds evaluations only): how many steps the stage took to its gate, so a sweep can
+minimise the time to a gate itself rather than a proxy read after a fixed number of steps.
 Nor is ``eval/stopped/<criterion>`` (:data:`dinosim.runfolder.EVAL_STOPPED_PREFIX`: 1 for the criterion an
 evaluation stopped early on; logged with the scalars, under ``gate/`` for gate evaluations).
 """
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from dinosim.training.state import StageState
 
 EVAL_MEAN_REWARD = "eval/mean_reward"
 EVAL_STD_REWARD = "eval/std_reward"
@@ -24,7 +32,25 @@ EVAL_SCALARS: tuple[str, ...] = (EVAL_MEAN_REWARD, EVAL_STD_REWARD, EVAL_MEAN_LE
                                  EVAL_EPISODES, EVAL_RETURN_LB, EVAL_SUCCESS_LB)
 EVAL_COMPONENT_PREFIX = "eval/reward/"  # + a reward term of dinosim.envs.rewards.TERMS
 
+# At a stage's end (StageState.steps_to_gate / global_steps_to_gate): a stage whose gate did not pass reports every
+# step it used, so with the same budget in every trial a failed stage never ranks above a passed one when minimised.
+STAGE_STEPS_TO_GATE = "stage/steps_to_gate"  # from the stage's start to the snapshot that passed its gate
+RUN_STEPS_TO_GATE = "run/steps_to_gate"  # global step of that snapshot: the whole chain up to this stage's gate
+STAGE_GATE_PASSED = "stage/gate_passed"  # 1 or 0
+STAGE_END_SCALARS: tuple[str, ...] = (STAGE_STEPS_TO_GATE, RUN_STEPS_TO_GATE, STAGE_GATE_PASSED)
+
 
 def eval_metric_names(terms: tuple[str, ...]) -> tuple[str, ...]:
     """Every metric an evaluation records, for the reward ``terms`` (pass ``dinosim.envs.rewards.TERMS``)."""
     return EVAL_SCALARS + tuple(EVAL_COMPONENT_PREFIX + t for t in terms)
+
+
+def sweep_metric_names(terms: tuple[str, ...]) -> tuple[str, ...]:
+    """Every metric a sweep trial reports: each evaluation's (:func:`eval_metric_names`) and each stage end's."""
+    return eval_metric_names(terms) + STAGE_END_SCALARS
+
+
+def stage_end_metrics(state: "StageState") -> dict[str, int]:
+    """The :data:`STAGE_END_SCALARS` of one finished stage, by name."""
+    return {STAGE_STEPS_TO_GATE: state.steps_to_gate(), RUN_STEPS_TO_GATE: state.global_steps_to_gate(),
+            STAGE_GATE_PASSED: int(state.gate_passed)}

@@ -19,6 +19,7 @@ caller's ``log_stdout`` and eval sinks stand (``QUIET`` still turns the progress
 from __future__ import annotations
 
 import dataclasses
+import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional
@@ -28,6 +29,8 @@ from dinosim.run_lock import lock_run_dir
 from dinosim.runfolder import (
     RUN_FILE,
     SUMMARY_FILE,
+    TRIAL_METRICS_ENV,
+    append_json_line,
     new_run_dir,
     stage_dir,
 )
@@ -176,6 +179,7 @@ def _execute(run_dir: Path, run_data: dict, summary: RunSummary, progress: bool,
         _attach_console(hooks, summary, plan.config, output)
     progress = progress and output > QUIET
     tracker = _start_wandb(run_dir, run_data, plan.config, hooks)
+    _attach_trial_report(hooks)
     code, summary.status, summary.message = EXIT_OK, "running", None
     try:
         with stop_signals_interrupt():  # SIGTERM/SIGHUP: like Ctrl-C (checkpoint, status interrupted, 128 + signal)
@@ -222,6 +226,25 @@ def _attach_console(hooks: "RunHooks", summary: RunSummary, config: "RunConfig",
         hooks.eval_sinks = [*hooks.eval_sinks, eval_printer(streak_of)]
 
 
+def _attach_trial_report(hooks: "RunHooks") -> None:
+    """In a sweep trial (``$DINOSIM_TRIAL_METRICS`` set), each finished stage appends its steps to the gate
+    (:data:`dinosim.training.metrics.STAGE_END_SCALARS`) to the trial's metrics, after the stage's evaluations."""
+    path = os.environ.get(TRIAL_METRICS_ENV)
+    if not path:
+        return
+    from dinosim.training.metrics import stage_end_metrics
+
+    previous = hooks.on_stage_end
+
+    def on_end(stage: int, state: StageState) -> None:
+        append_json_line(Path(path), {"global_step": state.global_steps_to_gate(), "stage": stage,
+                                      **stage_end_metrics(state)})
+        if previous:
+            previous(stage, state)
+
+    hooks.on_stage_end = on_end
+
+
 def _start_wandb(run_dir: Path, run_data: dict, config: "RunConfig", hooks: "RunHooks") -> Any:
     options = WandbOptions(**{k: (tuple(v) if k == "tags" else v) for k, v in run_data.get("wandb", {}).items()})
     from dinosim.tracking.wandb_run import wandb_enabled_from_env
@@ -229,6 +252,7 @@ def _start_wandb(run_dir: Path, run_data: dict, config: "RunConfig", hooks: "Run
     if not (options.enabled or wandb_enabled_from_env()):
         return None
     from dinosim.tracking.wandb_run import WandbTracker, set_active
+    from dinosim.training.metrics import stage_end_metrics
 
     tracker = WandbTracker.start(options, config, Path(run_dir), job_type=run_data["command"])
     set_active(tracker)
@@ -243,8 +267,8 @@ def _start_wandb(run_dir: Path, run_data: dict, config: "RunConfig", hooks: "Run
 
     def on_end(stage: int, state: StageState) -> None:
         end_step = (state.start_step or 0) + state.timesteps_used
-        tracker.log_gate(stage, state.gate_passed, state.gate_passed_at or end_step,
-                         timesteps_used=state.timesteps_used)
+        tracker.log_gate(stage, state.gate_passed, state.global_steps_to_gate(), timesteps_used=state.timesteps_used)
+        tracker.log(stage_end_metrics(state), end_step)  # a W&B sweep's metric may be one of these
         _log_stage_video(tracker, Path(run_dir), stage, end_step, hooks)
         _log_stage_diagnosis(tracker, Path(run_dir), stage, end_step, hooks)
         if previous_end:

@@ -94,6 +94,21 @@ class StageState:
             state.cpu_time = None
         return state
 
+    def steps_to_gate(self) -> int:
+        """Steps from the stage's start to the snapshot that passed its gate; without a pass, every step the stage
+        used. Steps trained on while the passing evaluation ran in the background are not kept, so they do not
+        count."""
+        if self.gate_passed and self.gate_passed_at is not None and self.start_step is not None:
+            return self.gate_passed_at - self.start_step
+        return self.timesteps_used
+
+    def global_steps_to_gate(self) -> int:
+        """Global step (from the run's start) of the snapshot that passed the gate; without a pass, of the stage's
+        last step."""
+        if self.gate_passed and self.gate_passed_at is not None:
+            return self.gate_passed_at
+        return (self.start_step or 0) + self.timesteps_used
+
     def add_eval_time(self, kind: str, timing: dict[str, float]) -> None:
         """Count one evaluation of ``kind`` (``"screen"``/``"gate"``) with its ``timing`` (every field of
         EVAL_TIME_FIELDS) in :attr:`eval_time`; nothing for a state without totals."""
