@@ -32,7 +32,7 @@ def stage_result(run_dir: Path, stage: int) -> Optional[dict]:
     data = json.loads((Path(run_dir) / "summary.json").read_text())["stages"].get(str(stage))
     if data is None or data.get("status") == "pending":
         return None
-    state = StageState.from_dict(data)
+    state = StageState.from_dict({**data, "stage": stage})  # the folder key names the stage
     return {"passed": state.gate_passed, "steps": state.steps_to_gate(),
             "minutes": state.wall_time / 60.0, "run": str(run_dir)}
 
