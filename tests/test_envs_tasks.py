@@ -39,6 +39,22 @@ def test_reward_terms_are_named_once_each(has_target):
     assert terms["fall"] == env.fall_penalty and terms["alive"] == 0.0
 
 
+def test_forward_posture_gate_scales_forward_pay_by_the_posture_factor():
+    env = make_env("velociraptor", {"task": "locomotion", "forward_vel_weight": 2.0, "forward_vel_max": 3.0,
+                                    "posture_weight": 1.0}).unwrapped
+    upright = StepSignals(forward_velocity=1.0)
+    lunge = StepSignals(forward_velocity=1.0, tilt=0.35, height_error=-0.15)  # posture factor exp(-2)
+    backwards = StepSignals(forward_velocity=-1.0, tilt=0.35)
+    for gate, lunge_pay in ((0.0, 2.0), (1.0, 2.0 * math.exp(-2.0)), (0.5, 1.0 + math.exp(-2.0))):
+        env.forward_posture_gate = gate
+        assert reward_terms(env, upright)["forward"] == 2.0  # upright at standing height: the full pay
+        assert math.isclose(reward_terms(env, lunge)["forward"], lunge_pay, rel_tol=1e-12)
+        assert math.isclose(reward_terms(env, lunge)["posture"], math.exp(-2.0), rel_tol=1e-12)
+        assert reward_terms(env, backwards)["forward"] == -2.0  # moving backwards is never discounted
+    with pytest.raises(ValueError, match="forward_posture_gate"):
+        make_env("velociraptor", {"task": "locomotion", "forward_posture_gate": 1.5})
+
+
 @pytest.mark.parametrize("species", SPECIES_NAMES)
 @pytest.mark.parametrize("stage", (1, 2, 3))
 def test_reward_terms_sum_to_reward_every_step(species, stage):

@@ -29,6 +29,7 @@ COMMON_RULES: dict[str, Rule] = {
     "alive_bonus": _BONUS,
     "forward_vel_weight": _BONUS,
     "forward_vel_max": Number(0.0, lo_open=True),
+    "forward_posture_gate": Number(0.0, 1.0),
     "posture_weight": _BONUS,
     "nosedive_weight": _PENALTY,
     "drift_penalty_weight": _PENALTY,

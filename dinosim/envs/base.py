@@ -79,6 +79,7 @@ class DinoEnv(TargetTask, Observation, gym.Env):
         alive_bonus: float = 1.0,  # reward per step while not fallen
         forward_vel_weight: float = 0.0,  # reward per m/s of speed along the heading (capped at forward_vel_max)
         forward_vel_max: float = 1.0,  # m/s, speed above which the forward reward stops growing
+        forward_posture_gate: float = 0.0,  # 0..1: share of the forward pay scaled by the posture factor
         posture_weight: float = 0.5,  # reward for an upright torso at standing height (max per step)
         nosedive_weight: float = 0.5,  # penalty per unit sine of nose-down torso pitch
         drift_penalty_weight: float = 0.0,  # penalty per m of horizontal distance from the spawn point
@@ -113,6 +114,7 @@ class DinoEnv(TargetTask, Observation, gym.Env):
         self.alive_bonus = float(alive_bonus)
         self.forward_vel_weight = float(forward_vel_weight)
         self.forward_vel_max = float(forward_vel_max)
+        self.forward_posture_gate = float(forward_posture_gate)
         self.posture_weight = float(posture_weight)
         self.nosedive_weight = float(nosedive_weight)
         self.drift_penalty_weight = float(drift_penalty_weight)

@@ -55,6 +55,7 @@ class RewardWeights(Protocol):
     alive_bonus: float
     forward_vel_weight: float
     forward_vel_max: float
+    forward_posture_gate: float
     posture_weight: float
     nosedive_weight: float
     drift_penalty_weight: float
@@ -99,12 +100,14 @@ def reward_terms(w: RewardWeights, s: StepSignals) -> dict[str, float]:
     """``{term: weighted value}`` for every name in :data:`TERMS` (zeros for inactive terms), keyed by name."""
     overspeed = max(0.0, s.forward_velocity - w.forward_vel_max)
     target = s.has_target
+    upright = math.exp(-((s.tilt / POSTURE_TILT_SCALE) ** 2) - (s.height_error / POSTURE_HEIGHT_SCALE) ** 2)
+    forward = min(s.forward_velocity, w.forward_vel_max)
+    if forward > 0.0:  # gated pay for speed: a lunge (tilted, low torso) earns little of it; backwards is not gated
+        forward *= 1.0 - w.forward_posture_gate + w.forward_posture_gate * upright
     return {
         "alive": 0.0 if s.fell else w.alive_bonus,
-        "forward": w.forward_vel_weight * min(s.forward_velocity, w.forward_vel_max),
-        "posture": w.posture_weight * math.exp(
-            -((s.tilt / POSTURE_TILT_SCALE) ** 2) - (s.height_error / POSTURE_HEIGHT_SCALE) ** 2
-        ),
+        "forward": w.forward_vel_weight * forward,
+        "posture": w.posture_weight * upright,
         "nosedive": -w.nosedive_weight * s.nose_down,
         "drift": -w.drift_penalty_weight * s.drift,
         "speed": -w.speed_penalty_weight * overspeed * overspeed,
