@@ -95,10 +95,16 @@ def test_orphan_guard_refuses_a_dead_parent_and_bad_usage() -> None:
 
     argv = guarded_argv(["true"], parent=1)
     assert argv[1:5] == ["-m", "dinosim.sweeps.orphan_guard", "1", "--"] and argv[-1] == "true"
-    assert main(["1", "--", "true"]) == 143  # our parent is not process 1: it "died" before the trial started
-    assert main(["x"]) == 2
-    ok = subprocess.run(guarded_argv([sys.executable, "-c", "print('ran')"], parent=os.getpid()),
-                        capture_output=True, text=True, timeout=60)
+    assert main(["x"]) == 2  # usage errors only in this process: a valid call would exec or set PR_SET_PDEATHSIG
+    trial = [sys.executable, "-c", "print('ran')"]
+    # An engine that died before its trial started: a finished process's PID, never the guard's parent (this
+    # process). A fixed PID such as 1 is the parent where pytest runs under PID 1 (a container, a nohup job).
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True,
+                          timeout=60)
+    refused = subprocess.run(guarded_argv(trial, parent=int(dead.stdout)), capture_output=True, text=True,
+                             timeout=60)
+    assert refused.returncode == 143 and refused.stdout == ""
+    ok = subprocess.run(guarded_argv(trial, parent=os.getpid()), capture_output=True, text=True, timeout=60)
     assert ok.returncode == 0 and ok.stdout.strip() == "ran"
 
 
