@@ -55,6 +55,22 @@ def test_forward_posture_gate_scales_forward_pay_by_the_posture_factor():
         make_env("velociraptor", {"task": "locomotion", "forward_posture_gate": 1.5})
 
 
+def test_reset_forward_speed_starts_the_torso_moving_along_the_heading():
+    still = make_env("trex", {"task": "locomotion", "heading": 0.5}).unwrapped
+    moving = make_env("trex", {"task": "locomotion", "heading": 0.5, "reset_forward_speed": 2.0}).unwrapped
+    speeds = []
+    for seed in range(20):
+        still.reset(seed=seed)
+        moving.reset(seed=seed)
+        extra = moving.data.qvel[:2] - still.data.qvel[:2]  # the same reset noise: 0 draws no extra number first
+        speeds.append(float(np.hypot(*extra)))
+        assert math.isclose(math.atan2(extra[1], extra[0]), 0.5, abs_tol=1e-9)  # along the heading, forwards
+        np.testing.assert_array_equal(moving.data.qvel[2:], still.data.qvel[2:])
+    assert 0.0 <= min(speeds) < 0.5 and 1.5 < max(speeds) <= 2.0  # uniform in [0, 2] m/s
+    with pytest.raises(ValueError, match="reset_forward_speed"):
+        make_env("trex", {"task": "locomotion", "reset_forward_speed": -1.0})
+
+
 @pytest.mark.parametrize("species", SPECIES_NAMES)
 @pytest.mark.parametrize("stage", (1, 2, 3))
 def test_reward_terms_sum_to_reward_every_step(species, stage):

@@ -48,6 +48,7 @@ COMMON_RULES: dict[str, Rule] = {
     "heading": Number(-2 * math.pi, 2 * math.pi),
     "action_scale": Number(0.0, 1.0, lo_open=True),
     "reset_noise_scale": Number(0.0, 0.5),
+    "reset_forward_speed": Number(0.0, 5.0),
     "push_force": Number(0.0, 5.0),
     "push_interval": Number(0.0, lo_open=True),
     "push_duration": Number(0.0, lo_open=True),

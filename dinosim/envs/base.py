@@ -98,6 +98,7 @@ class DinoEnv(TargetTask, Observation, gym.Env):
         heading: float = 0.0,  # rad, world yaw of the direction to walk / of the target
         action_scale: float = 0.5,  # servo target range per unit action, as a fraction of half the joint range
         reset_noise_scale: float = 0.05,  # uniform joint-angle noise (rad) and velocity noise at reset
+        reset_forward_speed: float = 0.0,  # m/s: the body starts moving along the heading at up to this speed
         push_force: float = 0.0,  # horizontal push on the torso, in multiples of body weight (0 = no pushes)
         push_interval: float = 3.0,  # s, mean time between pushes (uniform in [0.5, 1.5] x this)
         push_duration: float = 0.2,  # s, how long each push lasts
@@ -132,6 +133,7 @@ class DinoEnv(TargetTask, Observation, gym.Env):
         self.min_height_fraction = float(min_height_fraction)
         self._action_scale = float(action_scale)
         self.reset_noise_scale = float(reset_noise_scale)
+        self.reset_forward_speed = float(reset_forward_speed)
         self.push_force = float(push_force)
         self.push_interval = float(push_interval)
         self.push_duration = float(push_duration)
@@ -217,6 +219,10 @@ class DinoEnv(TargetTask, Observation, gym.Env):
         noise = self.reset_noise_scale
         d.qpos[self._act_qpos] += rng.uniform(-noise, noise, m.nu)
         d.qvel[:] = rng.uniform(-noise, noise, m.nv)
+        if self.reset_forward_speed > 0.0:  # drawn only when asked for, so 0 keeps every reset as before
+            speed = rng.uniform(0.0, self.reset_forward_speed)
+            d.qvel[0] += speed * self._cos_heading
+            d.qvel[1] += speed * self._sin_heading
         d.ctrl[:] = self._home
         self._origin = tuple(self._qpos_home[:2].tolist())
         self._place_target(rng, self._qpos_home[:3])
