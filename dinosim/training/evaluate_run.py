@@ -109,6 +109,7 @@ def _evaluate_model(run_data: dict, stage: int, model_path: Path, vecnorm_path: 
         obs_normalizer,
         run_seeded_episodes,
     )
+    from dinosim.training.outcomes import format_outcomes
 
     configure_torch_threads()
     config = RunConfig.from_dict(run_data["config"])
@@ -134,6 +135,8 @@ def _evaluate_model(run_data: dict, stage: int, model_path: Path, vecnorm_path: 
         upper = 1.0 - wilson_lower_bound(stats.episodes - stats.successes, stats.episodes, 0.975)
         print(f"  success 95 % CI  [{wilson_lower_bound(stats.successes, stats.episodes, 0.975):.3f}, {upper:.3f}]"
               f" (Wilson, {stats.successes}/{stats.episodes})")
+    for line in format_outcomes(result):
+        print(line)
     print(f"  episode seeds    {seeds.start} .. {seeds.stop - 1}")
     if options.gif is not None:
         from dinosim.tracking.render import render_episodes

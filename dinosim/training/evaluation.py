@@ -67,7 +67,9 @@ def reward_components(info: dict[str, Any]) -> dict[str, float]:
 class EvalResult:
     """Per-episode results of one evaluation. ``stopped``: the criteria (of ``STOPPABLE``) it was certain to fail
     when it stopped early (empty: every planned episode is here); ``dropped_steps``: env steps of episodes played
-    beyond the recorded ones before it stopped (played, not recorded)."""
+    beyond the recorded ones before it stopped (played, not recorded). ``ends`` (each episode's last
+    ``info["termination_reason"]``) and ``start_distances`` (``info["target_distance"]`` at reset) are filled by
+    :func:`run_seeded_episodes` only (see :mod:`dinosim.training.outcomes`)."""
 
     returns: list[float] = field(default_factory=list)
     lengths: list[int] = field(default_factory=list)
@@ -75,6 +77,8 @@ class EvalResult:
     components: list[dict[str, float]] = field(default_factory=list)
     stopped: tuple[str, ...] = ()
     dropped_steps: int = 0
+    ends: list[str] = field(default_factory=list)
+    start_distances: list[float] = field(default_factory=list)
 
     @property
     def mean_reward(self) -> float:
@@ -225,8 +229,9 @@ class _SeededRun:
         self.watch = stop.watch() if stop is not None else None
         self.slots: list[Optional[int]] = [None] * len(envs)  # index into seeds of the episode each env plays
         self.obs: list[Any] = [None] * len(envs)
-        self.done: list[Optional[tuple[float, int, Optional[bool], dict]]] = [None] * len(seeds)
+        self.done: list[Optional[tuple[float, int, Optional[bool], dict, str, float]]] = [None] * len(seeds)
         self.running: dict[int, tuple[float, int, dict]] = {}
+        self.start_distance: list[float] = [math.nan] * len(envs)
         self.next_seed = self.prefix = 0
         self.stopped: tuple[str, ...] = ()
 
@@ -244,7 +249,8 @@ class _SeededRun:
     def _start(self, i: int) -> None:
         """Reset env ``i`` with the next unplayed seed (nothing when every seed is taken)."""
         if self.next_seed < len(self.seeds):
-            self.obs[i], _ = self.envs[i].reset(seed=self.seeds[self.next_seed])
+            self.obs[i], info = self.envs[i].reset(seed=self.seeds[self.next_seed])
+            self.start_distance[i] = float(info.get("target_distance", math.nan))
             self.slots[i], self.next_seed = self.next_seed, self.next_seed + 1
             self.running[i] = (0.0, 0, {})
 
@@ -262,7 +268,8 @@ class _SeededRun:
         ret, length, comps = self.running.pop(i)
         slot = self.slots[i]
         assert slot is not None
-        self.done[slot] = (ret, length, None if success is None else bool(success), comps)
+        self.done[slot] = (ret, length, None if success is None else bool(success), comps,
+                           str(info.get("termination_reason", "")), self.start_distance[i])
         self._advance_prefix()
         if not self.stopped:
             self._start(i)
@@ -284,11 +291,13 @@ class _SeededRun:
         result = EvalResult(stopped=self.stopped)
         for episode in kept:
             assert episode is not None
-            ret, length, success, comps = episode
+            ret, length, success, comps, end, start_distance = episode
             result.returns.append(ret)
             result.lengths.append(length)
             result.successes.append(success)
             result.components.append(comps)
+            result.ends.append(end)
+            result.start_distances.append(start_distance)
         if self.stopped:
             beyond = sum(e[1] for e in self.done[self.prefix:] if e is not None)
             result.dropped_steps = beyond + sum(length for _, length, _ in self.running.values())
