@@ -55,8 +55,8 @@ def first_answer(species: str, eval_envs: int) -> tuple[float, float, float]:
     from dinosim.envs import make_env
     from dinosim.run_integrity import model_bytes, vecnormalize_bytes
     from dinosim.training.builders import default_env_factory
+    from dinosim.training.eval_plan import EvalPlan
     from dinosim.training.eval_worker import BackgroundEvaluator, EnvSpec, SnapshotJob
-    from dinosim.training.evaluation import EvalPlan
 
     venv = VecNormalize(DummyVecEnv([lambda: make_env(species, {})]))
     model = PPO("MlpPolicy", venv, policy_kwargs={"net_arch": [256, 256]}, device="cpu")

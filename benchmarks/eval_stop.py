@@ -191,9 +191,10 @@ def play(run: Path, stage: int, steps: list[int], episodes: Optional[int], n_env
     from dinosim.envs import make_env
     from dinosim.runfolder import checkpoint_paths
     from dinosim.training.builders import configure_torch_threads
+    from dinosim.training.eval_plan import gate_passed
     from dinosim.training.eval_stop import StopRule, longest_episode
     from dinosim.training.eval_worker import load_policy
-    from dinosim.training.evaluation import gate_passed, gate_seeds, model_policy, obs_normalizer, run_seeded_episodes
+    from dinosim.training.evaluation import gate_seeds, model_policy, obs_normalizer, run_seeded_episodes
 
     configure_torch_threads()
     config = _run_config(run)

@@ -26,7 +26,8 @@ from dinosim.runfolder import (
     STAGE_EVAL_SHARE_KEY,
     STAGE_EVAL_TIME_KEY,
 )
-from dinosim.training.evaluation import EvalPlan, model_policy, obs_normalizer, play_plan, screen_passed
+from dinosim.training.eval_plan import EvalPlan, play_plan, screen_passed
+from dinosim.training.evaluation import model_policy, obs_normalizer
 
 ENV = {"task": "strike", "max_episode_steps": 40, "strike_bonus": 10.0}
 SNAPSHOT_SEED = 0  # seeds the reset and the sampled actions of _snapshot_model
@@ -499,7 +500,8 @@ def test_the_snapshot_that_passed_the_gate_is_best_even_when_a_screening_ranked_
     (seen in a stochastic balance stage: its own gate evaluation failed on the length); ``best/``, which the next
     stage starts from and `evaluate` plays, must still be the snapshot that passed."""
     from dinosim.training.eval_gate import EvalGateCallback
-    from dinosim.training.evaluation import EvalOutcome, EvalResult, EvalTiming
+    from dinosim.training.eval_plan import EvalOutcome, EvalTiming
+    from dinosim.training.evaluation import EvalResult
     from dinosim.training.state import StageState
 
     cur = CurriculumSettings(min_avg_reward=500.0, min_avg_episode_length=450.0, eval_episodes=4, gate_episodes=6)

@@ -9,8 +9,9 @@ import pytest
 
 from dinosim.config.settings import STOPPABLE, CurriculumSettings, EvalStats
 from dinosim.runfolder import EVAL_STOPPED_PREFIX, stopped_on
+from dinosim.training.eval_plan import EvalPlan, gate_passed, screen_passed
 from dinosim.training.eval_stop import StopRule, longest_episode
-from dinosim.training.evaluation import EvalPlan, EvalResult, gate_passed, run_seeded_episodes, screen_passed
+from dinosim.training.evaluation import EvalResult, run_seeded_episodes
 
 ENV = {"task": "strike", "max_episode_steps": 40, "strike_bonus": 10.0, "push_force": 0.1}
 

@@ -1,6 +1,6 @@
 """The stage's evaluation and gate: :class:`EvalGateCallback`, inline or in a background process.
 
-Every ``eval_freq`` stage steps the callback fixes an :class:`~dinosim.training.evaluation.EvalPlan` for the
+Every ``eval_freq`` stage steps the callback fixes an :class:`~dinosim.training.eval_plan.EvalPlan` for the
 current snapshot (a screening, and a gate evaluation if the screening completes the streak) and plays it: inline
 (training waits), or, with ``background_eval``, in the evaluation process of
 :mod:`dinosim.training.eval_worker` while training continues. Outcomes are applied in order by one method, so both
@@ -61,18 +61,9 @@ from dinosim.runfolder import (
     select_policy,
 )
 from dinosim.training.callbacks import StageContext
+from dinosim.training.eval_plan import EvalOutcome, EvalPlan, EvalTiming, gate_passed, play_plan, screen_passed
 from dinosim.training.eval_worker import BackgroundEvaluator, EnvSpec, EvalWorkerDied, SnapshotJob, play_snapshot
-from dinosim.training.evaluation import (
-    EvalOutcome,
-    EvalPlan,
-    EvalResult,
-    EvalTiming,
-    gate_passed,
-    model_policy,
-    obs_normalizer,
-    play_plan,
-    screen_passed,
-)
+from dinosim.training.evaluation import EvalResult, model_policy, obs_normalizer
 
 Snapshot = Callable[[], tuple[bytes, bytes]]  # (model zip, pickled VecNormalize) of the evaluated snapshot
 

@@ -1,8 +1,8 @@
 """Background evaluation: a separate process plays evaluation plans on policy snapshots while training continues.
 
-The training process sends one :class:`SnapshotJob` at a time (the :class:`~dinosim.training.evaluation.EvalPlan`
+The training process sends one :class:`SnapshotJob` at a time (the :class:`~dinosim.training.eval_plan.EvalPlan`
 and the snapshot as bytes: the SB3 model zip and the pickled VecNormalize, exactly what ``best/`` stores) and gets
-an :class:`~dinosim.training.evaluation.EvalOutcome` back. The process is started with the ``spawn`` method (no
+an :class:`~dinosim.training.eval_plan.EvalOutcome` back. The process is started with the ``spawn`` method (no
 forked torch or MuJoCo state), builds the stage's eval envs once and reuses them for every job. At most one job is
 in flight: the caller waits for it before sending the next. A process that dies (crash, OOM kill, ``kill -9``)
 surfaces as :class:`EvalWorkerDied`; :func:`play_snapshot` plays the same job in the training process instead.
@@ -25,7 +25,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator, Optional, Sequence
 
-from dinosim.training.evaluation import EvalOutcome, EvalPlan, model_policy, obs_normalizer, play_plan
+from dinosim.training.eval_plan import EvalOutcome, EvalPlan, play_plan
+from dinosim.training.evaluation import model_policy, obs_normalizer
 
 _START_METHOD = "spawn"
 GATE_STARTED = "gate started"  # sent before a job's outcome when its screening passed and its gate evaluation begins
@@ -123,7 +124,7 @@ def _global_rngs_kept() -> Iterator[None]:
 def play_snapshot(job: SnapshotJob, envs: Sequence[Any], on_gate: Optional[Callable[[], None]] = None) -> EvalOutcome:
     """Load the job's snapshot (on the CPU) and play its plan on ``envs``; used by the process and the fallback.
     The caller's global random states are left as they were (building a policy draws its initial weights);
-    ``on_gate``: see :func:`~dinosim.training.evaluation.play_plan`."""
+    ``on_gate``: see :func:`~dinosim.training.eval_plan.play_plan`."""
     with _global_rngs_kept():
         policy = load_policy(job.model_zip)
     normalize = obs_normalizer(pickle.loads(job.vecnorm) if job.vecnorm else None)
