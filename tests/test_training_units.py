@@ -48,6 +48,29 @@ def test_warmup_value_then_schedule() -> None:
     assert clip(sb3_progress(4096 + 1024, clock)) == pytest.approx(0.2 - 0.1 * 1024 / 8192)
 
 
+def test_a_decay_over_its_own_steps_then_held_whatever_the_budget() -> None:
+    """``lr_decay_timesteps``: the rate at each stage step is that of a stage whose budget is the decay's length,
+    and stays at the end value after it; the config key reaches the model's schedule."""
+    from dinosim.config.resolve import resolve_run
+    from dinosim.training.builders import stage_schedules
+
+    short, long = StageClock(start=5_000, budget=1_200), StageClock(start=5_000, budget=8_000)
+    over_budget = StageSchedule(short, 5e-4, 5e-5, "linear")
+    own_steps = StageSchedule(long, 5e-4, 5e-5, "linear", decay_steps=1_200)
+    for done in (0, 300, 600, 1_199, 1_200):
+        expected = over_budget(sb3_progress(5_000 + done, short))
+        assert own_steps(sb3_progress(5_000 + done, long)) == pytest.approx(expected)
+    assert own_steps(sb3_progress(5_000 + 4_000, long)) == pytest.approx(5e-5)  # held after the decay
+    assert StageSchedule(long, 5e-4, 5e-5)(sb3_progress(5_000 + 4_000, long)) == pytest.approx(5e-4 - 4.5e-4 * 0.5)
+    config = resolve_run("trex", "ppo", (3,), ["ppo.learning_rate=5e-4", "ppo.learning_rate_end=5e-5",
+                                                "ppo.lr_decay_timesteps=1200"])
+    lr = stage_schedules(config, 3, long)["learning_rate"]
+    assert lr.decay_steps == 1_200 and lr(sb3_progress(5_000 + 600, long)) == pytest.approx(2.75e-4)
+    old = StageSchedule(long, 5e-4, 5e-5)
+    del old.__dict__["decay_steps"]  # a schedule pickled before the field existed
+    assert old(sb3_progress(5_000 + 4_000, long)) == pytest.approx(5e-4 - 4.5e-4 * 0.5)
+
+
 def test_ramp_moves_every_changed_numeric_value_linearly() -> None:
     previous = {"task": "balance", "alive_bonus": 2.0, "fall_penalty": -20.0, "max_episode_steps": 500,
                 "push": True, "same": 1.0, "only_previous": 3.0}

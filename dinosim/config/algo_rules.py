@@ -110,6 +110,7 @@ class EntCoef(Rule):
 _SCHEDULE_RULES: dict[str, Rule] = {
     "learning_rate_end": Number(0.0, 1.0),
     "lr_schedule": OneOf(("linear", "cosine"), "a schedule shape"),
+    "lr_decay_timesteps": Number(1, 10**12, integer=True),
 }
 
 PPO_RULES: dict[str, Rule] = {
@@ -236,8 +237,9 @@ def inert_algo_keys(section: str, values: Mapping[str, Any]) -> dict[str, str]:
     present = {**{k: v for k, v in values.items() if k != "policy_kwargs"},
                **{f"policy_kwargs.{k}": v for k, v in policy.items()}}
     out: dict[str, str] = {}
-    if values.get("learning_rate_end") is None and present.get("lr_schedule") is not None:
-        out["lr_schedule"] = f"has no effect: {section}.learning_rate_end is not set, so the rate is constant"
+    for key in ("lr_schedule", "lr_decay_timesteps"):
+        if values.get("learning_rate_end") is None and present.get(key) is not None:
+            out[key] = f"has no effect: {section}.learning_rate_end is not set, so the rate is constant"
     if not values.get("use_sde"):
         for key in _SDE_ONLY:
             if present.get(key) is not None:

@@ -187,6 +187,7 @@ class ScheduleSettings:
 
     learning_rate_end: Optional[float] = None  # decay learning_rate to this value over the stage (unset: constant)
     lr_schedule: str = "linear"  # shape of the decay to learning_rate_end: "linear" or "cosine"
+    lr_decay_timesteps: Optional[int] = None  # stage steps of the decay to learning_rate_end, then held (unset: budget)
     clip_range_end: Optional[float] = None  # PPO only: decay clip_range linearly to this value
 
 

@@ -167,7 +167,8 @@ def stage_schedules(config: "RunConfig", stage: int, clock: StageClock) -> dict[
     out: dict[str, Any] = {}
     lr = algo_setting(config, stage, "learning_rate")
     if isinstance(lr, (int, float)):
-        out["learning_rate"] = StageSchedule(clock, float(lr), sched.learning_rate_end, sched.lr_schedule)
+        out["learning_rate"] = StageSchedule(clock, float(lr), sched.learning_rate_end, sched.lr_schedule,
+                                            decay_steps=sched.lr_decay_timesteps)
     if config.algorithm == "ppo":
         clip = algo_setting(config, stage, "clip_range")
         if isinstance(clip, (int, float)):

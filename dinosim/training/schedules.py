@@ -38,8 +38,10 @@ class StageClock:
 class StageSchedule:
     """``start`` -> ``end`` over the stage: constant (end None), linear or cosine; optional warm-up plateau.
 
-    During the first ``warmup_steps`` stage steps the value is ``warmup_value`` (when set); the decay is still
-    measured over the whole stage so that it does not jump when the warm-up ends.
+    The decay takes the stage's whole budget, or its first ``decay_steps`` stage steps when set (then the value
+    stays at ``end``), so a short decay does not tie the stage's budget to it. During the first ``warmup_steps``
+    stage steps the value is ``warmup_value`` (when set); the decay is still measured from the stage's start so
+    that it does not jump when the warm-up ends.
     """
 
     clock: StageClock
@@ -48,6 +50,8 @@ class StageSchedule:
     shape: str = "linear"  # "linear" or "cosine"
     warmup_steps: int = 0
     warmup_value: Optional[float] = None
+    decay_steps: Optional[int] = None  # stage steps of the decay (None: the stage's budget); a class default, so
+    # schedules pickled before the field existed load with it
 
     def value_at_fraction(self, fraction: float) -> float:
         if self.end is None:
@@ -64,6 +68,8 @@ class StageSchedule:
     def __call__(self, progress_remaining: float) -> float:
         if self.warmup_value is not None and self.clock.stage_steps(progress_remaining) < self.warmup_steps:
             return float(self.warmup_value)
+        if self.decay_steps:
+            return self.value_at_fraction(self.clock.stage_steps(progress_remaining) / self.decay_steps)
         return self.value_at_fraction(self.clock.fraction(progress_remaining))
 
 
