@@ -68,7 +68,7 @@ class StageSchedule:
     def __call__(self, progress_remaining: float) -> float:
         if self.warmup_value is not None and self.clock.stage_steps(progress_remaining) < self.warmup_steps:
             return float(self.warmup_value)
-        if self.decay_steps:
+        if self.decay_steps:  # its own length; value_at_fraction holds the end value beyond it
             return self.value_at_fraction(self.clock.stage_steps(progress_remaining) / self.decay_steps)
         return self.value_at_fraction(self.clock.fraction(progress_remaining))
 
