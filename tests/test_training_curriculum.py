@@ -128,7 +128,7 @@ def test_gate_ends_the_stage_early_and_init_from_warm_starts(tmp_path: Path, mon
     assert trial_metrics.read_text() == metrics_jsonl + json.dumps(stage_end) + "\n"
     # then the stage's end, for a sweep that minimises the steps to a gate
     assert stage_end == {"global_step": 256, "stage": 1, "stage/steps_to_gate": 256, "run/steps_to_gate": 256,
-                         "stage/gate_passed": 1}
+                         "stage/gate_passed": 1, "stage/gate_shortfall": 0.0, "stage/steps_to_gate_ranked": 256}
 
     # train --stage 2 --init-from <that run>: warm start from its best model, ramp from its stage-1 [env]
     from dinosim.training.curriculum import RunHooks

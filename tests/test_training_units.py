@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from dinosim.config.settings import CurriculumSettings
 from dinosim.errors import DinosimError
 from dinosim.training.schedules import StageClock, StageSchedule, changed_numeric_weights, ramp_typed, ramp_value
 from dinosim.training.state import RunSummary, StageState
@@ -239,8 +240,30 @@ def test_steps_to_gate_count_to_the_passing_snapshot_else_every_step_used() -> N
     assert (passed.steps_to_gate(), passed.global_steps_to_gate()) == (275_000, 554_180)
     failed = StageState(stage=2, status="finished", start_step=279_180, timesteps_used=300_000)
     assert (failed.steps_to_gate(), failed.global_steps_to_gate()) == (300_000, 579_180)  # >= any passing stage
-    assert stage_end_metrics(failed) == {"stage/steps_to_gate": 300_000, "run/steps_to_gate": 579_180,
-                                         "stage/gate_passed": 0}
+    walk = CurriculumSettings(min_avg_reward=1500.0, min_avg_episode_length=800.0)
+    # no complete evaluation: as far from the gate as a stage can be
+    assert stage_end_metrics(failed, walk) == {"stage/steps_to_gate": 300_000, "run/steps_to_gate": 579_180,
+                                               "stage/gate_passed": 0, "stage/gate_shortfall": 1.0,
+                                               "stage/steps_to_gate_ranked": 600_000}
+    # best/ returned 1,200 over 900-step episodes: 0.2 short of the return, the length met
+    failed.best_eval = {"eval/mean_reward": 1200.0, "eval/mean_ep_length": 900.0, "eval/success_rate": None}
+    closer = stage_end_metrics(failed, walk)
+    assert closer["stage/gate_shortfall"] == pytest.approx(0.2) and closer["stage/steps_to_gate_ranked"] == 360_000
+    # failed trials rank by how close they came, every one below a trial that passed within the same budget
+    assert passed.steps_to_gate() < failed.timesteps_used < closer["stage/steps_to_gate_ranked"] < 600_000
+    assert stage_end_metrics(passed, walk)["stage/steps_to_gate_ranked"] == 275_000
+    assert stage_end_metrics(passed, walk)["stage/gate_shortfall"] == 0.0
+
+
+def test_gate_shortfall_is_the_largest_relative_gap_to_a_threshold() -> None:
+    bite = CurriculumSettings(min_avg_reward=150.0, min_success_rate=0.9)
+    assert bite.shortfall({"return": 300.0, "length": 60.0, "success": 0.45}) == pytest.approx(0.5)
+    assert bite.shortfall({"return": 75.0, "length": 60.0, "success": 0.9}) == pytest.approx(0.5)
+    assert bite.shortfall({"return": 300.0, "length": 60.0, "success": 0.95}) == 0.0  # every threshold met
+    assert bite.shortfall({"return": -500.0, "length": 60.0, "success": 0.0}) == 1.0  # clipped
+    assert bite.shortfall({"return": 300.0, "length": 60.0}) == 1.0  # the success rate was not reported
+    zero = CurriculumSettings(min_avg_reward=0.0)  # a threshold of 0 is measured in units of the quantity
+    assert zero.shortfall({"return": -0.25, "length": 10.0}) == pytest.approx(0.25)
 
 
 def test_resume_refuses_a_run_stopped_by_strict_gates(tmp_path: Path) -> None:

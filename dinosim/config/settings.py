@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, fields
 from statistics import NormalDist
-from typing import Optional
+from typing import Mapping, Optional
 
 
 @dataclass
@@ -112,6 +112,20 @@ class CurriculumSettings:
             if self.meets("success", estimates["success"]):
                 return successes
         return int(episodes) + 1
+
+    def shortfall(self, point: Mapping[str, float]) -> float:
+        """How far point estimates (``{quantity: estimate}``, as :meth:`EvalStats.point_estimates`) fall short of
+        the gate's thresholds: the largest relative gap ``(threshold - estimate) / |threshold|`` (divided by 1 for
+        a threshold of 0), each clipped to [0, 1]. 0: every threshold met; 1: a quantity missing, or short by at
+        least its whole threshold. E.g. a walking gate of return 1,500 and length 800 with a mean return of 1,200
+        over episodes of 900 steps: 0.2; a success gate of 0.9 at 0.45: 0.5."""
+        gaps = [0.0]
+        for quantity, threshold in self.thresholds().items():
+            estimate = point.get(quantity)
+            if estimate is None or not math.isfinite(estimate):
+                return 1.0
+            gaps.append((threshold - estimate) / (abs(threshold) or 1.0))
+        return min(1.0, max(gaps))
 
     def rank(self, stats: "EvalStats") -> tuple[float, float]:
         """Order of evaluations for ``best/``: the success lower bound (stage 3), then the return lower bound."""

@@ -9,7 +9,8 @@ list. How long each evaluation took (``eval_time/*`` in the same records; names 
 the summaries read too) is bookkeeping, not a metric: it is not in this list, so a sweep cannot optimise it.
 When a stage ends, a sweep trial also receives :data:`STAGE_END_SCALARS` (in ``$DINOSIM_TRIAL_METRICS`` and W&B,
 not in ``metrics.jsonl``, which holds evaluations only): how many steps the stage took to its gate, so a sweep can
-minimise the time to a gate itself rather than a proxy read after a fixed number of steps.
+minimise the time to a gate itself rather than a proxy read after a fixed number of steps, and how far a stage that
+did not pass fell short of it.
 Nor is ``eval/stopped/<criterion>`` (:data:`dinosim.runfolder.EVAL_STOPPED_PREFIX`: 1 for the criterion an
 evaluation stopped early on; logged with the scalars, under ``gate/`` for gate evaluations).
 """
@@ -19,6 +20,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from dinosim.config.settings import CurriculumSettings
     from dinosim.training.state import StageState
 
 EVAL_MEAN_REWARD = "eval/mean_reward"
@@ -37,7 +39,15 @@ EVAL_COMPONENT_PREFIX = "eval/reward/"  # + a reward term of dinosim.envs.reward
 STAGE_STEPS_TO_GATE = "stage/steps_to_gate"  # from the stage's start to the snapshot that passed its gate
 RUN_STEPS_TO_GATE = "run/steps_to_gate"  # global step of that snapshot: the whole chain up to this stage's gate
 STAGE_GATE_PASSED = "stage/gate_passed"  # 1 or 0
-STAGE_END_SCALARS: tuple[str, ...] = (STAGE_STEPS_TO_GATE, RUN_STEPS_TO_GATE, STAGE_GATE_PASSED)
+# How far the stage's best evaluation (best/, ranked by its lower bounds) fell short of the gate: 0 when it passed,
+# else CurriculumSettings.shortfall of that evaluation's point estimates (1 without a complete evaluation)
+STAGE_GATE_SHORTFALL = "stage/gate_shortfall"
+# steps_to_gate for a passed stage; for one that did not pass, its steps x (1 + gate_shortfall): failed trials of a
+# sweep then rank among themselves by how close they came, instead of tying at their budget, and still below
+# every trial that passed within the same budget
+STAGE_STEPS_TO_GATE_RANKED = "stage/steps_to_gate_ranked"
+STAGE_END_SCALARS: tuple[str, ...] = (STAGE_STEPS_TO_GATE, RUN_STEPS_TO_GATE, STAGE_GATE_PASSED,
+                                      STAGE_GATE_SHORTFALL, STAGE_STEPS_TO_GATE_RANKED)
 
 
 def eval_metric_names(terms: tuple[str, ...]) -> tuple[str, ...]:
@@ -50,7 +60,20 @@ def sweep_metric_names(terms: tuple[str, ...]) -> tuple[str, ...]:
     return eval_metric_names(terms) + STAGE_END_SCALARS
 
 
-def stage_end_metrics(state: "StageState") -> dict[str, int]:
-    """The :data:`STAGE_END_SCALARS` of one finished stage, by name."""
+def gate_shortfall(state: "StageState", curriculum: "CurriculumSettings") -> float:
+    """:data:`STAGE_GATE_SHORTFALL` of a finished stage judged by ``curriculum``'s gate."""
+    if state.gate_passed:
+        return 0.0
+    best = state.best_eval or {}
+    point = {"return": best.get(EVAL_MEAN_REWARD), "length": best.get(EVAL_MEAN_LENGTH),
+             "success": best.get(EVAL_SUCCESS_RATE)}
+    return curriculum.shortfall({k: float(v) for k, v in point.items() if v is not None})
+
+
+def stage_end_metrics(state: "StageState", curriculum: "CurriculumSettings") -> dict[str, float]:
+    """The :data:`STAGE_END_SCALARS` of one finished stage, by name, its gate being ``curriculum``'s."""
+    shortfall = gate_shortfall(state, curriculum)
+    ranked = state.steps_to_gate() if state.gate_passed else round(state.timesteps_used * (1.0 + shortfall))
     return {STAGE_STEPS_TO_GATE: state.steps_to_gate(), RUN_STEPS_TO_GATE: state.global_steps_to_gate(),
-            STAGE_GATE_PASSED: int(state.gate_passed)}
+            STAGE_GATE_PASSED: int(state.gate_passed), STAGE_GATE_SHORTFALL: round(shortfall, 6),
+            STAGE_STEPS_TO_GATE_RANKED: ranked}

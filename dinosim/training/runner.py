@@ -179,7 +179,7 @@ def _execute(run_dir: Path, run_data: dict, summary: RunSummary, progress: bool,
         _attach_console(hooks, summary, plan.config, output)
     progress = progress and output > QUIET
     tracker = _start_wandb(run_dir, run_data, plan.config, hooks)
-    _attach_trial_report(hooks)
+    _attach_trial_report(hooks, plan.config)
     code, summary.status, summary.message = EXIT_OK, "running", None
     try:
         with stop_signals_interrupt():  # SIGTERM/SIGHUP: like Ctrl-C (checkpoint, status interrupted, 128 + signal)
@@ -226,7 +226,7 @@ def _attach_console(hooks: "RunHooks", summary: RunSummary, config: "RunConfig",
         hooks.eval_sinks = [*hooks.eval_sinks, eval_printer(streak_of)]
 
 
-def _attach_trial_report(hooks: "RunHooks") -> None:
+def _attach_trial_report(hooks: "RunHooks", config: "RunConfig") -> None:
     """In a sweep trial (``$DINOSIM_TRIAL_METRICS`` set), each finished stage appends its steps to the gate
     (:data:`dinosim.training.metrics.STAGE_END_SCALARS`) to the trial's metrics, after the stage's evaluations."""
     path = os.environ.get(TRIAL_METRICS_ENV)
@@ -238,7 +238,7 @@ def _attach_trial_report(hooks: "RunHooks") -> None:
 
     def on_end(stage: int, state: StageState) -> None:
         append_json_line(Path(path), {"global_step": state.global_steps_to_gate(), "stage": stage,
-                                      **stage_end_metrics(state)})
+                                      **stage_end_metrics(state, config.curriculum(stage))})
         if previous:
             previous(stage, state)
 
@@ -268,7 +268,8 @@ def _start_wandb(run_dir: Path, run_data: dict, config: "RunConfig", hooks: "Run
     def on_end(stage: int, state: StageState) -> None:
         end_step = (state.start_step or 0) + state.timesteps_used
         tracker.log_gate(stage, state.gate_passed, state.global_steps_to_gate(), timesteps_used=state.timesteps_used)
-        tracker.log(stage_end_metrics(state), end_step)  # a W&B sweep's metric may be one of these
+        # a W&B sweep's metric may be one of these
+        tracker.log(stage_end_metrics(state, config.curriculum(stage)), end_step)
         _log_stage_video(tracker, Path(run_dir), stage, end_step, hooks)
         _log_stage_diagnosis(tracker, Path(run_dir), stage, end_step, hooks)
         if previous_end:
