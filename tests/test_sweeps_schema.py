@@ -14,7 +14,7 @@ from dinosim.errors import ConfigError
 from dinosim.sweeps.keys import check_keys
 from dinosim.sweeps.wandb_schema import schema_violations
 from dinosim.sweeps.yaml_spec import load_sweep, spec_from_dict
-from dinosim.training.metrics import EVAL_COMPONENT_PREFIX, RUN_STEPS_TO_GATE, STAGE_STEPS_TO_GATE, sweep_metric_names
+from dinosim.training.metrics import EVAL_COMPONENT_PREFIX, LOWER_IS_BETTER, sweep_metric_names
 
 SWEEPS = sorted((Path(__file__).resolve().parent.parent / "sweeps").glob("*.yaml"))
 REQUIRED = {"velociraptor_stage1_grid", "velociraptor_stage1_random", "trex_stage1_random",
@@ -36,7 +36,7 @@ def test_sweep_yaml_is_valid(path):
     check_keys(spec)
     assert raw["program"] == "scripts/train_sb3.py"
     assert spec.metric in sweep_metric_names(TERMS)
-    assert spec.goal == ("minimize" if spec.metric in (STAGE_STEPS_TO_GATE, RUN_STEPS_TO_GATE) else "maximize")
+    assert spec.goal == ("minimize" if spec.metric in LOWER_IS_BETTER else "maximize")
     assert spec.run_cap is not None
     toks = [str(t) for t in spec.command]
     assert toks[-2:] == ["--override", "${args_no_hyphens}"]  # fixed overrides, if any, come in an earlier --override

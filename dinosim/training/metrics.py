@@ -48,6 +48,9 @@ STAGE_GATE_SHORTFALL = "stage/gate_shortfall"
 STAGE_STEPS_TO_GATE_RANKED = "stage/steps_to_gate_ranked"
 STAGE_END_SCALARS: tuple[str, ...] = (STAGE_STEPS_TO_GATE, RUN_STEPS_TO_GATE, STAGE_GATE_PASSED,
                                       STAGE_GATE_SHORTFALL, STAGE_STEPS_TO_GATE_RANKED)
+# the metrics a sweep minimises (fewer steps, a smaller shortfall); every other metric is better higher
+LOWER_IS_BETTER: tuple[str, ...] = (STAGE_STEPS_TO_GATE, RUN_STEPS_TO_GATE, STAGE_GATE_SHORTFALL,
+                                    STAGE_STEPS_TO_GATE_RANKED)
 
 
 def eval_metric_names(terms: tuple[str, ...]) -> tuple[str, ...]:
