@@ -43,6 +43,8 @@ BAD = [
     ("metric", lambda r: r["metric"].update(name="eval/mean_rewrd"), "did you mean 'eval/mean_reward'"),
     ("wandb-only metric", lambda r: r["metric"].update(name="rollout/ep_rew_mean"), "not a metric a sweep"),
     ("evaluation time", lambda r: r["metric"].update(name="eval_time/wall_s"), "not a metric a sweep"),  # bookkeeping
+    ("steps maximised", lambda r: r["metric"].update(name="stage/steps_to_gate_ranked", goal="maximize"),
+     "use goal: minimize"),
     ("values types", lambda r: _params(r, ppo__learning_rate={"values": [0.0003, "x"]}), "'x' has the wrong type"),
     ("n_steps x n_envs vs batch", lambda r: _params(r, ppo__n_steps={"values": [512, 1000]}), "not a multiple"),
     ("range extreme", lambda r: _params(r, ppo__gamma={"distribution": "uniform", "min": 0.9, "max": 1.01}),

@@ -100,12 +100,19 @@ def check_keys(spec: Any) -> None:
 
 def check_metric(spec: Any) -> None:
     """Raise ConfigError when a sweep of dinosim optimises a metric that no evaluation records (the offline engine
-    would see no value, every trial would fail). Skipped when the command does not run dinosim."""
+    would see no value, every trial would fail), or maximises one that is better lower (steps to a gate, a
+    shortfall). Skipped when the command does not run dinosim."""
     from dinosim.config.validate import did_you_mean
     from dinosim.envs.rewards import TERMS
     from dinosim.errors import ConfigError
     from dinosim.sweeps.dry_runs import runs_dinosim
-    from dinosim.training.metrics import EVAL_COMPONENT_PREFIX, EVAL_SCALARS, STAGE_END_SCALARS, sweep_metric_names
+    from dinosim.training.metrics import (
+        EVAL_COMPONENT_PREFIX,
+        EVAL_SCALARS,
+        LOWER_IS_BETTER,
+        STAGE_END_SCALARS,
+        sweep_metric_names,
+    )
 
     if not runs_dinosim(spec):
         return
@@ -115,3 +122,6 @@ def check_metric(spec: Any) -> None:
                           f"{did_you_mean(spec.metric, names)}; use one of {', '.join(EVAL_SCALARS)}, "
                           f"{EVAL_COMPONENT_PREFIX}<term> (terms: {', '.join(TERMS)}) or, at a stage's end, "
                           f"{', '.join(STAGE_END_SCALARS)}")
+    if spec.metric in LOWER_IS_BETTER and spec.goal != "minimize":
+        raise ConfigError(f"{spec.path}: metric.goal {spec.goal!r} would look for the most steps to a gate or the "
+                          f"largest shortfall: {spec.metric} is better lower, use goal: minimize")
