@@ -76,7 +76,7 @@ def gate_shortfall(state: "StageState", curriculum: "CurriculumSettings") -> flo
 def stage_end_metrics(state: "StageState", curriculum: "CurriculumSettings") -> dict[str, float]:
     """The :data:`STAGE_END_SCALARS` of one finished stage, by name, its gate being ``curriculum``'s."""
     shortfall = gate_shortfall(state, curriculum)
-    ranked = state.steps_to_gate() if state.gate_passed else round(state.timesteps_used * (1.0 + shortfall))
+    ranked = round(state.steps_to_gate() * (1.0 + shortfall))  # a passed stage's shortfall is 0
     return {STAGE_STEPS_TO_GATE: state.steps_to_gate(), RUN_STEPS_TO_GATE: state.global_steps_to_gate(),
             STAGE_GATE_PASSED: int(state.gate_passed), STAGE_GATE_SHORTFALL: round(shortfall, 6),
             STAGE_STEPS_TO_GATE_RANKED: ranked}
