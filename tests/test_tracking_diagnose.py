@@ -211,6 +211,23 @@ def test_forgets_walking(tmp_path, ev, make_run, balance_evals):
     assert "behaviour.forgets_walking" not in ids(scratch)  # it did not start from stage 1: nothing to forget
 
 
+def test_forgets_walking_sees_a_collapse_a_few_screenings_after_the_switch(tmp_path, ev, make_run, balance_evals):
+    """The shape of a T-Rex shuffler's walking stage (2026-12-02): it kept its episodes for two screenings after the
+    switch, then fell within ~120 steps; the warm-up keys are 0 or one screening long, so a window of one screening
+    missed it. A collapse after the first FORGET_EVALS screenings is the regression rule's, not this one's."""
+    from dinosim.tracking.diagnose.rules_task import FORGET_EVALS
+
+    lengths = (820, 820, 120, 200, 500, 800)
+    late = make_run(tmp_path, "late", {1: balance_evals(), 2: [ev(25000 * i, 400.0, n, alive=0)
+                                                           for i, n in enumerate(lengths, 1)]})
+    found = next(s for s in diagnose([late]).symptoms() if s.id == "behaviour.forgets_walking")
+    assert found.numbers["window_steps"] == FORGET_EVALS * 25000 and found.numbers["early_fraction"] == 0.12
+    after = (820,) * FORGET_EVALS + (120, 200)
+    later = make_run(tmp_path, "later", {1: balance_evals(), 2: [ev(25000 * i, 400.0, n, alive=0)
+                                                             for i, n in enumerate(after, 1)]})
+    assert "behaviour.forgets_walking" not in ids(later)
+
+
 @pytest.mark.parametrize("algorithm", ["ppo", "sac"])
 def test_forgets_walking_suggests_only_keys_the_algorithm_reads(tmp_path, algorithm, ev, make_run,
                                                                  balance_evals):
