@@ -212,9 +212,10 @@ def test_forgets_walking(tmp_path, ev, make_run, balance_evals):
 
 
 def test_forgets_walking_sees_a_collapse_a_few_screenings_after_the_switch(tmp_path, ev, make_run, balance_evals):
-    """The shape of a T-Rex shuffler's walking stage (2026-12-02): it kept its episodes for two screenings after the
-    switch, then fell within ~120 steps; the warm-up keys are 0 or one screening long, so a window of one screening
-    missed it. A collapse after the first FORGET_EVALS screenings is the regression rule's, not this one's."""
+    """The shape of a walking stage from a T-Rex stander paid for moving forward (2026-12-02; it stood still): it
+    kept its episodes for two screenings after the switch, then fell within ~120 steps; the warm-up keys are 0 or
+    one screening long, so a window of one screening missed it. A collapse after the first FORGET_EVALS screenings
+    is the regression rule's, not this one's."""
     from dinosim.tracking.diagnose.rules_task import FORGET_EVALS
 
     lengths = (820, 820, 120, 200, 500, 800)
