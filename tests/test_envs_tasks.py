@@ -230,6 +230,21 @@ def test_stage3_targets_spawn_inside_configured_ranges():
         assert 1.0 <= prey[0] - rap.unwrapped.data.qpos[0] <= 1.2 and abs(prey[1]) < 1e-9
 
 
+@pytest.mark.parametrize("species,task", [("velociraptor", "strike"), ("trex", "bite")])
+def test_prey_height_raises_the_prey_off_the_ground(species, task):
+    """``prey_height`` is the prey's underside above the ground: 0 (the default) rests it on the floor, and the same
+    seed raises the same prey by exactly that much."""
+    kwargs = {"task": task, "prey_lateral_range": 0.0}
+    ground = make_env(species, kwargs).unwrapped
+    raised = make_env(species, {**kwargs, "prey_height": 1.2}).unwrapped
+    ground.reset(seed=3)
+    raised.reset(seed=3)
+    radius = float(ground.model.geom_size[ground._target_geom][0])
+    low, high = ground.data.mocap_pos[0].copy(), raised.data.mocap_pos[0].copy()
+    assert low[2] == pytest.approx(radius)
+    assert high[2] == pytest.approx(radius + 1.2) and high[:2] == pytest.approx(low[:2])
+
+
 def test_every_food_is_reachable_by_holding_a_neck_pose_and_none_is_at_the_resting_mouth():
     kwargs = stage_config("brachiosaurus", 3)["env"]
     env = make_env("brachiosaurus", kwargs)

@@ -59,6 +59,7 @@ COMMON_RULES: dict[str, Rule] = {
 _PREY_RULES: dict[str, Rule] = {
     "prey_distance_range": Ordered(Number(0.0, 50.0, lo_open=True)),
     "prey_lateral_range": Number(0.0, 50.0),
+    "prey_height": Number(0.0, 20.0),
 }
 
 _TARGET_RULES: dict[str, dict[str, Rule]] = {

@@ -14,7 +14,7 @@ import numpy as np
 
 from dinosim.config.env_rules import check_env_kwargs
 from dinosim.envs.base import DinoEnv
-from dinosim.envs.prey import ground_prey_position
+from dinosim.envs.prey import prey_position
 from dinosim.species import SPECIES
 
 
@@ -39,6 +39,7 @@ class TRexEnv(DinoEnv):
         *,
         prey_distance_range: tuple[float, float] = (4.0, 7.0),  # m, prey spawn distance ahead of the torso
         prey_lateral_range: float = 0.5,  # m, prey spawns up to this far left/right of the heading line
+        prey_height: float = 0.0,  # m, the prey's underside above the ground (0: lying on it)
         bite_bonus: float = 0.0,  # reward when the teeth or jaw touch the prey (ends the episode)
         bite_approach_weight: float = 0.0,  # reward per m/s of jaw-to-prey closing speed
         bite_proximity_weight: float = 0.0,  # reward per step times exp(-jaw-to-prey distance / 1.5 m)
@@ -47,6 +48,7 @@ class TRexEnv(DinoEnv):
         check_env_kwargs(self.species, {k: v for k, v in locals().items() if k not in ("self", "kwargs", "__class__")})
         self.prey_distance_range = (float(prey_distance_range[0]), float(prey_distance_range[1]))
         self.prey_lateral_range = float(prey_lateral_range)
+        self.prey_height = float(prey_height)
         self.bite_bonus = float(bite_bonus)
         self.bite_approach_weight = float(bite_approach_weight)
         self.bite_proximity_weight = float(bite_proximity_weight)
@@ -54,5 +56,5 @@ class TRexEnv(DinoEnv):
 
     def _spawn_target(self, rng: np.random.Generator, origin: np.ndarray) -> np.ndarray:
         radius = float(self.model.geom_size[self._target_geom][0])
-        return ground_prey_position(rng, origin, self.heading, self.prey_distance_range, self.prey_lateral_range,
-                                    radius)
+        return prey_position(rng, origin, self.heading, self.prey_distance_range, self.prey_lateral_range,
+                                    radius, self.prey_height)

@@ -14,7 +14,7 @@ import numpy as np
 
 from dinosim.config.env_rules import check_env_kwargs
 from dinosim.envs.base import DinoEnv
-from dinosim.envs.prey import ground_prey_position
+from dinosim.envs.prey import prey_position
 from dinosim.species import SPECIES
 
 
@@ -39,6 +39,7 @@ class VelociraptorEnv(DinoEnv):
         *,
         prey_distance_range: tuple[float, float] = (0.6, 1.5),  # m, prey spawn distance ahead of the torso
         prey_lateral_range: float = 0.2,  # m, prey spawns up to this far left/right of the heading line
+        prey_height: float = 0.0,  # m, the prey's underside above the ground (0: lying on it)
         strike_bonus: float = 0.0,  # reward when a sickle claw touches the prey (ends the episode)
         strike_approach_weight: float = 0.0,  # reward per m/s of claw-to-prey closing speed
         strike_proximity_weight: float = 0.0,  # reward per step times exp(-claw-to-prey distance / 0.4 m)
@@ -47,6 +48,7 @@ class VelociraptorEnv(DinoEnv):
         check_env_kwargs(self.species, {k: v for k, v in locals().items() if k not in ("self", "kwargs", "__class__")})
         self.prey_distance_range = (float(prey_distance_range[0]), float(prey_distance_range[1]))
         self.prey_lateral_range = float(prey_lateral_range)
+        self.prey_height = float(prey_height)
         self.strike_bonus = float(strike_bonus)
         self.strike_approach_weight = float(strike_approach_weight)
         self.strike_proximity_weight = float(strike_proximity_weight)
@@ -54,5 +56,5 @@ class VelociraptorEnv(DinoEnv):
 
     def _spawn_target(self, rng: np.random.Generator, origin: np.ndarray) -> np.ndarray:
         radius = float(self.model.geom_size[self._target_geom][0])
-        return ground_prey_position(rng, origin, self.heading, self.prey_distance_range, self.prey_lateral_range,
-                                    radius)
+        return prey_position(rng, origin, self.heading, self.prey_distance_range, self.prey_lateral_range,
+                                    radius, self.prey_height)
