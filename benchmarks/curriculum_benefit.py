@@ -1,5 +1,7 @@
 """Does the curriculum help? Steps and wall time to each gate, warm-started from the previous stage vs from scratch.
 
+(A stage whose ``curriculum.warm_start_stage`` names another stage starts from that one: each line says which.)
+
     python benchmarks/curriculum_benefit.py --species velociraptor [--seeds 0,1] [--stages 2,3]
     python benchmarks/curriculum_benefit.py --species trex --warm RUN [--scratch RUN ...]   # read finished runs
 
@@ -34,7 +36,16 @@ def stage_result(run_dir: Path, stage: int) -> Optional[dict]:
         return None
     state = StageState.from_dict({**data, "stage": stage})  # the folder key names the stage
     return {"passed": state.gate_passed, "steps": state.steps_to_gate(),
-            "minutes": state.wall_time / 60.0, "run": str(run_dir)}
+            "minutes": state.wall_time / 60.0, "run": str(run_dir), "source": source_stage(state.warm_start)}
+
+
+def source_stage(model: Optional[str]) -> str:
+    """Which policy a stage started from, by the model file it recorded: ``"stage K"``, ``"scratch"`` or the path
+    (an ``--init-from`` outside a stage folder)."""
+    if model is None:
+        return "scratch"
+    folder = next((part for part in reversed(Path(model).parts) if part.startswith("stage")), None)
+    return f"stage {folder[5:]}" if folder else model
 
 
 def train(species: str, stages: list[int], seed: int, name: str, overrides: list[str]) -> Path:
@@ -94,7 +105,8 @@ def main(argv: Optional[list[str]] = None) -> int:
                 ok = False
                 if w and s and w["passed"]:  # scratch stopped unpassed: the ratio is below warm / steps it used
                     ratio = f"< {w['steps'] / s['steps']:.2f} (scratch not passed)"
-            print(f"  stage {stage} run {i}: warm {describe(w)} | scratch {describe(s)} | ratio {ratio}"
+            source = f" (from {w['source']})" if w else ""
+            print(f"  stage {stage} run {i}: warm{source} {describe(w)} | scratch {describe(s)} | ratio {ratio}"
                   + chain_note(run_dir, stage, s))
     return 0 if ok else 1
 
