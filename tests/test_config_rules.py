@@ -284,7 +284,8 @@ def test_the_real_run_tells_what_the_dry_run_notes(tmp_path, monkeypatch, capsys
     from dinosim.training.preflight import preflight
     from dinosim.training.request import RunRequest
 
-    config = resolve_run("trex", "crossq", (2, 3), ["curriculum.eval_episodes=5", "curriculum.gate_episodes=6"])
+    overrides = ["curriculum.eval_episodes=5", "curriculum.gate_episodes=6", "3.curriculum.warm_start_stage=2"]
+    config = resolve_run("trex", "crossq", (2, 3), overrides)  # the bite file starts from stage 1: from 2 here
     assert config.curriculum(2).eval_envs == 6 and config.to_dict()["stage3"]["curriculum"]["eval_envs"] == 6
     request = RunRequest(command="curriculum", config=config, run_dir=tmp_path / "run")
     notes = preflight(request).notes
@@ -306,6 +307,6 @@ def test_the_real_run_tells_what_the_dry_run_notes(tmp_path, monkeypatch, capsys
         runner.run(request)
     assert capsys.readouterr().err.splitlines() == [f"note: {note}" for note in notes]
     dry = cli(tmp_path, "curriculum", "--species", "trex", "--stages", "2-3", "--algorithm", "crossq", "--dry-run",
-              "--override", "curriculum.eval_episodes=5", "curriculum.gate_episodes=6")
+              "--override", *overrides)
     assert [line for line in dry.stdout.splitlines() if line.startswith("#")] == [f"# note: {n}" for n in notes]
     assert not (tmp_path / "run").exists()

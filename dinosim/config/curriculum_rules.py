@@ -181,5 +181,7 @@ def warm_start_source(stage: int, stages: Sequence[int], wanted: Optional[int]) 
         return earlier[-1], ""
     if wanted not in earlier:
         return None, (f"curriculum.warm_start_stage = {wanted}: this run does not train stage {wanted} before stage "
-                      f"{stage} (stages {', '.join(map(str, stages))}); run it too, or set the key to 0 (from scratch)")
+                      f"{stage} (stages {', '.join(map(str, stages))}); run it too, or override {stage}.curriculum."
+                      f"warm_start_stage with a stage this run trains before it ({', '.join(map(str, earlier))}) or 0 "
+                      "(from scratch)")
     return wanted, ""
