@@ -8,8 +8,8 @@ import numpy as np
 
 
 def prey_position(rng: np.random.Generator, origin: np.ndarray, heading: float,
-                         distance_range: tuple[float, float], lateral_range: float, radius: float,
-                         height: float = 0.0) -> np.ndarray:
+                  distance_range: tuple[float, float], lateral_range: float, radius: float,
+                  height: float = 0.0) -> np.ndarray:
     """The centre of a prey of ``radius`` whose underside is ``height`` above the ground (0: resting on it), at a
     uniform distance in ``distance_range`` along ``heading`` from ``origin`` and a uniform sideways offset within
     ``±lateral_range``."""

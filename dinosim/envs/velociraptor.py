@@ -57,4 +57,4 @@ class VelociraptorEnv(DinoEnv):
     def _spawn_target(self, rng: np.random.Generator, origin: np.ndarray) -> np.ndarray:
         radius = float(self.model.geom_size[self._target_geom][0])
         return prey_position(rng, origin, self.heading, self.prey_distance_range, self.prey_lateral_range,
-                                    radius, self.prey_height)
+                             radius, self.prey_height)
