@@ -175,3 +175,33 @@ def test_a_training_run_records_stopped_screenings_and_never_keeps_one_as_best(t
     assert complete, "no screening played all its episodes: the test needs one of each"
     assert (stop_dir / "stage1" / "best").exists() and stop_state["best_step"] in [r["global_step"] for r in complete]
     assert summarize_run(stop_dir).rows[0].best_reward == stop_state["best_eval"]["eval/mean_reward"]
+
+
+def test_a_stage_whose_every_screening_stopped_is_ranked_by_its_best_stopped_one(tmp_path, tiny,
+                                                                                  monkeypatch) -> None:
+    """With the early stop every screening of a policy far from its gate can stop, so no evaluation is complete
+    and nothing is best/. The stage-end shortfall (and the ranked steps a sweep minimises) then come from the best
+    stopped screening's point estimates, not 1 for every such stage: a sweep of the T-Rex's bite tied each trial
+    that did not pass at twice its budget."""
+    import json
+
+    from dinosim.runfolder import stopped_on
+
+    trial = tmp_path / "trial.jsonl"
+    monkeypatch.setenv("DINOSIM_TRIAL_METRICS", str(trial))
+    unreachable = ["env.max_episode_steps=40", "curriculum.min_avg_episode_length=40", "curriculum.eval_episodes=4",
+                   "curriculum.min_avg_reward=-1e9", "curriculum.eval_envs=2"]
+    code, summary = tiny.run(tmp_path / "run", [1], unreachable, 768)
+    assert code == 0
+    *screenings, end = [json.loads(line) for line in trial.read_text().splitlines()]
+    assert len(screenings) == 3 and all(stopped_on(r) == ["length"] for r in screenings)
+    state = summary["stages"]["1"]
+    assert state["best_eval"] is None and not (tmp_path / "run" / "stage1" / "best").exists()
+    partial = state["best_partial_eval"]
+    assert partial["eval/return_lb"] == max(r["eval/return_lb"] for r in screenings)
+    assert partial["global_step"] in [r["global_step"] for r in screenings]
+    gate = CurriculumSettings(min_avg_reward=-1e9, min_avg_episode_length=40.0)
+    expected = gate.shortfall({"return": partial["eval/mean_reward"], "length": partial["eval/mean_ep_length"]})
+    assert 0.0 < expected < 1.0
+    assert end["stage/gate_passed"] == 0 and end["stage/gate_shortfall"] == pytest.approx(expected, abs=1e-6)
+    assert end["stage/steps_to_gate_ranked"] == round(end["stage/steps_to_gate"] * (1.0 + expected))

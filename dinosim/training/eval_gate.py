@@ -330,6 +330,8 @@ class EvalGateCallback(BaseCallback):
             model_zip, vecnorm = snapshot()
             save_best_pair(ctx.stage_dir, model_zip, vecnorm, {"global_step": step, EVAL_KIND_KEY: kind, **metrics})
             state.best_eval, state.best_step = {**metrics, EVAL_KIND_KEY: kind, "rank": list(rank)}, step
+        elif result.stopped and _ranks_above(rank, state.best_partial_eval):
+            state.best_partial_eval = {**metrics, EVAL_KIND_KEY: kind, "rank": list(rank), "global_step": step}
         # eval component means are "eval/reward/<term>": "reward/<term>" is the training-rollout series
         record = {"global_step": step, "stage": ctx.stage, **metrics, EVAL_KIND_KEY: kind,
                   EVAL_SEEDS_KEY: [seeds.start, seeds.stop],
@@ -342,6 +344,11 @@ class EvalGateCallback(BaseCallback):
         for sink in ctx.eval_sinks:
             sink(record)
         return scalars
+
+
+def _ranks_above(rank: tuple[float, float], other: Optional[dict[str, Any]]) -> bool:
+    """``rank`` is above that of the recorded evaluation ``other`` (always, when there is none)."""
+    return other is None or rank > tuple(other.get("rank", (-math.inf, -math.inf)))
 
 
 def _timing(played: EvalTiming, wait: float) -> dict[str, float]:

@@ -40,7 +40,9 @@ STAGE_STEPS_TO_GATE = "stage/steps_to_gate"  # from the stage's start to the sna
 RUN_STEPS_TO_GATE = "run/steps_to_gate"  # global step of that snapshot: the whole chain up to this stage's gate
 STAGE_GATE_PASSED = "stage/gate_passed"  # 1 or 0
 # How far the stage's best evaluation (best/, ranked by its lower bounds) fell short of the gate: 0 when it passed,
-# else CurriculumSettings.shortfall of that evaluation's point estimates (1 without a complete evaluation)
+# else CurriculumSettings.shortfall of that evaluation's point estimates; without a complete evaluation (with
+# curriculum.eval_early_stop, every screening of a stage-3 policy far from its success gate stops early), those of
+# the best evaluation that stopped early, over the episodes it played; 1 without any evaluation
 STAGE_GATE_SHORTFALL = "stage/gate_shortfall"
 # steps_to_gate for a passed stage; for one that did not pass, its steps x (1 + gate_shortfall): failed trials of a
 # sweep then rank among themselves by how close they came, instead of tying at their budget, and still below
@@ -67,7 +69,7 @@ def gate_shortfall(state: "StageState", curriculum: "CurriculumSettings") -> flo
     """:data:`STAGE_GATE_SHORTFALL` of a finished stage judged by ``curriculum``'s gate."""
     if state.gate_passed:
         return 0.0
-    best = state.best_eval or {}
+    best = state.best_eval or state.best_partial_eval or {}
     point = {"return": best.get(EVAL_MEAN_REWARD), "length": best.get(EVAL_MEAN_LENGTH),
              "success": best.get(EVAL_SUCCESS_RATE)}
     return curriculum.shortfall({k: float(v) for k, v in point.items() if v is not None})

@@ -71,6 +71,9 @@ class StageState:
     last_eval: Optional[dict[str, Any]] = None
     best_eval: Optional[dict[str, Any]] = None  # metrics of the best evaluation (by its lower bound); best/ holds it
     best_step: Optional[int] = None
+    # metrics of the best evaluation that stopped early (by its lower bounds, over the episodes it played): never
+    # best/, but what a stage without any complete evaluation fell short by (dinosim.training.metrics.gate_shortfall)
+    best_partial_eval: Optional[dict[str, Any]] = None
     wall_time: float = 0.0  # seconds trained in this stage, summed over resumed segments
     # CPU seconds of the training process in this stage (all its threads; not SubprocVecEnv's worker processes nor
     # the background evaluation process), summed over resumed segments; None: a state from before it was recorded
@@ -136,7 +139,7 @@ class StageState:
         ints = ("stage", "budget", "timesteps_used", "gate_streak", "evaluations", "last_eval_stage_step",
                 "last_checkpoint_stage_step")
         optional_ints = ("start_step", "gate_passed_at", "best_step")
-        tables = ("last_eval", "best_eval", "ramped")
+        tables = ("last_eval", "best_eval", "best_partial_eval", "ramped")
         if (state.status not in STAGE_STATUSES or not isinstance(state.gate_passed, bool)
                 or any(type(getattr(state, n)) is not int or getattr(state, n) < 0 for n in ints)
                 or any(getattr(state, n) is not None and type(getattr(state, n)) is not int for n in optional_ints)
