@@ -62,7 +62,7 @@ class CurriculumSettings:
     obs_norm_count: Optional[float] = None  # warm start: weight (in samples) of the carried-over obs statistics
     new_inputs: str = "carry"  # warm start, obs values the previous stage never saw vary: "carry", "zero" or "fresh"
     anchor_coef: float = 0.0  # warm-started PPO stage: loss += coef * KL(start policy || policy) on its states (0: off)
-    anchor_timesteps: int = 0  # anchor_coef falls linearly to 0 over this many stage steps (0: constant all stage)
+    anchor_timesteps: int = 0  # anchor_coef falls to 0 over this many stage steps, critic warm-up included (0: stays)
     warm_start_stage: Optional[int] = None  # start from this earlier stage's policy (unset: the previous; 0: scratch)
 
     def evaluates_in_background(self, budget: int, cpus: int, vec_env: str) -> bool:

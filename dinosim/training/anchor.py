@@ -11,7 +11,9 @@ raptor's walking stage forgets how to stand: docs/envs.md, "Does the curriculum 
 * ``s``: the rollout's observations as the policy sees them (normalised by the training ``VecNormalize``);
 * KL: the closed form for the policies' distributions (diagonal Gaussians: summed over the action dimensions);
 * ``coef(t) = anchor_coef * max(0, 1 - t / anchor_timesteps)`` at stage step ``t`` when the update starts;
-  ``anchor_timesteps = 0`` keeps ``anchor_coef`` for the whole stage.
+  ``anchor_timesteps = 0`` keeps ``anchor_coef`` for the whole stage. ``t`` counts from the stage's start, so a
+  critic warm-up (``curriculum.critic_warmup_timesteps``: the actor frozen, nothing for the anchor to hold) uses up
+  that much of the fade (a sweep of the T-Rex's bite with 100k of warm-up and a 200k fade, 2026-12-02).
 
 Logged per update: ``train/anchor_kl`` (mean of the minibatches' KL before each gradient step) and
 ``train/anchor_coef``. The frozen weights are written atomically to the stage folder
