@@ -42,10 +42,12 @@ def stage_result(run_dir: Path, stage: int) -> Optional[dict]:
 def source_stage(model: Optional[str]) -> str:
     """Which policy a stage started from, by the model file it recorded: ``"stage K"``, ``"scratch"`` or the path
     (an ``--init-from`` outside a stage folder)."""
+    from dinosim.runfolder import stage_number
+
     if model is None:
         return "scratch"
-    folder = next((part for part in reversed(Path(model).parts) if part.startswith("stage")), None)
-    return f"stage {folder[5:]}" if folder else model
+    number = next((n for n in map(stage_number, Path(model).parents) if n is not None), None)
+    return f"stage {number}" if number is not None else model
 
 
 def train(species: str, stages: list[int], seed: int, name: str, overrides: list[str]) -> Path:

@@ -324,9 +324,8 @@ class EvalGateCallback(BaseCallback):
         if kind == SCREEN_KIND:
             state.last_eval = {"global_step": step, **metrics}
         rank = cur.rank(stats)
-        best_rank = tuple(state.best_eval.get("rank", (-math.inf, -math.inf))) if state.best_eval else None
         # a stopped evaluation's bounds are those of the episodes it played: never best/ on a partial statistic
-        if passed or (not result.stopped and (best_rank is None or rank > best_rank)):
+        if passed or (not result.stopped and _ranks_above(rank, state.best_eval)):
             model_zip, vecnorm = snapshot()
             save_best_pair(ctx.stage_dir, model_zip, vecnorm, {"global_step": step, EVAL_KIND_KEY: kind, **metrics})
             state.best_eval, state.best_step = {**metrics, EVAL_KIND_KEY: kind, "rank": list(rank)}, step
